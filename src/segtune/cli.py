@@ -1,0 +1,122 @@
+"""The ``segtune`` command: demo, check-data, make-demo-data, train, sweep, status,
+report, predict. User errors print as one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from segtune.errors import SegtuneError
+
+
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from segtune.data.pairs import check_pictures
+
+    status = 0
+    for folder in args.folders:
+        report = check_pictures(Path(folder))
+        for problem in report.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not report.pictures and not report.problems:
+            print(f"error: {folder}: no pictures found", file=sys.stderr)
+        if report.problems or not report.pictures:
+            print(f"{folder}: {len(report.problems)} problem(s), {len(report.pictures)} usable pictures",
+                  file=sys.stderr)
+            status = 1
+            continue
+        print(f"{folder}: OK")
+        for line in report.summary_lines():
+            print(f"  {line}")
+    return status
+
+
+def _cmd_make_demo_data(args: argparse.Namespace) -> int:
+    from segtune.data.synthetic import write_demo_data
+
+    counts = write_demo_data(Path(args.out), pictures=args.pictures, size=args.size, seed=args.seed)
+    print(f"wrote {counts['train']} train and {counts['val']} val pictures "
+          f"({args.size}x{args.size}) to {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from segtune.config import load_run_config
+    from segtune.records import RunRecords
+    from segtune.train import train_run
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        records = RunRecords(run_dir)
+        if not records.config_path.exists():
+            raise SegtuneError(f"{run_dir}: not a run folder (no config.yaml)")
+        config = records.read_config()
+        resume = True
+    else:
+        config = load_run_config(Path(args.config) if args.config else None, args.set)
+        run_dir = Path(args.out)
+        if (run_dir / "summary.json").exists() and not args.force:
+            raise SegtuneError(f"{run_dir}: already holds a run; use --resume {run_dir} or --force")
+        resume = False
+    try:
+        summary = train_run(config, run_dir, resume=resume)
+    except KeyboardInterrupt:
+        print(f"interrupted: recorded in {run_dir}/summary.json; continue with "
+              f"`segtune train --resume {run_dir}`", file=sys.stderr)
+        return 130
+    status = summary["status"]
+    if status == "failed":
+        print(f"run failed: {summary['failure']['reason']} (records in {run_dir})", file=sys.stderr)
+        return 1
+    from segtune.metrics import describe_metric
+
+    print(f"run {status}: {run_dir}")
+    for key in ("val/recall", "val/precision", "val/f1", "val/ap", "train/recall", "train/f1"):
+        if key in summary["final"]:
+            print(f"  {describe_metric(key, config.eval.threshold)}: {summary['final'][key]:.4f}")
+    return 0
+
+
+def _add_common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set loss.bce_weight=0.4 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segtune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-data", help="find and validate pictures (images/ + masks/ or CSV)")
+    p.add_argument("folders", nargs="+", help="folder with images/ and masks/, or a CSV manifest")
+    p.set_defaults(func=_cmd_check_data)
+
+    p = sub.add_parser("make-demo-data", help="generate the demo dataset")
+    p.add_argument("out")
+    p.add_argument("--pictures", type=int, default=40)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_make_demo_data)
+
+    p = sub.add_parser("train", help="train one configuration and write its run records")
+    p.add_argument("config", nargs="?", help="run config YAML (defaults if omitted)")
+    p.add_argument("--out", default="runs/run", help="run folder (default runs/run)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    _add_common_run_args(p)
+    p.set_defaults(func=_cmd_train)
+
+    from segtune import cli_study
+
+    cli_study.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SegtuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,220 @@
+"""Typed, frozen run configuration loaded from YAML, with ``key=value`` overrides.
+
+Unknown keys and out-of-range values are errors naming the dotted key and the valid
+range, e.g. ``loss.bce_weight: must be <= 1 (got 1.5)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from segtune.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resize(_Frozen):
+    """Resize applied to a picture before tiling: exactly one of the two keys."""
+
+    scale: float | None = Field(None, gt=0, le=16)
+    longest_side: int | None = Field(None, ge=8)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Resize:
+        if (self.scale is None) == (self.longest_side is None):
+            raise ValueError("give exactly one of resize.scale or resize.longest_side")
+        return self
+
+
+class DataConfig(_Frozen):
+    train: Path | None = None
+    val: Path | None = None
+    train_subset: int | None = Field(None, ge=1)
+    val_subset: int | None = Field(None, ge=1)
+    seed: int = 0
+    cache_dir: Path | None = None
+
+
+class PagesConfig(_Frozen):
+    page_size: int = Field(256, ge=16, le=16384)
+    patch_overlap: int = Field(0, ge=0)
+    resize: Resize | None = None
+    blend: Literal["mean", "gaussian", "linear"] = "mean"
+
+    @model_validator(mode="after")
+    def _overlap_below_page(self) -> PagesConfig:
+        if self.patch_overlap >= self.page_size:
+            raise ValueError(
+                f"pages.patch_overlap ({self.patch_overlap}) must be smaller than "
+                f"pages.page_size ({self.page_size})"
+            )
+        return self
+
+
+class ModelConfig(_Frozen):
+    arch: str = "Unet"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    encoder_depth: int = Field(5, ge=3, le=5)
+    decoder_channels: tuple[int, ...] | None = None
+
+
+class LossConfig(_Frozen):
+    bce_weight: float = Field(0.5, ge=0.0, le=1.0)
+    dice_smooth: float = Field(1e-5, ge=0.0)
+    pos_weight: float = Field(1.0, gt=0.0)
+
+
+class OptimConfig(_Frozen):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(16, ge=1)
+    micro_batch_size: int | None = Field(None, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float | None = Field(None, gt=0.0)
+
+
+class SamplingConfig(_Frozen):
+    positive_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    augment: tuple[Literal["hflip", "vflip", "rot90", "brightness_contrast"], ...] = (
+        "hflip",
+        "vflip",
+        "rot90",
+    )
+
+
+class EvalConfig(_Frozen):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    preview_pictures: int = Field(5, ge=0)
+    train_eval_pictures: int | None = Field(None, ge=1)
+    histogram_bins: int = Field(1000, ge=10, le=100000)
+
+
+class RuntimeConfig(_Frozen):
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class RunConfig(_Frozen):
+    """Everything one run needs; written resolved to ``config.yaml`` in the run folder."""
+
+    data: DataConfig = DataConfig()
+    pages: PagesConfig = PagesConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _micro_batch(self) -> RunConfig:
+        micro = self.optim.micro_batch_size
+        if micro is not None and micro > self.optim.batch_size:
+            raise ValueError(
+                f"optim.micro_batch_size ({micro}) must be <= optim.batch_size "
+                f"({self.optim.batch_size})"
+            )
+        return self
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line naming the first bad key, what is wrong and the value given."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return f"{prefix}{key}: unknown key"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    given = err.get("input")
+    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    return f"{prefix}{key}: {msg}{shown}"
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or bad YAML is a one-line ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: bad YAML{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``key='a.b'``, creating mappings on the way."""
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings (values parsed as YAML scalars) to a config tree."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from exc
+        set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base``."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_run_config(tree: dict[str, Any], source: str = "") -> RunConfig:
+    """Validate a config tree; errors name the dotted key (prefixed by ``source``)."""
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{source}: " if source else "")) from exc
+
+
+def load_run_config(path: Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a run config from YAML (or defaults) and apply ``--set`` overrides."""
+    tree = load_yaml(path) if path is not None else {}
+    tree = apply_overrides(tree, overrides or [])
+    return build_run_config(tree, str(path) if path else "config")
+
+
+def config_to_dict(config: BaseModel) -> dict[str, Any]:
+    """Plain YAML-safe dict of a config (paths as strings, tuples as lists)."""
+    return config.model_dump(mode="json")
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,1 @@
+"""Pictures (pairs), pages (tiles), the decoded cache and the demo data."""

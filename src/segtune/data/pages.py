@@ -1,0 +1,142 @@
+"""Training pages: a seeded per-epoch plan of page origins and the Dataset that cuts them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import albumentations as A
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import Dataset
+
+from segtune.config import PagesConfig
+from segtune.data.cache import PictureCache
+from segtune.data.pairs import Picture
+from segtune.data.tiles import extract_page, page_origins
+
+
+@dataclass
+class LoadedPicture:
+    """A picture decoded through the cache (memory-mapped arrays, resized if asked)."""
+
+    picture: Picture
+    image: NDArray[np.uint8]  # (H, W, 3), after resize
+    mask: NDArray[np.bool_]  # (H, W), after resize
+
+
+def load_split(
+    pictures: Sequence[Picture], cache: PictureCache, pages: PagesConfig
+) -> list[LoadedPicture]:
+    """Decode (once, through the cache) every picture of a split."""
+    scale = pages.resize.scale if pages.resize else None
+    longest = pages.resize.longest_side if pages.resize else None
+    return [
+        LoadedPicture(
+            p,
+            cache.get(p.image, "image", scale, longest),  # type: ignore[arg-type]
+            cache.get(p.mask, "mask", scale, longest),  # type: ignore[arg-type]
+        )
+        for p in pictures
+    ]
+
+
+def epoch_plan(
+    pictures: Sequence[LoadedPicture],
+    page_size: int,
+    overlap: int,
+    positive_fraction: float,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, int, int]]:
+    """The ``(picture, y, x)`` origins of one epoch, in batch order.
+
+    Every tiled page of the training pictures appears once, shuffled. With
+    ``positive_fraction`` > 0, that share of each batch is replaced by pages that contain
+    a positive pixel at a random position inside the page (so positives are not
+    always centred).
+    """
+    grid = [
+        (i, y, x)
+        for i, lp in enumerate(pictures)
+        for y, x in page_origins(lp.image.shape[0], lp.image.shape[1], page_size, overlap)
+    ]
+    order = [grid[j] for j in rng.permutation(len(grid))]
+    n_pos = round(positive_fraction * batch_size)
+    with_pos = [i for i, lp in enumerate(pictures) if lp.mask.any()]
+    if n_pos == 0 or not with_pos:
+        return order
+    plan: list[tuple[int, int, int]] = []
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        keep = max(0, len(batch) - n_pos)
+        plan.extend(batch[:keep])
+        plan.extend(_positive_page(pictures[i], i, page_size, rng) for i in rng.choice(with_pos, len(batch) - keep))
+    return plan
+
+
+def _positive_page(
+    lp: LoadedPicture, index: int, page_size: int, rng: np.random.Generator
+) -> tuple[int, int, int]:
+    ys, xs = np.nonzero(lp.mask)
+    k = int(rng.integers(len(ys)))
+    h, w = lp.mask.shape
+    # Put the chosen positive pixel at a random place in the page, then keep the page
+    # inside the picture where the picture is large enough.
+    y = int(ys[k]) - int(rng.integers(page_size))
+    x = int(xs[k]) - int(rng.integers(page_size))
+    y = min(max(y, 0), max(h - page_size, 0))
+    x = min(max(x, 0), max(w - page_size, 0))
+    return index, y, x
+
+
+def build_augment(names: Sequence[str]) -> A.Compose:
+    """albumentations pipeline from names (hflip, vflip, rot90, brightness_contrast)."""
+    table = {
+        "hflip": lambda: A.HorizontalFlip(p=0.5),
+        "vflip": lambda: A.VerticalFlip(p=0.5),
+        "rot90": lambda: A.RandomRotate90(p=0.5),
+        "brightness_contrast": lambda: A.RandomBrightnessContrast(p=0.5),
+    }
+    return A.Compose([table[n]() for n in names])
+
+
+class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Cuts the planned pages, augments them (seeded per item) and returns tensors.
+
+    Items are ``(image uint8 (3, P, P), target bool (P, P), valid bool (P, P))``.
+    """
+
+    def __init__(
+        self,
+        pictures: Sequence[LoadedPicture],
+        plan: Sequence[tuple[int, int, int]],
+        page_size: int,
+        augment: Sequence[str],
+        seed: int,
+    ) -> None:
+        self.pictures = pictures
+        self.plan = plan
+        self.page_size = page_size
+        self.augment = build_augment(augment) if augment else None
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index, y, x = self.plan[item]
+        lp = self.pictures[index]
+        image, valid = extract_page(lp.image, (y, x), self.page_size)
+        mask, _ = extract_page(lp.mask, (y, x), self.page_size)
+        if self.augment is not None:
+            self.augment.set_random_seed(self.seed * 1_000_003 + item)
+            out = self.augment(image=image, masks=[mask.astype(np.uint8), valid.astype(np.uint8)])
+            image = out["image"]
+            mask, valid = (np.asarray(m) > 0 for m in out["masks"])
+        return (
+            torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            torch.from_numpy(np.ascontiguousarray(mask)),
+            torch.from_numpy(np.ascontiguousarray(valid)),
+        )

@@ -1,0 +1,181 @@
+"""Finding, validating and sub-sampling pictures (image + mask pairs)."""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segtune.data.io import IMAGE_SUFFIXES, image_size, read_image, read_mask
+from segtune.errors import DataError
+
+
+@dataclass(frozen=True, order=True)
+class Picture:
+    """One input image with its binary mask; ordered (and identified) by stem."""
+
+    stem: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class DataReport:
+    """What :func:`check_pictures` found: the usable pictures, problems and statistics."""
+
+    pictures: list[Picture]
+    problems: list[str] = field(default_factory=list)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)
+    positive_fractions: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable summary (count, sizes, positive-pixel fraction)."""
+        fractions = np.array(list(self.positive_fractions.values()), dtype=np.float64)
+        lines = [f"{len(self.pictures)} pictures"]
+        sizes = ", ".join(
+            f"{w}x{h} ({n})" for (h, w), n in sorted(self.sizes.items(), key=lambda kv: -kv[1])
+        )
+        lines.append(f"sizes (WxH): {sizes}")
+        if len(fractions):
+            lines.append(
+                f"positive pixels: mean {fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
+            )
+        empty = sorted(s for s, f in self.positive_fractions.items() if f == 0.0)
+        lines.append(
+            f"pictures with no positives: {len(empty)}"
+            + (f" ({', '.join(empty[:10])}{' …' if len(empty) > 10 else ''})" if empty else "")
+        )
+        return lines
+
+
+def _by_stem(folder: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.setdefault(path.stem, []).append(path)
+    return found
+
+
+def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
+    """Find pictures in ``source/images`` + ``source/masks`` (by stem) or a CSV manifest.
+
+    A manifest has ``image`` and ``mask`` columns; relative paths are resolved against
+    the manifest's folder.
+
+    Returns:
+        The pictures sorted by stem, and a list of one-line problems (each naming a file).
+
+    Raises:
+        DataError: when the folder or manifest itself is missing or malformed.
+    """
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _pairs_from_manifest(source)
+    if not source.is_dir():
+        raise DataError(f"{source}: no such folder or CSV manifest")
+    images_dir, masks_dir = source / "images", source / "masks"
+    for sub in (images_dir, masks_dir):
+        if not sub.is_dir():
+            raise DataError(f"{sub}: folder missing (expected {source}/images and {source}/masks)")
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
+    problems: list[str] = []
+    if not images and not masks:
+        raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
+    for stem in sorted({*images, *masks}):
+        for kind, table in (("image", images), ("mask", masks)):
+            if len(table.get(stem, [])) > 1:
+                names = ", ".join(p.name for p in sorted(table[stem]))
+                problems.append(f"{stem}: several {kind} files share this stem ({names})")
+    for stem in sorted(set(images) - set(masks)):
+        problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
+    for stem in sorted(set(masks) - set(images)):
+        problems.append(f"{masks[stem][0]}: mask without image (no {images_dir}/{stem}.*)")
+    pictures = [
+        Picture(s, images[s][0], masks[s][0])
+        for s in sorted(set(images) & set(masks))
+        if len(images[s]) == 1 and len(masks[s]) == 1
+    ]
+    return pictures, problems
+
+
+def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
+    problems: list[str] = []
+    pictures: dict[str, Picture] = {}
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"image", "mask"} <= set(reader.fieldnames):
+            raise DataError(f"{manifest}: manifest needs 'image' and 'mask' columns")
+        for line, row in enumerate(reader, start=2):
+            image = (manifest.parent / row["image"]).resolve()
+            mask = (manifest.parent / row["mask"]).resolve()
+            for kind, path in (("image", image), ("mask", mask)):
+                if not path.is_file():
+                    problems.append(f"{path}: {kind} listed on line {line} of {manifest} not found")
+            if image.stem in pictures:
+                problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
+            elif image.is_file() and mask.is_file():
+                pictures[image.stem] = Picture(image.stem, image, mask)
+    if not pictures and not problems:
+        raise DataError(f"{manifest}: empty manifest")
+    return sorted(pictures.values()), problems
+
+
+def check_pictures(source: Path) -> DataReport:
+    """Find and fully decode every picture, collecting every problem (one line each)."""
+    pictures, problems = find_pairs(source)
+    report = DataReport(pictures=[], problems=problems)
+    for pic in pictures:
+        try:
+            image_hw = image_size(pic.image)
+            mask_hw = image_size(pic.mask)
+            if image_hw != mask_hw:
+                raise DataError(
+                    f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
+                    f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
+                )
+            read_image(pic.image)
+            mask = read_mask(pic.mask)
+        except DataError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.pictures.append(pic)
+        report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
+        report.positive_fractions[pic.stem] = float(mask.mean())
+    return report
+
+
+def load_pictures(source: Path) -> list[Picture]:
+    """Find pictures and raise on the first structural problem (missing partner files)."""
+    pictures, problems = find_pairs(source)
+    if problems:
+        extra = f" (and {len(problems) - 1} more; run `segtune check-data {source}`)"
+        raise DataError(problems[0] + (extra if len(problems) > 1 else ""))
+    if not pictures:
+        raise DataError(f"{source}: no pictures found")
+    return pictures
+
+
+def sample_subset(pictures: Sequence[Picture], n: int | None, seed: int) -> list[Picture]:
+    """Sample ``n`` pictures reproducibly, whatever the file-system order.
+
+    Pictures are sorted by stem, sampled with ``random.Random(seed)``, and the sample is
+    returned sorted by stem: that order is what analysis calls "the first K pictures".
+
+    Raises:
+        DataError: when ``n`` exceeds the number of pictures available.
+    """
+    ordered = sorted(pictures)
+    if n is None or n == len(ordered):
+        return ordered
+    if n > len(ordered):
+        raise DataError(f"subset of {n} pictures requested but only {len(ordered)} are available")
+    if n < 1:
+        raise DataError(f"subset size must be at least 1 (got {n})")
+    return sorted(random.Random(seed).sample(ordered, n))

@@ -1,0 +1,178 @@
+"""Pages: tile origins, page extraction with padding, and blended stitching.
+
+Everything here is a pure function of arrays so it can be tested without a network.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from segtune.errors import ConfigError
+
+Blend = Literal["mean", "gaussian", "linear"]
+
+
+def axis_origins(length: int, page_size: int, overlap: int) -> list[int]:
+    """Start offsets of pages along one axis.
+
+    Pages step by ``page_size - overlap``; the last page sits flush with the border so
+    every pixel is covered. A length smaller than a page gives the single origin 0 (the
+    page is then padded).
+    """
+    validate_page_geometry(page_size, overlap)
+    if length <= 0:
+        raise ConfigError(f"picture side must be positive (got {length})")
+    if length <= page_size:
+        return [0]
+    stride = page_size - overlap
+    origins = list(range(0, length - page_size, stride))
+    origins.append(length - page_size)
+    return origins
+
+
+def page_origins(height: int, width: int, page_size: int, overlap: int) -> list[tuple[int, int]]:
+    """All ``(y, x)`` page origins for a picture, row by row."""
+    return [
+        (y, x)
+        for y in axis_origins(height, page_size, overlap)
+        for x in axis_origins(width, page_size, overlap)
+    ]
+
+
+def validate_page_geometry(page_size: int, overlap: int) -> None:
+    if page_size <= 0:
+        raise ConfigError(f"pages.page_size must be positive (got {page_size})")
+    if overlap < 0:
+        raise ConfigError(f"pages.patch_overlap must be >= 0 (got {overlap})")
+    if overlap >= page_size:
+        raise ConfigError(
+            f"pages.patch_overlap ({overlap}) must be smaller than pages.page_size ({page_size})"
+        )
+
+
+def extract_page(
+    array: NDArray[np.generic], origin: tuple[int, int], page_size: int
+) -> tuple[NDArray[np.generic], NDArray[np.bool_]]:
+    """Cut one page out of ``array`` (H, W[, C]), zero-padding past the border.
+
+    Returns:
+        The page (``page_size`` square, same dtype and channels) and its validity mask
+        (``False`` on padding, which never counts in loss or metrics).
+    """
+    y, x = origin
+    crop = array[y : y + page_size, x : x + page_size]
+    h, w = crop.shape[:2]
+    valid = np.zeros((page_size, page_size), dtype=bool)
+    valid[:h, :w] = True
+    if h == page_size and w == page_size:
+        return np.ascontiguousarray(crop), valid
+    page = np.zeros((page_size, page_size, *array.shape[2:]), dtype=array.dtype)
+    page[:h, :w] = crop
+    return page, valid
+
+
+def blend_window(page_size: int, blend: Blend, overlap: int = 0) -> NDArray[np.float32]:
+    """Per-pixel weight of a page's prediction when pages overlap (all weights > 0).
+
+    ``mean`` weighs every pixel 1; ``gaussian`` uses sigma = page/8 around the centre
+    (as MONAI's default); ``linear`` ramps from the border up to 1 over ``overlap`` pixels.
+    """
+    if blend == "mean":
+        return np.ones((page_size, page_size), dtype=np.float32)
+    idx = np.arange(page_size, dtype=np.float64)
+    if blend == "gaussian":
+        sigma = page_size / 8.0
+        centre = (page_size - 1) / 2.0
+        g = np.exp(-((idx - centre) ** 2) / (2 * sigma * sigma))
+        w2 = np.outer(g, g)
+        w2 = w2 / w2.max()
+        w2 = np.maximum(w2, 1e-3)
+        return w2.astype(np.float32)
+    if blend == "linear":
+        ramp = max(overlap, 1)
+        edge = np.minimum(idx + 1, page_size - idx)
+        r = np.clip(edge / ramp, 0.0, 1.0)
+        return np.outer(r, r).astype(np.float32)
+    raise ConfigError(f"pages.blend must be one of mean, gaussian, linear (got {blend!r})")
+
+
+class Stitcher:
+    """Accumulates page predictions into a weighted average over the whole picture.
+
+    Example::
+
+        s = Stitcher((h, w), page_size=256, blend="gaussian", overlap=32)
+        for origin in page_origins(h, w, 256, 32):
+            s.add(predict(page_at(origin)), origin)
+        probabilities = s.finalize()
+    """
+
+    def __init__(
+        self, shape: tuple[int, int], page_size: int, blend: Blend = "mean", overlap: int = 0
+    ) -> None:
+        self.shape = shape
+        self.page_size = page_size
+        self.window = blend_window(page_size, blend, overlap)
+        self._sum = np.zeros(shape, dtype=np.float64)
+        self._weight = np.zeros(shape, dtype=np.float64)
+
+    def add(self, prediction: NDArray[np.floating], origin: tuple[int, int]) -> None:
+        """Add one page's prediction (``page_size`` square) at ``origin``; padding is cut."""
+        y, x = origin
+        h = min(self.page_size, self.shape[0] - y)
+        w = min(self.page_size, self.shape[1] - x)
+        win = self.window[:h, :w]
+        self._sum[y : y + h, x : x + w] += prediction[:h, :w] * win
+        self._weight[y : y + h, x : x + w] += win
+
+    def finalize(self) -> NDArray[np.float32]:
+        """The weighted average; raises if some pixel was never covered."""
+        if not np.all(self._weight > 0):
+            raise ValueError("stitcher: some pixels were not covered by any page")
+        return (self._sum / self._weight).astype(np.float32)
+
+
+def resized_shape(height: int, width: int, scale: float | None, longest_side: int | None) -> tuple[int, int]:
+    """Shape after the optional ``resize`` (a scale factor or a longest side)."""
+    if scale is not None:
+        factor = scale
+    elif longest_side is not None:
+        factor = longest_side / max(height, width)
+    else:
+        return height, width
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize_image(image: NDArray[np.uint8], shape: tuple[int, int]) -> NDArray[np.uint8]:
+    """Bilinear resize of an RGB ``uint8`` picture to ``shape`` (H, W)."""
+    if image.shape[:2] == shape:
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def resize_mask(mask: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """Nearest-neighbour resize of a boolean mask to ``shape`` (H, W)."""
+    if mask.shape == shape:
+        return mask
+    im = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(im.resize((shape[1], shape[0]), Image.NEAREST)) > 127
+
+
+def resize_probabilities(prob: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Bilinear resize of a probability map back to the original picture size."""
+    if prob.shape == shape:
+        return prob
+    im = Image.fromarray(prob.astype(np.float32), mode="F")
+    return np.asarray(im.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
+
+
+def pages_count(height: int, width: int, page_size: int, overlap: int) -> int:
+    """Number of pages a picture is cut into."""
+    rows = 1 if height <= page_size else math.ceil((height - page_size) / (page_size - overlap)) + 1
+    cols = 1 if width <= page_size else math.ceil((width - page_size) / (page_size - overlap)) + 1
+    return rows * cols

@@ -1,0 +1,122 @@
+"""Tiled prediction of whole pictures and per-split evaluation on stitched pictures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from segtune.config import PagesConfig
+from segtune.data.cache import PictureCache
+from segtune.data.pairs import Picture
+from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
+from segtune.metrics import Counts, ProbabilityHistogram, confusion_counts, split_metrics
+from segtune.model import normalise
+from segtune.runtime import autocast
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module,
+    image: NDArray[np.uint8],
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+) -> NDArray[np.float32]:
+    """Probability map (H, W) of one (already resized) picture: tile, predict, stitch.
+
+    Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
+    """
+    model.eval()
+    h, w = image.shape[:2]
+    size = pages.page_size
+    origins = page_origins(h, w, size, pages.patch_overlap)
+    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap)
+    for start in range(0, len(origins), batch_pages):
+        chunk = origins[start : start + batch_pages]
+        batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(normalise(x))
+        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        for page_prob, origin in zip(prob, chunk, strict=True):
+            stitcher.add(page_prob, origin)
+    return stitcher.finalize()
+
+
+@dataclass
+class PictureResult:
+    """Counts of one picture at the run's threshold (previews keep these)."""
+
+    index: int
+    stem: str
+    tp: int
+    fp: int
+    fn: int
+    positives: int
+
+
+@dataclass
+class SplitResult:
+    """Evaluation of one split: metric values, per-picture counts, preview maps."""
+
+    metrics: dict[str, float]
+    histogram: ProbabilityHistogram
+    pictures: list[PictureResult] = field(default_factory=list)
+    previews: list[NDArray[np.float32]] = field(default_factory=list)
+
+
+def evaluate_split(
+    model: nn.Module,
+    split: str,
+    pictures: Sequence[Picture],
+    cache: PictureCache,
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    threshold: float,
+    bins: int,
+    keep_previews: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+    on_picture: Callable[[], None] | None = None,
+) -> SplitResult:
+    """Evaluate full stitched pictures at their original size.
+
+    Probabilities are computed on the resized picture and resized back, then compared
+    with the original mask. The first ``keep_previews`` probability maps are kept.
+    """
+    scale = pages.resize.scale if pages.resize else None
+    longest = pages.resize.longest_side if pages.resize else None
+    counts = Counts()
+    hist = ProbabilityHistogram(bins)
+    result = SplitResult(metrics={}, histogram=hist)
+    for i, pic in enumerate(pictures):
+        image = np.asarray(cache.get(pic.image, "image", scale, longest))
+        mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
+        prob = predict_probabilities(
+            model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages
+        )
+        prob = resize_probabilities(prob, mask.shape)
+        if not np.all(np.isfinite(prob)):
+            raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
+        c = confusion_counts(prob, mask, threshold)
+        counts += c
+        hist.add(prob, mask)
+        if i < keep_previews:
+            result.pictures.append(
+                PictureResult(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum()))
+            )
+            result.previews.append(prob)
+        if on_picture is not None:
+            on_picture()
+    result.metrics = split_metrics(split, counts, hist)
+    return result

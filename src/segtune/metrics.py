@@ -1,0 +1,174 @@
+"""Pixel counts, derived metrics, histogram AP, and metric keys in words.
+
+Every metric key is ``<split>/<name>`` (``val/recall``, ``train/loss``). Counts are
+summed over all pictures of a split on full stitched pictures; a pixel is predicted
+positive when its probability is >= the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+SPLIT_WORDS = {"train": "Training", "val": "Validation", "test": "Test"}
+METRIC_WORDS = {
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "iou": "IoU",
+    "ap": "average precision",
+    "best_f1": "best F1 over thresholds",
+    "best_threshold": "F1-best threshold",
+    "loss": "loss",
+    "tp": "true-positive pixels",
+    "fp": "false-positive pixels",
+    "fn": "false-negative pixels",
+    "tn": "true-negative pixels",
+}
+THRESHOLD_FREE = {"ap", "best_f1", "best_threshold"}
+COUNT_METRICS = ("tp", "fp", "fn", "tn")
+DERIVED_METRICS = ("precision", "recall", "f1", "iou")
+
+
+def split_of(key: str) -> str:
+    """The split part of a metric key; raises if the key names none."""
+    split, sep, name = key.partition("/")
+    if not sep or split not in SPLIT_WORDS or not name:
+        raise ValueError(f"metric key {key!r} must be '<split>/<name>' with split in {list(SPLIT_WORDS)}")
+    return split
+
+
+def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = False) -> str:
+    """The one way a metric key is put into words (tables, titles, axes, captions).
+
+    >>> describe_metric("val/recall", 0.5)
+    'Validation recall, pixel-level, threshold 0.5'
+    >>> describe_metric("train/loss")
+    'Training loss (running mean over augmented batches)'
+    """
+    split = split_of(key)
+    name = key.split("/", 1)[1]
+    words = f"{SPLIT_WORDS[split]} {METRIC_WORDS.get(name, name)}"
+    if short:
+        return words
+    if name == "loss":
+        return f"{words} (running mean over augmented batches)"
+    if name in THRESHOLD_FREE:
+        return f"{words}, pixel-level, threshold-free"
+    if threshold is None:
+        return f"{words}, pixel-level"
+    return f"{words}, pixel-level, threshold {threshold:g}"
+
+
+@dataclass
+class Counts:
+    """Pixel confusion counts at one threshold."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def __iadd__(self, other: Counts) -> Counts:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        self.tn += other.tn
+        return self
+
+
+def confusion_counts(
+    prob: NDArray[np.floating], target: NDArray[np.bool_], threshold: float,
+    valid: NDArray[np.bool_] | None = None,
+) -> Counts:
+    """Counts at ``threshold`` (``prob >= threshold`` is positive) over valid pixels."""
+    pred = prob >= threshold
+    if valid is not None:
+        pred, target = pred[valid], target[valid]
+    tp = int(np.count_nonzero(pred & target))
+    fp = int(np.count_nonzero(pred & ~target))
+    fn = int(np.count_nonzero(~pred & target))
+    return Counts(tp, fp, fn, int(pred.size) - tp - fp - fn)
+
+
+def derived_metrics(c: Counts) -> dict[str, float]:
+    """Precision, recall, F1, IoU from counts; 0 where a denominator is 0.
+
+    ``no_positive_prediction`` is 1.0 when nothing was predicted positive (precision is
+    then reported as 0 and the value flagged).
+    """
+    precision = c.tp / (c.tp + c.fp) if c.tp + c.fp else 0.0
+    recall = c.tp / (c.tp + c.fn) if c.tp + c.fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    iou = c.tp / (c.tp + c.fp + c.fn) if c.tp + c.fp + c.fn else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "iou": iou,
+        "no_positive_prediction": float(c.tp + c.fp == 0),
+    }
+
+
+@dataclass
+class ProbabilityHistogram:
+    """Fixed-bin histograms of probabilities of positive and negative pixels.
+
+    Bin ``i`` holds probabilities in ``[i/B, (i+1)/B)`` (1.0 goes into the last bin), so
+    thresholds ``j/B`` are evaluated exactly and memory does not grow with data.
+    """
+
+    bins: int = 1000
+    pos: NDArray[np.int64] = field(init=False)
+    neg: NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pos = np.zeros(self.bins, dtype=np.int64)
+        self.neg = np.zeros(self.bins, dtype=np.int64)
+
+    def add(
+        self, prob: NDArray[np.floating], target: NDArray[np.bool_],
+        valid: NDArray[np.bool_] | None = None,
+    ) -> None:
+        if valid is not None:
+            prob, target = prob[valid], target[valid]
+        idx = np.clip((prob.astype(np.float64) * self.bins).astype(np.int64), 0, self.bins - 1)
+        self.pos += np.bincount(idx[target], minlength=self.bins)
+        self.neg += np.bincount(idx[~target], minlength=self.bins)
+
+    def curve(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Thresholds ``j/B`` (j = 0..B-1) with precision and recall at each."""
+        tp = np.cumsum(self.pos[::-1])[::-1].astype(np.float64)
+        fp = np.cumsum(self.neg[::-1])[::-1].astype(np.float64)
+        positives = float(self.pos.sum())
+        predicted = tp + fp
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = tp / positives if positives else np.zeros_like(tp)
+        return np.arange(self.bins) / self.bins, precision, recall
+
+    def average_precision(self) -> float:
+        """AP = Σ (R_k − R_{k+1}) · P_k over thresholds, highest threshold first."""
+        if self.pos.sum() == 0:
+            return 0.0
+        _, precision, recall = self.curve()
+        recall_next = np.append(recall[1:], 0.0)
+        return float(np.sum((recall - recall_next) * precision))
+
+    def best_f1(self) -> tuple[float, float]:
+        """``(threshold, F1)`` maximising F1 over the bin edges (lowest threshold on ties)."""
+        thresholds, precision, recall = self.curve()
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+        best = int(np.argmax(f1))
+        return float(thresholds[best]), float(f1[best])
+
+
+def split_metrics(split: str, counts: Counts, hist: ProbabilityHistogram) -> dict[str, float]:
+    """All metric values of one split, keyed ``<split>/<name>``."""
+    values: dict[str, float] = {name: float(getattr(counts, name)) for name in COUNT_METRICS}
+    values.update(derived_metrics(counts))
+    values["ap"] = hist.average_precision()
+    values["best_threshold"], values["best_f1"] = hist.best_f1()
+    return {f"{split}/{name}": value for name, value in values.items()}

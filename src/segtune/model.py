@@ -1,0 +1,73 @@
+"""The network: any segmentation_models_pytorch architecture, 3 channels in, 1 logit out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from segtune.config import ModelConfig
+from segtune.errors import ConfigError
+
+# Pictures are uint8 RGB; the network sees them normalised with ImageNet statistics,
+# which suits both random and ImageNet-pretrained encoders.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Build the network named by ``config``.
+
+    ``encoder_weights`` is ``None`` (random init), ``"imagenet"`` (needs a reachable
+    model hub or a filled local cache), or the path of a ``.pt``/``.pth`` state dict
+    for the encoder.
+    """
+    kwargs: dict[str, Any] = {"encoder_depth": config.encoder_depth}
+    if config.decoder_channels is not None:
+        if len(config.decoder_channels) != config.encoder_depth:
+            raise ConfigError(
+                f"model.decoder_channels: needs {config.encoder_depth} values (one per "
+                f"encoder stage), got {len(config.decoder_channels)}"
+            )
+        kwargs["decoder_channels"] = tuple(config.decoder_channels)
+    weights = config.encoder_weights
+    hub_weights = weights if weights is not None and not _is_path(weights) else None
+    try:
+        model = smp.create_model(
+            config.arch,
+            encoder_name=config.encoder,
+            encoder_weights=hub_weights,
+            in_channels=3,
+            classes=1,
+            **kwargs,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"model: cannot build {config.arch}/{config.encoder}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"model.encoder_weights: cannot fetch {weights!r} weights ({exc}); use none or a "
+            "local weights file"
+        ) from exc
+    if weights is not None and _is_path(weights):
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(f"model.encoder_weights: {path} not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        if len(missing) == len(list(model.encoder.state_dict())):
+            raise ConfigError(f"model.encoder_weights: {path} matches no encoder parameter")
+    return model
+
+
+def _is_path(weights: str) -> bool:
+    return weights.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in weights
+
+
+def normalise(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` → float normalised with ImageNet mean/std."""
+    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    return (batch.float() / 255.0 - mean) / std

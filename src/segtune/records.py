@@ -1,0 +1,198 @@
+"""Run records: the only interface between training and analysis.
+
+A run folder holds ``config.yaml`` (resolved config), ``metrics.csv`` (one row per
+epoch and split), ``summary.json`` (status, final and best values, timings, failure
+reason), ``checkpoint.pt`` (weights + config + optimiser state) and ``previews/``
+(probability maps and TP/FP/FN counts of the first K validation pictures).
+Every file is written to a temporary name and renamed, so a killed run never leaves a
+half-written record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+
+from segtune.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
+from segtune.evaluate import PictureResult
+from segtune.metrics import ProbabilityHistogram
+
+METRIC_COLUMNS = (
+    "epoch", "split", "loss", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou",
+    "ap", "best_threshold", "best_f1", "no_positive_prediction",
+)
+PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+class RunRecords:
+    """Reads and writes the record files of one run folder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+
+    # paths
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.csv"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.dir / "summary.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.dir / "previews"
+
+    # writing
+    def write_config(self, config: RunConfig) -> None:
+        atomic_write_text(self.config_path, dump_yaml(config_to_dict(config)))
+
+    def write_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k, "")) for k in METRIC_COLUMNS})
+        atomic_write_text(self.metrics_path, buf.getvalue())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.summary_path, summary)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+
+    def write_previews(
+        self,
+        results: Sequence[PictureResult],
+        probabilities: Sequence[NDArray[np.float32]],
+        images: Sequence[NDArray[np.uint8]],
+        masks: Sequence[NDArray[np.bool_]],
+        threshold: float,
+    ) -> None:
+        """Probability maps (16-bit PNG), masks, thumbnails and per-picture counts."""
+        self.previews_dir.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for res, prob, image, mask in zip(results, probabilities, images, masks, strict=True):
+            base = f"{res.index:02d}-{res.stem}"
+            _save_png(self.previews_dir / f"{base}-prob.png",
+                      Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)))
+            _save_png(self.previews_dir / f"{base}-mask.png", Image.fromarray(mask.astype(np.uint8) * 255))
+            thumb = Image.fromarray(np.asarray(image))
+            thumb.thumbnail((PREVIEW_THUMB, PREVIEW_THUMB))
+            _save_png(self.previews_dir / f"{base}-image.png", thumb)
+            entries.append({**asdict(res), "files": {"prob": f"{base}-prob.png",
+                            "mask": f"{base}-mask.png", "image": f"{base}-image.png"}})
+        write_json(self.previews_dir / "previews.json", {"threshold": threshold, "pictures": entries})
+
+    def write_pr_curve(self, hist: ProbabilityHistogram, points: int = 101) -> None:
+        """Validation precision/recall at ``points`` evenly spaced thresholds."""
+        thresholds, precision, recall = hist.curve()
+        pick = np.unique(np.linspace(0, len(thresholds) - 1, points).round().astype(int))
+        write_json(self.dir / "pr_curve.json", {
+            "split": "val",
+            "threshold": thresholds[pick].tolist(),
+            "precision": precision[pick].tolist(),
+            "recall": recall[pick].tolist(),
+        })
+
+    # reading
+    def read_pr_curve(self) -> dict[str, Any] | None:
+        path = self.dir / "pr_curve.json"
+        return dict(json.loads(path.read_text())) if path.exists() else None
+
+    def read_config(self) -> RunConfig:
+        return build_run_config(load_yaml(self.config_path), str(self.config_path))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        with self.metrics_path.open(newline="") as fh:
+            return [
+                {k: (_parse(v) if k != "split" else v) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+
+    def read_summary(self) -> dict[str, Any]:
+        return dict(json.loads(self.summary_path.read_text()))
+
+    def read_previews(self) -> dict[str, Any]:
+        path = self.previews_dir / "previews.json"
+        return dict(json.loads(path.read_text())) if path.exists() else {"pictures": []}
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
+
+
+def metric_rows_to_values(rows: Iterable[dict[str, Any]], epoch: int) -> dict[str, float]:
+    """``{'val/recall': …, 'train/loss': …}`` for one epoch from metrics.csv rows."""
+    out: dict[str, float] = {}
+    for row in rows:
+        if row["epoch"] != epoch:
+            continue
+        for key in METRIC_COLUMNS[2:]:
+            if row.get(key) not in ("", None):
+                out[f"{row['split']}/{key}"] = float(row[key])
+    return out
+
+
+def _save_png(path: Path, image: Image.Image) -> None:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    return repr(value) if isinstance(value, float) else value
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(value) if value.lstrip("-").isdigit() else number

@@ -1,0 +1,289 @@
+"""One run, top to bottom: data → model → epochs (train, evaluate, record) → summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from segtune.config import RunConfig, config_to_dict
+from segtune.data.cache import PictureCache, default_cache_dir
+from segtune.data.pages import PageDataset, epoch_plan, load_split
+from segtune.data.pairs import Picture, load_pictures, sample_subset
+from segtune.errors import ConfigError
+from segtune.evaluate import SplitResult, evaluate_split
+from segtune.loss import segmentation_loss
+from segtune.metrics import describe_metric
+from segtune.model import build_model, normalise
+from segtune.progress import Progress
+from segtune.records import RunRecords
+from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+
+# Called after each epoch with (epoch, metric values); may raise to stop the run early
+# (a study's pruner raises optuna.TrialPruned).
+EpochReporter = Callable[[int, dict[str, float]], None]
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Subsets:
+    """The pictures one run trains and evaluates on (sorted by stem)."""
+
+    train: list[Picture]
+    val: list[Picture]
+
+
+def resolve_subsets(config: RunConfig) -> Subsets:
+    """Find the data folders/manifests of ``config`` and sample the subsets."""
+    if config.data.train is None or config.data.val is None:
+        raise ConfigError("data.train and data.val: both are required to train")
+    d = config.data
+    return Subsets(
+        sample_subset(load_pictures(d.train), d.train_subset, d.seed),  # type: ignore[arg-type]
+        sample_subset(load_pictures(d.val), d.val_subset, d.seed + 1),  # type: ignore[arg-type]
+    )
+
+
+def train_run(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    subsets: Subsets | None = None,
+    reporter: EpochReporter | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate one configuration, writing its run records to ``run_dir``.
+
+    Returns:
+        The run's ``summary.json`` content. Its ``status`` is ``completed``, ``failed``
+        (non-finite loss or prediction, with epoch, step and reason), ``pruned``, or
+        ``interrupted`` (Ctrl-C; the exception is re-raised after recording).
+    """
+    records = RunRecords(run_dir)
+    subsets = subsets or resolve_subsets(config)
+    seed_everything(config.runtime.seed)
+    device = resolve_device(config.runtime.device)
+    amp_dtype = autocast_dtype(config.runtime.precision, device)
+    cache = PictureCache(config.data.cache_dir or default_cache_dir())
+    train_pictures = load_split(subsets.train, cache, config.pages)
+    train_eval = sample_subset(subsets.train, config.eval.train_eval_pictures, config.data.seed + 2)
+
+    model = build_model(config.model).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _optimizer(config, model)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
+
+    history: list[dict[str, Any]] = []
+    timings = {"train_s": 0.0, "eval_s": 0.0}
+    start_epoch = 1
+    if resume and records.checkpoint_path.exists():
+        state = records.load_checkpoint()
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+        history = records.read_metrics()
+        timings = state.get("timings", timings)
+    records.write_config(config)
+    summary = _summary(config, "running", history, timings, subsets)
+    records.write_summary(summary)
+
+    epoch, step = start_epoch, 0
+    try:
+        for epoch in range(start_epoch, config.optim.epochs + 1):
+            t0 = time.perf_counter()
+            train_loss = _train_epoch(config, model, optimizer, scaler, train_pictures,
+                                      epoch, device, amp_dtype, progress)
+            t1 = time.perf_counter()
+            val = _evaluate(config, model, "val", subsets.val, cache, device, amp_dtype,
+                            config.eval.preview_pictures)
+            train = _evaluate(config, model, "train", train_eval, cache, device, amp_dtype, 0)
+            timings["train_s"] += t1 - t0
+            timings["eval_s"] += time.perf_counter() - t1
+            history.extend(_rows(epoch, train_loss, train, val))
+            records.write_metrics(history)
+            records.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "epoch": epoch, "config": config_to_dict(config),
+                                     "timings": timings})
+            _write_previews(records, config, val, subsets.val, cache)
+            records.write_pr_curve(val.histogram)
+            values = {"train/loss": train_loss, **train.metrics, **val.metrics}
+            if progress:
+                print(_epoch_line(epoch, config, values), file=sys.stderr, flush=True)
+            summary = _summary(config, "running", history, timings, subsets)
+            records.write_summary(summary)
+            if reporter is not None:
+                reporter(epoch, values)
+        summary = _summary(config, "completed", history, timings, subsets)
+    except NonFiniteLoss as exc:
+        summary = _summary(config, "failed", history, timings, subsets,
+                           failure={"epoch": epoch, "step": exc.args[1], "reason": exc.args[0]})
+    except FloatingPointError as exc:
+        summary = _summary(config, "failed", history, timings, subsets,
+                           failure={"epoch": epoch, "step": step, "reason": str(exc)})
+    except KeyboardInterrupt:
+        records.write_summary(_summary(config, "interrupted", history, timings, subsets))
+        raise
+    except Exception as exc:
+        if type(exc).__name__ != "TrialPruned":
+            records.write_summary(_summary(config, "failed", history, timings, subsets,
+                                           failure={"epoch": epoch, "step": step,
+                                                    "reason": f"{type(exc).__name__}: {exc}"}))
+            raise
+        summary = _summary(config, "pruned", history, timings, subsets)
+    records.write_summary(summary)
+    return summary
+
+
+def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = config.optim
+    cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=o.learning_rate, weight_decay=o.weight_decay)
+
+
+def _train_epoch(
+    config: RunConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    pictures: Sequence[Any],
+    epoch: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+) -> float:
+    """One pass over every training page; returns the running mean loss."""
+    o, seed = config.optim, config.runtime.seed
+    torch.manual_seed(seed * 1_000 + epoch)
+    rng = np.random.default_rng([seed, epoch])
+    plan = epoch_plan(pictures, config.pages.page_size, config.pages.patch_overlap,
+                      config.sampling.positive_fraction, o.batch_size, rng)
+    dataset = PageDataset(pictures, plan, config.pages.page_size, config.sampling.augment,
+                          seed * 1_000 + epoch)
+    loader = DataLoader(dataset, batch_size=o.batch_size, shuffle=False,
+                        num_workers=config.runtime.num_workers,
+                        pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    micro = o.micro_batch_size or o.batch_size
+    bar = Progress(len(dataset), f"epoch {epoch}/{o.epochs}", "pages", enabled=progress)
+    model.train()
+    loss_sum, batches = 0.0, 0
+    for step, (images, targets, valid) in enumerate(loader, start=1):
+        optimizer.zero_grad(set_to_none=True)
+        total_valid = valid.sum().clamp_min(1).item()
+        batch_loss = 0.0
+        for start in range(0, images.shape[0], micro):
+            sl = slice(start, start + micro)
+            x = images[sl].to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = targets[sl].to(device, non_blocking=True)
+            v = valid[sl].to(device, non_blocking=True)
+            share = v.sum().item() / total_valid
+            with autocast(device, amp_dtype):
+                logits = model(normalise(x))[:, 0]
+            loss = segmentation_loss(logits, y, v, bce_weight=config.loss.bce_weight,
+                                     dice_smooth=config.loss.dice_smooth,
+                                     pos_weight=config.loss.pos_weight)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}", step)
+            scaler.scale(loss * share).backward()
+            batch_loss += loss.item() * share
+        if o.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += batch_loss
+        batches += 1
+        bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
+    bar.close()
+    return loss_sum / max(batches, 1)
+
+
+def _evaluate(
+    config: RunConfig, model: nn.Module, split: str, pictures: Sequence[Picture],
+    cache: PictureCache, device: torch.device, amp_dtype: torch.dtype | None, previews: int,
+) -> SplitResult:
+    return evaluate_split(model, split, pictures, cache, config.pages, device,
+                          threshold=config.eval.threshold, bins=config.eval.histogram_bins,
+                          keep_previews=previews, amp_dtype=amp_dtype,
+                          batch_pages=config.optim.micro_batch_size or config.optim.batch_size)
+
+
+def _rows(epoch: int, train_loss: float, train: SplitResult, val: SplitResult) -> list[dict[str, Any]]:
+    rows = []
+    for split, result in (("train", train), ("val", val)):
+        row: dict[str, Any] = {"epoch": epoch, "split": split}
+        row["loss"] = train_loss if split == "train" else ""
+        for key, value in result.metrics.items():
+            name = key.split("/", 1)[1]
+            row[name] = int(value) if name in ("tp", "fp", "fn", "tn", "no_positive_prediction") else value
+        rows.append(row)
+    return rows
+
+
+def _write_previews(records: RunRecords, config: RunConfig, val: SplitResult,
+                    pictures: Sequence[Picture], cache: PictureCache) -> None:
+    if not val.pictures:
+        return
+    picked = pictures[: len(val.pictures)]
+    images = [np.asarray(cache.get(p.image, "image")) for p in picked]
+    masks = [np.asarray(cache.get(p.mask, "mask")).astype(bool) for p in picked]
+    records.write_previews(val.pictures, val.previews, images, masks, config.eval.threshold)
+
+
+def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
+    t = config.eval.threshold
+    return (f"epoch {epoch}/{config.optim.epochs}  train/loss {v['train/loss']:.4f}  |  "
+            f"train: recall {v['train/recall']:.3f} precision {v['train/precision']:.3f} "
+            f"f1 {v['train/f1']:.3f}  |  val: recall {v['val/recall']:.3f} "
+            f"precision {v['val/precision']:.3f} f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}"
+            f"  (threshold {t:g})")
+
+
+def _summary(
+    config: RunConfig, status: str, history: Sequence[dict[str, Any]], timings: dict[str, float],
+    subsets: Subsets, failure: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """summary.json: status, last-epoch values, best values (with epoch), timings."""
+    final: dict[str, float] = {}
+    best: dict[str, dict[str, float]] = {}
+    last_epoch = max((int(r["epoch"]) for r in history), default=0)
+    for row in history:
+        for name, value in row.items():
+            if name in ("epoch", "split") or value in ("", None):
+                continue
+            key = f"{row['split']}/{name}"
+            number = float(value)
+            if row["epoch"] == last_epoch:
+                final[key] = number
+            previous = best.get(key, {}).get("value")
+            lower_is_better = name in ("loss", "fp", "fn")
+            if (previous is None or (number < previous if lower_is_better else number > previous)):
+                best[key] = {"value": number, "epoch": int(row["epoch"])}
+    return {
+        "status": status,
+        "epochs_done": last_epoch,
+        "epochs": config.optim.epochs,
+        "threshold": config.eval.threshold,
+        "final": final,
+        "best": best,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "failure": failure,
+        "train_pictures": [p.stem for p in subsets.train],
+        "val_pictures": [p.stem for p in subsets.val],
+        "metric_words": {k: describe_metric(k, config.eval.threshold) for k in sorted(final)},
+    }
