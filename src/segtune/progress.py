@@ -26,6 +26,14 @@ class Progress:
         if enabled and sys.stderr.isatty():
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
+    def set_total(self, total: int) -> None:
+        """Grow the total (a refined stage's size is known only once its source ends)."""
+        if total > self.total:
+            self.total = total
+            if self._bar is not None:
+                self._bar.total = total
+                self._bar.refresh()
+
     def update(self, n: int = 1, **postfix: Any) -> None:
         self.done += n
         self._postfix.update(postfix)

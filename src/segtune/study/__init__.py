@@ -1,0 +1,1 @@
+"""Studies: the spec, grid points and refinement, exactly-once claims, the sweep."""

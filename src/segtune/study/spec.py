@@ -1,0 +1,183 @@
+"""The study spec (YAML): data, fixed run parameters, stages, objective.
+
+Searched parameters are dotted run-config keys (``loss.bce_weight``). Unknown keys and
+out-of-range values are errors naming the key; every stage's configurations are also
+validated as run configs before any run starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segtune.config import (
+    DataConfig,
+    RunConfig,
+    build_run_config,
+    format_validation_error,
+    load_yaml,
+    merge,
+    set_dotted,
+)
+from segtune.errors import ConfigError
+from segtune.metrics import METRIC_WORDS, split_of
+
+ParamValue = float | int | str | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Frozen):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("log ranges need low > 0")
+        return self
+
+
+class TpeStage(_Frozen):
+    n_trials: int = Field(ge=1)
+    ranges: dict[str, Range | list[ParamValue]]
+
+
+class RefineSpec(_Frozen):
+    from_: str = Field(alias="from")
+    top_k: int = Field(3, ge=1)
+    fixed: dict[str, ParamValue] = Field(default_factory=dict)
+
+
+class Stage(_Frozen):
+    """One stage: exactly one of ``grid``, ``refine`` or ``tpe``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    grid: dict[str, list[ParamValue]] | None = None
+    refine: RefineSpec | None = None
+    tpe: TpeStage | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Stage:
+        kinds = [k for k in ("grid", "refine", "tpe") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"stage {self.name!r} needs exactly one of grid, refine, tpe")
+        if self.grid is not None:
+            for key, values in self.grid.items():
+                if not values:
+                    raise ValueError(f"grid.{key}: needs at least one value")
+                if len(set(map(repr, values))) != len(values):
+                    raise ValueError(f"grid.{key}: repeated values {values}")
+        return self
+
+
+class Objective(_Frozen):
+    metric: str = "val/recall"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        split_of(v)
+        name = v.split("/", 1)[1]
+        if name not in METRIC_WORDS:
+            raise ValueError(f"unknown metric {name!r}; one of {sorted(METRIC_WORDS)}")
+        return v
+
+
+class Heartbeat(_Frozen):
+    interval_s: float = Field(10.0, gt=0)
+    grace_s: float = Field(120.0, gt=0)
+
+
+class StudySpec(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    stages: list[Stage] = Field(min_length=1)
+    objective: Objective = Objective()
+    top_k: int = Field(5, ge=1)
+    preview_pictures: int = Field(5, ge=0)
+    pruner: Literal["none", "median", "successive_halving"] = "none"
+    max_retries: int = Field(1, ge=0)
+    heartbeat: Heartbeat = Heartbeat()
+
+    @model_validator(mode="after")
+    def _stage_refs(self) -> StudySpec:
+        seen: list[str] = []
+        for stage in self.stages:
+            if stage.name in seen:
+                raise ValueError(f"stages: duplicate stage name {stage.name!r}")
+            if stage.refine is not None and stage.refine.from_ not in seen:
+                raise ValueError(
+                    f"stages.{stage.name}.refine.from: {stage.refine.from_!r} is not an earlier stage"
+                )
+            seen.append(stage.name)
+        return self
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"no stage named {name!r}")
+
+    def base_tree(self) -> dict[str, Any]:
+        """Run-config tree shared by every run: fixed parameters, data and previews."""
+        tree = merge({}, self.fixed)
+        tree["data"] = merge(self.data.model_dump(mode="json", exclude_none=True), tree.get("data", {}))
+        set_dotted(tree, "eval.preview_pictures", self.preview_pictures)
+        return tree
+
+    def run_config(self, params: dict[str, ParamValue]) -> RunConfig:
+        """The run config of one configuration (fixed parameters + searched ones)."""
+        tree = self.base_tree()
+        for key, value in params.items():
+            set_dotted(tree, key, value)
+        key_list = ", ".join(f"{k}={v}" for k, v in params.items())
+        return build_run_config(tree, f"study {self.name} ({key_list})")
+
+
+def grid_points(grid: dict[str, list[ParamValue]]) -> list[dict[str, ParamValue]]:
+    """Every combination of a grid, in a stable order (last key varies fastest)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Load and fully validate a study spec; relative data paths resolve against it."""
+    tree = load_yaml(path)
+    if overrides:
+        tree = merge(tree, overrides)
+    data = tree.get("data")
+    if isinstance(data, dict):
+        for key in ("train", "val", "cache_dir"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str((path.parent / data[key]).resolve())
+    return build_spec(tree, str(path))
+
+
+def build_spec(tree: dict[str, Any], source: str) -> StudySpec:
+    try:
+        spec = StudySpec.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{source}: ")) from exc
+    # Validate every run config the spec can produce before anything starts.
+    spec.run_config({})
+    for stage in spec.stages:
+        if stage.grid is not None:
+            for point in grid_points(stage.grid):
+                spec.run_config(point)
+        elif stage.tpe is not None:
+            for key, rng in stage.tpe.ranges.items():
+                probe = rng.low if isinstance(rng, Range) else rng[0]
+                spec.run_config({key: probe})
+    return spec

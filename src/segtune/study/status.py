@@ -1,0 +1,107 @@
+"""What a study has done so far: per stage done / running / failed / pending, duplicates,
+the best run by the objective and an ETA."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import TrialState
+
+from segtune.metrics import describe_metric
+from segtune.study.sweep import StudyRunner
+
+
+@dataclass
+class StageStatus:
+    name: str
+    total: int | None  # None while the points of a refine stage are not known yet
+    done: int = 0
+    pruned: int = 0
+    running: int = 0
+    failed: int = 0  # out of retries
+    duplicates: int = 0  # points with more than one finished trial (must stay 0)
+    run_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int | None:
+        if self.total is None:
+            return None
+        return self.total - self.done - self.pruned - self.running - self.failed
+
+
+@dataclass
+class StudyStatus:
+    stages: list[StageStatus]
+    best: dict[str, Any] | None
+    objective: str
+    threshold: float
+
+    @property
+    def duplicates(self) -> int:
+        return sum(s.duplicates for s in self.stages)
+
+    def eta_seconds(self) -> float | None:
+        times = [t for s in self.stages for t in s.run_seconds]
+        pending = sum((s.pending or 0) + s.running for s in self.stages)
+        if not times or not pending:
+            return 0.0 if not pending else None
+        workers = max(1, sum(s.running for s in self.stages))
+        return sum(times) / len(times) * pending / workers
+
+    def lines(self) -> list[str]:
+        out = []
+        for s in self.stages:
+            total = "?" if s.total is None else str(s.total)
+            pending = "?" if s.pending is None else str(s.pending)
+            out.append(f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned), "
+                       f"{s.running} running, {s.failed} failed, {pending} pending, "
+                       f"{s.duplicates} duplicates")
+        out.append(f"duplicates: {self.duplicates}")
+        if self.best:
+            words = describe_metric(self.objective, self.threshold)
+            params = ", ".join(f"{k}={v}" for k, v in self.best["params"].items())
+            out.append(f"best run by {words}: {self.best['value']:.4f} — stage "
+                       f"{self.best['stage']}, {params} ({self.best['run_dir']})")
+        eta = self.eta_seconds()
+        out.append("ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min"))
+        return out
+
+
+def study_status(runner: StudyRunner) -> StudyStatus:
+    """Read the claims and the Optuna trials of every stage."""
+    spec = runner.spec
+    stages = []
+    best: dict[str, Any] | None = None
+    sign = 1.0 if spec.objective.direction == "maximize" else -1.0
+    now = time.time()
+    for stage in spec.stages:
+        points = runner.stage_points(stage).points
+        states = runner.board.states(stage.name)
+        st = StageStatus(stage.name, None if points is None else len(points))
+        for row in states.values():
+            if row.state == "complete":
+                st.done += 1
+            elif row.state == "pruned":
+                st.pruned += 1
+            elif row.state == "running" and not runner.board.is_stale(row, now):
+                st.running += 1
+            elif row.state == "failed" and row.attempts > spec.max_retries:
+                st.failed += 1
+        trials = runner.trials(stage.name)
+        finished = Counter(t.user_attrs.get("point") for t in trials
+                           if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        st.duplicates = sum(n - 1 for n in finished.values() if n > 1)
+        for t in trials:
+            if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete:
+                st.run_seconds.append((t.datetime_complete - t.datetime_start).total_seconds())
+            if t.state == TrialState.COMPLETE and t.value is not None and (
+                best is None or sign * t.value > sign * best["value"]
+            ):
+                best = {"value": t.value, "stage": stage.name, "params": t.params,
+                        "run_dir": t.user_attrs.get("run_dir")}
+        stages.append(st)
+    threshold = spec.run_config({}).eval.threshold
+    return StudyStatus(stages, best, spec.objective.metric, threshold)
