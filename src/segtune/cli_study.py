@@ -110,6 +110,36 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from segtune.analysis.report import write_report
+
+    out = write_report(Path(args.study), Path(args.out) if args.out else None, args.storage)
+    print(f"report: {out / 'report.md'}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from segtune.predict import Predictor, collect_inputs, predict_files
+
+    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    threshold = predictor.threshold(args.threshold)
+    inputs = collect_inputs([Path(p) for p in args.pictures])
+    result = predict_files(predictor, inputs, Path(args.out), threshold=threshold,
+                           save_probabilities=args.save_probabilities, overlays=args.overlays)
+    print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g})")
+    if result.errors:
+        print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from segtune.demo import run_demo
+
+    return run_demo(Path(args.out), workers=args.workers)
+
+
 def add_commands(sub: Any) -> None:
     """Register the study subcommands on the ``segtune`` parser."""
     p = sub.add_parser("sweep", help="run or resume a study (staged grids on Optuna)")
@@ -126,4 +156,27 @@ def add_commands(sub: Any) -> None:
     p.add_argument("study", help="study folder")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("report", help="write report.md / report.html of a study from its records")
+    p.add_argument("study", help="study folder")
+    p.add_argument("--out", help="report folder (default <study>/report)")
+    p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("predict", help="predict masks for new pictures with a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint.pt of a run")
+    p.add_argument("pictures", nargs="+", help="picture files or folders")
+    p.add_argument("--out", required=True, help="output folder for <stem>.png masks")
+    p.add_argument("--threshold", default="0.5",
+                   help="a number in (0, 1), or 'best' (the run's validation F1-best threshold)")
+    p.add_argument("--save-probabilities", type=int, choices=(8, 16), nargs="?", const=16,
+                   help="also write <stem>-prob.png (8- or 16-bit; default 16)")
+    p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
+    p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=_cmd_demo)
 

@@ -20,7 +20,7 @@ METRIC_WORDS = {
     "iou": "IoU",
     "ap": "average precision",
     "best_f1": "best F1 over thresholds",
-    "best_threshold": "F1-best threshold",
+    "best_threshold": "threshold of best F1",
     "loss": "loss",
     "tp": "true-positive pixels",
     "fp": "false-positive pixels",

@@ -116,7 +116,7 @@ def train_run(
             records.write_metrics(history)
             records.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "epoch": epoch, "config": config_to_dict(config),
-                                     "timings": timings})
+                                     "timings": timings, "metrics": val.metrics})
             _write_previews(records, config, val, subsets.val, cache)
             records.write_pr_curve(val.histogram)
             values = {"train/loss": train_loss, **train.metrics, **val.metrics}

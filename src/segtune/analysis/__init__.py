@@ -1,0 +1,1 @@
+"""Analysis: a typed study summary read from run records, then tables, figures, report."""

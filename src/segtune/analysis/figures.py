@@ -1,0 +1,239 @@
+"""Figures, computed from the study summary then rendered with matplotlib.
+
+Every title, axis label, legend entry and caption names its metric through
+:func:`segtune.metrics.describe_metric`, and every drawn artist carries its metric key
+as its ``gid``; :attr:`Figure.keys` is read back from the rendered artists, so a test
+can check that a caption names exactly what was drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.patches as mpatches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from segtune.analysis.summary import RunSummary, StudySummary  # noqa: E402
+from segtune.metrics import describe_metric  # noqa: E402
+
+# Okabe–Ito colour-blind-safe palette.
+TP_COLOUR, FP_COLOUR, FN_COLOUR = "#0072B2", "#E69F00", "#CC79A7"
+LINE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+OVERLAY_KEYS = ("val/tp", "val/fp", "val/fn")
+OVERLAY_SIZE = 256  # pixels per picture in overlay strips
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    title: str
+    caption: str
+    keys: tuple[str, ...]  # metric keys of the drawn artists (their gid)
+    png: bytes
+
+
+def caption_words(keys: Sequence[str], threshold: float) -> str:
+    return "; ".join(describe_metric(k, threshold) for k in keys)
+
+
+def _finish(fig: plt.Figure, name: str, title: str, caption: str) -> Figure:
+    drawn = sorted({str(a.get_gid()) for a in fig.findobj(lambda a: a.get_gid() is not None)})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(name, title, caption, tuple(drawn), buf.getvalue())
+
+
+def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np.uint8]:
+    """RGB overlay of one preview picture: the picture in grey, TP / FP / FN coloured.
+
+    Classes are computed at full resolution, then reduced with "any pixel in the box",
+    so thin structures stay visible in a small overlay.
+    """
+    prev = run.run_dir / "previews"
+    pic = next(p for p in run.pictures if p.index == index)
+    base = f"{pic.index:02d}-{pic.stem}"
+    prob = np.asarray(Image.open(prev / f"{base}-prob.png"), dtype=np.float32) / 65535.0
+    mask = np.asarray(Image.open(prev / f"{base}-mask.png")) > 0
+    image = Image.open(prev / f"{base}-image.png").convert("L")
+    h, w = mask.shape
+    scale = size / max(h, w)
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    grey = np.asarray(image.resize(shape, Image.BILINEAR), dtype=np.float32) * 0.6
+    out = np.repeat(grey[:, :, None], 3, axis=2)
+    pred = prob >= run.threshold
+    for cls, colour in ((pred & ~mask, FP_COLOUR), (~pred & mask, FN_COLOUR), (pred & mask, TP_COLOUR)):
+        small = np.asarray(Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.BOX)) > 0
+        out[small] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return out.astype(np.uint8)
+
+
+def _legend(ax: plt.Axes, threshold: float) -> None:
+    handles = [mpatches.Patch(color=c, label=describe_metric(k, threshold, short=True), gid=k)
+               for k, c in zip(OVERLAY_KEYS, (TP_COLOUR, FP_COLOUR, FN_COLOUR), strict=True)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
+def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
+    """The K preview pictures of one run with prediction vs ground truth."""
+    k = len(run.pictures)
+    fig, axes = plt.subplots(1, k, figsize=(2.2 * k + 1.8, 2.5), squeeze=False)
+    for ax, pic in zip(axes[0], run.pictures, strict=True):
+        ax.imshow(overlay(run, pic.index))
+        ax.set_title(f"{pic.index}: TP {pic.tp} FP {pic.fp} FN {pic.fn}", fontsize=7)
+        ax.axis("off")
+    _legend(axes[0][-1], run.threshold)
+    title = f"Run {run.label}: validation preview pictures, prediction vs ground truth"
+    fig.suptitle(title, fontsize=9)
+    caption = (f"{title} (pictures 1–{k} of the validation subset, final epoch). Colours: "
+               f"{caption_words(OVERLAY_KEYS, run.threshold)}.")
+    return _finish(fig, f"strip-{run.stage}-{run.trial:04d}", title, caption)
+
+
+def topk_grid(summary: StudySummary) -> Figure | None:
+    """Top-k runs (rows) × preview pictures (columns)."""
+    top = [r for r in summary.top() if r.pictures]
+    if not top:
+        return None
+    k = max(len(r.pictures) for r in top)
+    fig, axes = plt.subplots(len(top), k, figsize=(2.0 * k + 1.8, 2.1 * len(top)), squeeze=False)
+    for row, run in zip(axes, top, strict=True):
+        for col, ax in enumerate(row):
+            ax.axis("off")
+            if col < len(run.pictures):
+                ax.imshow(overlay(run, run.pictures[col].index, 192))
+                if col == 0:
+                    ax.set_title(f"{run.label} ({run.final[summary.objective]:.3f})", fontsize=7,
+                                 loc="left")
+    _legend(axes[0][-1], summary.threshold)
+    objective = describe_metric(summary.objective, summary.threshold)
+    title = f"Top {len(top)} runs by {objective}"
+    fig.suptitle(title, fontsize=9)
+    caption = (f"{title}: validation preview pictures 1–{k} (columns) per run (rows), final "
+               f"epoch. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}.")
+    return _finish(fig, "topk-grid", title, caption)
+
+
+def metric_curves(run: RunSummary, metric: str) -> Figure:
+    """``train/<metric>`` and ``val/<metric>`` over epochs, plus ``train/loss``."""
+    keys = (f"train/{metric}", f"val/{metric}")
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3))
+    for key, colour in zip(keys, LINE_COLOURS, strict=False):
+        split = key.split("/")[0]
+        rows = [r for r in run.history if r["split"] == split and r.get(metric, "") != ""]
+        ax.plot([r["epoch"] for r in rows], [float(r[metric]) for r in rows], marker="o",
+                color=colour, label=describe_metric(key, run.threshold, short=True), gid=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1))
+    ax.legend(fontsize=8)
+    loss_rows = [r for r in run.history if r["split"] == "train" and r.get("loss", "") != ""]
+    ax_loss.plot([r["epoch"] for r in loss_rows], [float(r["loss"]) for r in loss_rows],
+                 marker="o", color=LINE_COLOURS[2], gid="train/loss",
+                 label=describe_metric("train/loss", short=True))
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel(describe_metric("train/loss", short=True))
+    ax_loss.legend(fontsize=8)
+    title = f"Run {run.label}: {metric} per epoch, training and validation"
+    fig.suptitle(title, fontsize=9)
+    caption = f"{title}. Left: {caption_words(keys, run.threshold)}. Right: {caption_words(('train/loss',), run.threshold)}."
+    return _finish(fig, f"curves-{run.stage}-{run.trial:04d}", title, caption)
+
+
+def heatmaps(summary: StudySummary) -> list[Figure]:
+    """The objective over each pair of searched parameters of a stage, faceted by a third
+    (other parameters: the best value over them)."""
+    figures = []
+    key = summary.objective
+    for stage, grid in summary.searched.items():
+        names = [k for k, v in grid.items() if len(v) > 1]
+        runs = [r for r in summary.runs if r.stage == stage and key in r.final and r.status == "completed"]
+        if len(names) < 2 or not runs:
+            continue
+        for a, b in itertools.combinations(names, 2):
+            rest = [n for n in names if n not in (a, b)]
+            facet = rest[0] if rest else None
+            facet_values = grid[facet] if facet else [None]
+            fig, axes = plt.subplots(1, len(facet_values), figsize=(3.2 * len(facet_values) + 1, 3.2),
+                                     squeeze=False)
+            image = None
+            for ax, fv in zip(axes[0], facet_values, strict=True):
+                table = np.full((len(grid[a]), len(grid[b])), np.nan)
+                for r in runs:
+                    if facet and r.params.get(facet) != fv:
+                        continue
+                    i, j = grid[a].index(r.params[a]), grid[b].index(r.params[b])
+                    v = r.final[key]
+                    better = np.isnan(table[i, j]) or (v > table[i, j] if summary.direction == "maximize" else v < table[i, j])
+                    if better:
+                        table[i, j] = v
+                image = ax.imshow(table, cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(_finite(runs, key))),
+                                  aspect="auto", gid=key)
+                for (i, j), v in np.ndenumerate(table):
+                    if not np.isnan(v):
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if v < 0.5 * np.nanmax(table) else "black")
+                ax.set_xticks(range(len(grid[b])), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[b]], fontsize=7)
+                ax.set_yticks(range(len(grid[a])), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[a]], fontsize=7)
+                ax.set_xlabel(b, fontsize=8)
+                ax.set_ylabel(a, fontsize=8)
+                if facet:
+                    ax.set_title(f"{facet} = {fv}", fontsize=8)
+            assert image is not None
+            bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+            bar.set_label(describe_metric(key, summary.threshold, short=True), fontsize=8)
+            title = f"{describe_metric(key, summary.threshold)} over {a} × {b} (stage {stage})"
+            fig.suptitle(title, fontsize=9)
+            more = f", one panel per {facet}" if facet else ""
+            other = [n for n in rest if n != facet]
+            best = f"; best over {', '.join(other)}" if other else ""
+            caption = f"{title}{more}{best}. Final epoch; empty cells: no completed run."
+            figures.append(_finish(fig, f"heatmap-{stage}-{a}-{b}".replace(".", "_"), title, caption))
+    return figures
+
+
+def _finite(runs: Sequence[RunSummary], key: str) -> list[float]:
+    return [r.final[key] for r in runs if np.isfinite(r.final[key])] or [1.0]
+
+
+def pr_curves(summary: StudySummary) -> Figure | None:
+    """Validation precision vs validation recall over thresholds for the top-k runs."""
+    top = [r for r in summary.top() if r.pr_curve]
+    if not top:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for run, colour in zip(top, LINE_COLOURS, strict=False):
+        assert run.pr_curve is not None
+        ap = run.final.get("val/ap", float("nan"))
+        ax.plot(run.pr_curve["recall"], run.pr_curve["precision"], color=colour,
+                label=f"{run.label} (AP {ap:.3f})", gid="val/precision")
+    ax.set_xlabel(describe_metric("val/recall", None))
+    ax.xaxis.label.set_gid("val/recall")
+    ax.set_ylabel(describe_metric("val/precision", None))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    legend = ax.legend(fontsize=7, title="AP: " + describe_metric("val/ap", short=True),
+                       title_fontsize=7)
+    legend.get_title().set_gid("val/ap")
+    title = f"Precision–recall curves of the top {len(top)} runs (validation, final epoch)"
+    ax.set_title(title, fontsize=9)
+    caption = (f"{title}: {describe_metric('val/precision', None)} against "
+               f"{describe_metric('val/recall', None)}, over thresholds 0–1; legend: "
+               f"{describe_metric('val/ap')}.")
+    return _finish(fig, "pr-curves", title, caption)
+
+
+def save(fig: Figure, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{fig.name}.png"
+    path.write_bytes(fig.png)
+    return path

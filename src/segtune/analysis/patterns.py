@@ -1,0 +1,101 @@
+"""Picture patterns: which preview pictures get true and false positives, per run.
+
+Runs with the same pattern (set of pictures with TP > 0, set with FP > 0) form one
+observation. Degenerate groups get their own names: "All black" (no positive pixel
+predicted on any preview picture) and "False positives only" (no TP anywhere).
+
+Quantity words compare counts with the picture's positive pixels:
+
+* true positives: "few" below 10 % of the picture's positives, "some" below 50 %,
+  "most" from 50 %;
+* false positives: "few" below 10 % of the picture's positives, "some" below 100 %,
+  "many" from 100 % (more false than true pixels); on a picture without positives any
+  false positive is "many".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from segtune.analysis.summary import PictureCounts, RunSummary
+
+FEW, SOME_TP, SOME_FP = 0.10, 0.50, 1.00
+
+
+@dataclass(frozen=True, order=True)
+class Pattern:
+    tp_pictures: tuple[int, ...]
+    fp_pictures: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        if not self.tp_pictures and not self.fp_pictures:
+            return "all_black"
+        if not self.tp_pictures:
+            return "fp_only"
+        return "found"
+
+
+@dataclass
+class PatternGroup:
+    pattern: Pattern
+    runs: list[RunSummary] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return describe_pattern(self.pattern)
+
+
+def pattern_of(run: RunSummary) -> Pattern:
+    return Pattern(tuple(p.index for p in run.pictures if p.tp > 0),
+                   tuple(p.index for p in run.pictures if p.fp > 0))
+
+
+def _pictures(indices: Sequence[int]) -> str:
+    if len(indices) == 1:
+        return f"picture {indices[0]}"
+    return "pictures " + ", ".join(str(i) for i in indices)
+
+
+def describe_pattern(p: Pattern) -> str:
+    """One sentence per pattern, e.g. "True positives on pictures 2, 3; false positives on
+    picture 4."."""
+    if p.kind == "all_black":
+        return "All black — no positive pixel predicted on any preview picture"
+    fp = f"false positives on {_pictures(p.fp_pictures)}" if p.fp_pictures else "no false positives"
+    if p.kind == "fp_only":
+        return f"False positives only — no true positive on any preview picture; {fp}"
+    return f"True positives on {_pictures(p.tp_pictures)}; {fp}"
+
+
+def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
+    """Group runs with preview counts by identical pattern.
+
+    Order: most pictures with TP first, then fewest pictures with FP, then by the
+    pictures' numbers; inside a group, runs keep their given order.
+    """
+    groups: dict[Pattern, PatternGroup] = {}
+    for run in runs:
+        if not run.pictures or run.status not in ("completed", "pruned"):
+            continue
+        pat = pattern_of(run)
+        groups.setdefault(pat, PatternGroup(pat)).runs.append(run)
+    return sorted(groups.values(), key=lambda g: (-len(g.pattern.tp_pictures),
+                                                  len(g.pattern.fp_pictures), g.pattern))
+
+
+def tp_word(c: PictureCounts) -> str:
+    if c.tp == 0:
+        return "none"
+    share = c.tp / c.positives if c.positives else 0.0
+    return "few" if share < FEW else "some" if share < SOME_TP else "most"
+
+
+def fp_word(c: PictureCounts) -> str:
+    if c.fp == 0:
+        return "none"
+    if c.positives == 0:
+        return "many"
+    share = c.fp / c.positives
+    return "few" if share < FEW else "some" if share < SOME_FP else "many"

@@ -1,0 +1,140 @@
+"""The study report: setup, searched parameters, observations, top-k, figures, appendix.
+
+``write_report(study_dir)`` reads the study summary (run records + storage only) and
+writes ``report.md``, ``report.html`` and ``figures/*.png`` into ``<study>/report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segtune.analysis import figures as F
+from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from segtune.analysis.patterns import fp_word, group_runs, tp_word
+from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
+from segtune.metrics import describe_metric
+from segtune.records import atomic_write_text
+
+RUN_COLUMNS = ("val/recall", "val/precision", "val/f1", "val/iou", "val/ap",
+               "train/recall", "train/f1", "train/loss")
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _params(run: RunSummary, keys: list[str]) -> list[str]:
+    return [_fmt(run.params[k]) if k in run.params else "–" for k in keys]
+
+
+def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
+    """The report as blocks; figures are written to ``fig_dir`` as they are made."""
+    keys = s.searched_keys
+    objective = describe_metric(s.objective, s.threshold)
+    blocks: list[Block] = [Heading(1, f"Study {s.name}")]
+
+    # Setup
+    train_eval = (f"a fixed seeded sample of {s.train_eval_pictures} of the training pictures"
+                  if s.train_eval_pictures else f"all {s.train_pictures} pictures of the training subset")
+    blocks += [Heading(2, "Setup"), Table(["Item", "Value"], [
+        ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
+        ["Validation subset", f"{s.val_pictures} pictures (seed {s.seed + 1})"],
+        ["Objective", f"{objective}, {s.direction}"],
+        ["Threshold", f"{s.threshold:g} (a pixel is positive when its probability is ≥ the threshold)"],
+        ["Training metrics (train/*)", f"evaluation pass (eval mode, no augmentation) on {train_eval}, "
+         "full stitched pictures"],
+        ["Training loss (train/loss)", "running mean over augmented batches of the epoch"],
+        ["Validation metrics (val/*)", f"all {s.val_pictures} validation pictures, full stitched "
+         "pictures, pixel counts summed over the split"],
+        ["Epochs", str(s.epochs)],
+        ["Runs", f"{len(s.runs)} ({sum(r.status == 'completed' for r in s.runs)} completed, "
+         f"{sum(r.status == 'pruned' for r in s.runs)} pruned, "
+         f"{sum(r.status == 'failed' for r in s.runs)} failed)"],
+    ])]
+    blocks += [Heading(3, "Fixed parameters"),
+               Table(["Parameter", "Value"], [[k, _fmt(v)] for k, v in sorted(s.fixed.items())])]
+
+    # Searched parameters
+    rows = [[stage, k, ", ".join(_fmt(v) for v in values)]
+            for stage, grid in s.searched.items() for k, values in grid.items()]
+    blocks += [Heading(2, "Searched parameters"), Table(["Stage", "Parameter", "Values tested"], rows)]
+
+    # Observations
+    blocks.append(Heading(2, "Observations: which validation pictures get true and false positives"))
+    if s.preview_stems:
+        names = ", ".join(f"{i} = {stem}" for i, stem in enumerate(s.preview_stems, start=1))
+        blocks.append(Paragraph(
+            f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, sorted "
+            f"by file stem): {names}. Counts are pixels at threshold {s.threshold:g} at the final "
+            f"epoch; top-{s.top_k} runs by {objective} are in bold."))
+    for group in group_runs(s.runs):
+        blocks.append(Heading(3, group.title))
+        blocks.append(Paragraph(f"{len(group.runs)} configuration(s)."))
+        blocks.append(Table(["Stage", "Trial", *keys, describe_metric(s.objective, s.threshold, short=True)],
+                            [[r.stage, str(r.trial), *_params(r, keys),
+                              _fmt(r.final.get(s.objective, float("nan")))] for r in group.runs],
+                            bold=[s.is_top(r) for r in group.runs]))
+
+    # Top-k
+    top = s.top()
+    epoch = max((r.epochs_done for r in top), default=0)
+    blocks.append(Heading(2, f"Top {len(top)} runs"))
+    header = f"Top {len(top)} by {objective}, final epoch ({epoch})"
+    cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
+    blocks.append(Table(["Rank", "Stage", "Trial", *keys, *cols],
+                        [[str(i), r.stage, str(r.trial), *_params(r, keys),
+                          *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS]]
+                         for i, r in enumerate(top, start=1)], caption=header))
+
+    # Figures
+    blocks.append(Heading(2, "Figures"))
+    made = [F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)]
+    for fig in made:
+        if fig is not None:
+            F.save(fig, fig_dir)
+            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+
+    # All runs
+    blocks.append(Heading(2, "All runs"))
+    blocks.append(Table(
+        ["Stage", "Trial", *keys, "Status", *cols],
+        [[r.stage, str(r.trial), *_params(r, keys), r.status + (f" ({r.failure})" if r.failure else ""),
+          *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS]] for r in s.runs],
+        bold=[s.is_top(r) for r in s.runs],
+        caption=f"Final-epoch values; threshold {s.threshold:g}; top-{s.top_k} in bold"))
+
+    # Appendix
+    blocks.append(Heading(2, "Appendix: every run"))
+    metric_name = s.objective.split("/", 1)[1]
+    for r in s.runs:
+        blocks.append(Heading(3, f"Run {r.label}", anchor=f"run-{r.stage}-{r.trial}"))
+        params = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.params.items())
+        blocks.append(Paragraph(f"{params}. Status: {r.status}"
+                                + (f" — {r.failure}" if r.failure else "") + f". Folder: {r.run_dir}"))
+        if r.pictures:
+            blocks.append(Table(
+                ["Picture", "Stem", "Positive pixels", "TP", "FP", "FN"],
+                [[str(p.index), p.stem, str(p.positives), f"{p.tp} ({tp_word(p)})",
+                  f"{p.fp} ({fp_word(p)})", str(p.fn)] for p in r.pictures],
+                caption=f"Validation preview pictures, threshold {r.threshold:g}, final epoch"))
+        if r.history and metric_name not in ("loss",):
+            fig = F.metric_curves(r, metric_name)
+            F.save(fig, fig_dir)
+            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+        if r.pictures and (r.run_dir / "previews").is_dir():
+            fig = F.run_strip(r, s)
+            F.save(fig, fig_dir)
+            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+    return blocks
+
+
+def write_report(study_dir: Path, out: Path | None = None, storage_url: str | None = None) -> Path:
+    """Write ``report.md`` / ``report.html`` / ``figures/``; returns the report folder."""
+    summary = load_study_summary(study_dir, storage_url)
+    out = out or study_dir / "report"
+    blocks = build_blocks(summary, out / "figures")
+    atomic_write_text(out / "report.md", to_markdown(blocks))
+    atomic_write_text(out / "report.html", to_html(blocks, f"segtune study {summary.name}"))
+    return out

@@ -1,0 +1,176 @@
+"""The typed study summary, read only from run records and the study storage.
+
+Renderers (tables, figures, report) take a :class:`StudySummary`; nothing here trains,
+so a report can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from segtune.records import RunRecords
+from segtune.study.spec import ParamValue, StudySpec, build_spec
+from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
+
+
+@dataclass(frozen=True)
+class PictureCounts:
+    """TP/FP/FN pixels of one preview picture (numbered 1..K in the subset's order)."""
+
+    index: int
+    stem: str
+    tp: int
+    fp: int
+    fn: int
+    positives: int
+
+
+@dataclass
+class RunSummary:
+    """One run (the last trial of one point of one stage)."""
+
+    stage: str
+    trial: int
+    run_dir: Path
+    params: dict[str, ParamValue]
+    status: str
+    final: dict[str, float] = field(default_factory=dict)
+    epochs_done: int = 0
+    threshold: float = 0.5
+    pictures: list[PictureCounts] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pr_curve: dict[str, Any] | None = None
+    failure: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}#{self.trial}"
+
+
+@dataclass
+class StudySummary:
+    name: str
+    study_dir: Path
+    objective: str
+    direction: str
+    top_k: int
+    threshold: float
+    seed: int
+    train_pictures: int
+    val_pictures: int
+    train_eval_pictures: int | None
+    preview_stems: list[str]
+    fixed: dict[str, Any]
+    searched: dict[str, dict[str, list[ParamValue]]]  # stage → key → values tested
+    runs: list[RunSummary]
+    epochs: int
+
+    @property
+    def searched_keys(self) -> list[str]:
+        keys: list[str] = []
+        for grid in self.searched.values():
+            keys.extend(k for k in grid if k not in keys)
+        return keys
+
+    def ranked(self) -> list[RunSummary]:
+        """Runs with a value for the objective, best first (ties by stage and trial)."""
+        scored = [r for r in self.runs if r.status == "completed" and self.objective in r.final]
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        order = list(self.searched)
+        return sorted(scored, key=lambda r: (sign * r.final[self.objective],
+                                             order.index(r.stage) if r.stage in order else 0,
+                                             r.trial))
+
+    def top(self) -> list[RunSummary]:
+        return self.ranked()[: self.top_k]
+
+    def is_top(self, run: RunSummary) -> bool:
+        return any(r is run for r in self.top())
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` → ``{'a.b': 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def read_run(stage: str, trial: int, run_dir: Path, params: dict[str, ParamValue]) -> RunSummary:
+    """Read one run folder into a :class:`RunSummary` (missing files → status 'missing')."""
+    records = RunRecords(run_dir)
+    if not records.summary_path.exists():
+        return RunSummary(stage, trial, run_dir, params, "missing", failure="no summary.json")
+    s = records.read_summary()
+    previews = records.read_previews()
+    return RunSummary(
+        stage=stage, trial=trial, run_dir=run_dir, params=params, status=s["status"],
+        final=dict(s.get("final", {})), epochs_done=int(s.get("epochs_done", 0)),
+        threshold=float(s.get("threshold", 0.5)),
+        pictures=[PictureCounts(p["index"], p["stem"], p["tp"], p["fp"], p["fn"], p["positives"])
+                  for p in previews.get("pictures", [])],
+        history=records.read_metrics(), pr_curve=records.read_pr_curve(),
+        failure=(s.get("failure") or {}).get("reason"),
+    )
+
+
+def load_study_summary(study_dir: Path, storage_url: str | None = None) -> StudySummary:
+    """Build the summary of a study from its folder and storage."""
+    info = read_study_info(study_dir)
+    spec: StudySpec = build_spec(info["spec"], str(study_dir / "study.json"))
+    storage = open_storage(storage_url or info["storage"])
+    base = spec.run_config({})
+    runs: list[RunSummary] = []
+    searched: dict[str, dict[str, list[ParamValue]]] = {}
+    for stage in spec.stages:
+        try:
+            study = optuna.load_study(study_name=stage_study_name(spec.name, stage.name),
+                                      storage=storage)
+        except KeyError:
+            continue
+        last: dict[str, Any] = {}
+        for t in study.get_trials(deepcopy=False):
+            if t.state in (TrialState.RUNNING, TrialState.WAITING) or "run_dir" not in t.user_attrs:
+                continue
+            if t.user_attrs.get("failure") == "worker died":
+                continue
+            point = t.user_attrs.get("point", str(t.number))
+            if point not in last or t.number > last[point].number:
+                last[point] = t
+        grid: dict[str, list[ParamValue]] = {}
+        for t in sorted(last.values(), key=lambda t: t.number):
+            run = read_run(stage.name, t.number, study_dir / t.user_attrs["run_dir"], dict(t.params))
+            if t.state == TrialState.FAIL and run.status == "completed":
+                run.status = "failed"
+            runs.append(run)
+            for k, v in t.params.items():
+                if v not in grid.setdefault(k, []):
+                    grid[k].append(v)
+        searched[stage.name] = {k: sorted(v, key=_sort_key) for k, v in grid.items()}
+    subsets = read_subsets(study_dir)
+    fixed = flatten(spec.fixed)
+    return StudySummary(
+        name=spec.name, study_dir=study_dir, objective=spec.objective.metric,
+        direction=spec.objective.direction, top_k=spec.top_k, threshold=base.eval.threshold,
+        seed=spec.data.seed,
+        train_pictures=len(subsets.train) if subsets else 0,
+        val_pictures=len(subsets.val) if subsets else 0,
+        train_eval_pictures=base.eval.train_eval_pictures,
+        preview_stems=[p.stem for p in (subsets.val if subsets else [])][: spec.preview_pictures],
+        fixed=fixed, searched=searched, runs=runs, epochs=base.optim.epochs,
+    )
+
+
+def _sort_key(v: ParamValue) -> tuple[int, float, str]:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, str(v))

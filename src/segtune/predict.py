@@ -1,0 +1,147 @@
+"""Predicting masks for new pictures of any size with a trained checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+from torch import nn
+
+from segtune.config import RunConfig, build_run_config
+from segtune.data.io import IMAGE_SUFFIXES, read_image
+from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
+from segtune.errors import ConfigError, DataError, SegtuneError
+from segtune.evaluate import predict_probabilities
+from segtune.model import build_model
+from segtune.progress import Progress
+from segtune.records import atomic_write_bytes
+from segtune.runtime import autocast_dtype, resolve_device
+
+
+@dataclass
+class Predictor:
+    """A trained network with the page settings of its run."""
+
+    model: nn.Module
+    config: RunConfig
+    device: torch.device
+    best_threshold: float | None
+
+    @classmethod
+    def load(cls, checkpoint: Path, device: str = "auto") -> Predictor:
+        if not checkpoint.is_file():
+            raise SegtuneError(f"{checkpoint}: checkpoint not found")
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            config = build_run_config(state["config"], str(checkpoint))
+        except (KeyError, RuntimeError, OSError, EOFError) as exc:
+            raise SegtuneError(f"{checkpoint}: not a segtune checkpoint ({exc})") from exc
+        dev = resolve_device(device)
+        model = build_model(config.model)
+        model.load_state_dict(state["model"])
+        model.to(dev).eval()
+        best = state.get("metrics", {}).get("val/best_threshold")
+        return cls(model, config, dev, None if best is None else float(best))
+
+    def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
+        """Probability map at the picture's own size (resize applied and inverted)."""
+        r = self.config.pages.resize
+        shape = resized_shape(*image.shape[:2], r.scale if r else None, r.longest_side if r else None)
+        prob = predict_probabilities(self.model, resize_image(image, shape), self.config.pages,
+                                     self.device, batch_pages=batch_pages,
+                                     amp_dtype=autocast_dtype(self.config.runtime.precision, self.device))
+        return resize_probabilities(prob, image.shape[:2])
+
+    def threshold(self, value: str | float) -> float:
+        if value == "best":
+            if self.best_threshold is None:
+                raise ConfigError("--threshold best: the checkpoint records no validation F1-best threshold")
+            return self.best_threshold
+        try:
+            t = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"--threshold: expected a number in (0, 1) or 'best' (got {value!r})") from exc
+        if not 0.0 < t < 1.0:
+            raise ConfigError(f"--threshold: must be in (0, 1) (got {t})")
+        return t
+
+
+def collect_inputs(items: Sequence[Path]) -> list[Path]:
+    """Picture files named directly, or found in folders (and their ``images/``)."""
+    found: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            folder = item / "images" if (item / "images").is_dir() else item
+            found.extend(sorted(p for p in folder.iterdir()
+                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.exists():
+            found.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    if not found:
+        raise DataError("no pictures to predict: " + ", ".join(map(str, items)))
+    return found
+
+
+@dataclass
+class PredictResult:
+    written: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def predict_files(
+    predictor: Predictor, inputs: Sequence[Path], out: Path, *, threshold: float,
+    save_probabilities: int | None = None, overlays: bool = False, progress: bool = True,
+    batch_pages: int = 8,
+) -> PredictResult:
+    """Write ``<stem>.png`` masks (0/255, input size) for each picture; a bad picture is
+    reported and skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = PredictResult()
+    bar = Progress(len(inputs), "predict", "pictures", enabled=progress)
+    for path in inputs:
+        try:
+            image = read_image(path)
+        except DataError as exc:
+            result.errors.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+            bar.update(1)
+            continue
+        prob = predictor.probabilities(image, batch_pages)
+        mask = prob >= threshold
+        target = out / f"{path.stem}.png"
+        _write_png(target, Image.fromarray(mask.astype(np.uint8) * 255))
+        result.written.append(target)
+        if save_probabilities == 8:
+            _write_png(out / f"{path.stem}-prob.png", Image.fromarray((prob * 255 + 0.5).astype(np.uint8)))
+        elif save_probabilities == 16:
+            _write_png(out / f"{path.stem}-prob.png",
+                       Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)))
+        if overlays:
+            over = image.astype(np.float32) * 0.6
+            over[mask] = [213, 94, 0]
+            _write_png(out / f"{path.stem}-overlay.png", Image.fromarray(over.astype(np.uint8)))
+        bar.update(1)
+    bar.close()
+    return result
+
+
+def _write_png(path: Path, image: Image.Image) -> None:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def describe(predictor: Predictor) -> dict[str, Any]:
+    p = predictor.config.pages
+    return {"page_size": p.page_size, "patch_overlap": p.patch_overlap, "blend": p.blend,
+            "device": str(predictor.device)}
