@@ -22,8 +22,11 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
         if not report.pictures and not report.problems:
             print(f"error: {folder}: no pictures found", file=sys.stderr)
         if report.problems or not report.pictures:
-            print(f"{folder}: {len(report.problems)} problem(s), {len(report.pictures)} usable pictures",
-                  file=sys.stderr)
+            print(
+                f"{folder}: {len(report.problems)} problem(s), "
+                f"{len(report.pictures)} usable pictures",
+                file=sys.stderr,
+            )
             status = 1
             continue
         print(f"{folder}: OK")
@@ -36,8 +39,10 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
     from segtune.data.synthetic import write_demo_data
 
     counts = write_demo_data(Path(args.out), pictures=args.pictures, size=args.size, seed=args.seed)
-    print(f"wrote {counts['train']} train and {counts['val']} val pictures "
-          f"({args.size}x{args.size}) to {args.out}")
+    print(
+        f"wrote {counts['train']} train and {counts['val']} val pictures "
+        f"({args.size}x{args.size}) to {args.out}"
+    )
     return 0
 
 
@@ -62,8 +67,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = train_run(config, run_dir, resume=resume)
     except KeyboardInterrupt:
-        print(f"interrupted: recorded in {run_dir}/summary.json; continue with "
-              f"`segtune train --resume {run_dir}`", file=sys.stderr)
+        print(
+            f"interrupted: recorded in {run_dir}/summary.json; continue with "
+            f"`segtune train --resume {run_dir}`",
+            file=sys.stderr,
+        )
         return 130
     status = summary["status"]
     if status == "failed":
@@ -79,8 +87,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_common_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set loss.bce_weight=0.4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set loss.bce_weight=0.4 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 
-
-
 def _configure_threads() -> None:
     threads = os.environ.get("SEGTUNE_THREADS")
     if threads:
@@ -19,8 +17,13 @@ def _configure_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def _open_runner(spec_path: Path, study_dir: str | None, storage: str | None,
-                 device: str | None = None, progress: bool = True) -> Any:
+def _open_runner(
+    spec_path: Path,
+    study_dir: str | None,
+    storage: str | None,
+    device: str | None = None,
+    progress: bool = True,
+) -> Any:
     from segtune.study.spec import load_spec
     from segtune.study.sweep import StudyRunner
 
@@ -29,8 +32,16 @@ def _open_runner(spec_path: Path, study_dir: str | None, storage: str | None,
     return StudyRunner(spec, folder, storage, device=device, progress=progress)
 
 
-def run_sweep(spec_path: Path, study_dir: str | None, storage: str | None, workers: int,
-              device: str | None, *, quiet: bool = False, write_report: bool = True) -> int:
+def run_sweep(
+    spec_path: Path,
+    study_dir: str | None,
+    storage: str | None,
+    workers: int,
+    device: str | None,
+    *,
+    quiet: bool = False,
+    write_report: bool = True,
+) -> int:
     """Run or resume a study; returns the exit status (1 when no run succeeded)."""
     from segtune.progress import Progress
     from segtune.study.status import study_status
@@ -46,6 +57,7 @@ def run_sweep(spec_path: Path, study_dir: str | None, storage: str | None, worke
     else:
         bar = Progress(total, f"study {runner.spec.name}", "runs", enabled=not quiet)
         bar.update(settled)
+
         def tick() -> None:
             st = study_status(runner)
             bar.set_total(sum(s.total or 0 for s in st.stages))
@@ -70,9 +82,12 @@ def run_sweep(spec_path: Path, study_dir: str | None, storage: str | None, worke
     if write_report:
         _write_report(runner)
     if not any(s.done for s in status.stages):
-        print(f"error: study {runner.spec.name}: no run completed "
-              f"({sum(s.failed for s in status.stages)} failed); see the summary.json of each run "
-              f"under {runner.dir / 'runs'}", file=sys.stderr)
+        print(
+            f"error: study {runner.spec.name}: no run completed "
+            f"({sum(s.failed for s in status.stages)} failed); see the summary.json of each run "
+            f"under {runner.dir / 'runs'}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -97,8 +112,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from segtune.study.spec import build_spec
-    from segtune.study.storage import read_study_info
     from segtune.study.status import study_status
+    from segtune.study.storage import read_study_info
     from segtune.study.sweep import StudyRunner
 
     folder = Path(args.study)
@@ -125,8 +140,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(Path(args.checkpoint), args.device)
     threshold = predictor.threshold(args.threshold)
     inputs = collect_inputs([Path(p) for p in args.pictures])
-    result = predict_files(predictor, inputs, Path(args.out), threshold=threshold,
-                           save_probabilities=args.save_probabilities, overlays=args.overlays)
+    result = predict_files(
+        predictor,
+        inputs,
+        Path(args.out),
+        threshold=threshold,
+        save_probabilities=args.save_probabilities,
+        overlays=args.overlays,
+    )
     print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g})")
     if result.errors:
         print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
@@ -145,8 +166,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run or resume a study (staged grids on Optuna)")
     p.add_argument("spec", help="study spec YAML")
     p.add_argument("--dir", help="study folder (default studies/<name>)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<dir>/study.db); "
-                   "postgresql+psycopg2://user:pass@host/db lets machines share a study")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default sqlite:///<dir>/study.db); "
+        "postgresql+psycopg2://user:pass@host/db lets machines share a study",
+    )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the spec's, else auto)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -167,10 +191,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("checkpoint", help="checkpoint.pt of a run")
     p.add_argument("pictures", nargs="+", help="picture files or folders")
     p.add_argument("--out", required=True, help="output folder for <stem>.png masks")
-    p.add_argument("--threshold", default="0.5",
-                   help="a number in (0, 1), or 'best' (the run's validation F1-best threshold)")
-    p.add_argument("--save-probabilities", type=int, choices=(8, 16), nargs="?", const=16,
-                   help="also write <stem>-prob.png (8- or 16-bit; default 16)")
+    p.add_argument(
+        "--threshold",
+        default="0.5",
+        help="a number in (0, 1), or 'best' (the run's validation F1-best threshold)",
+    )
+    p.add_argument(
+        "--save-probabilities",
+        type=int,
+        choices=(8, 16),
+        nargs="?",
+        const=16,
+        help="also write <stem>-prob.png (8- or 16-bit; default 16)",
+    )
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
@@ -179,4 +212,3 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=_cmd_demo)
-

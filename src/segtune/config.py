@@ -79,6 +79,9 @@ class OptimConfig(_Frozen):
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
+    # A loss above this means the run diverged (BCE of sane logits stays far below it):
+    # the run stops as failed, like a non-finite loss. None disables the check.
+    max_loss: float | None = Field(1e4, gt=0.0)
 
 
 class SamplingConfig(_Frozen):

@@ -27,8 +27,10 @@ def run_demo(out: Path, workers: int = 1) -> int:
     data = out / "data"
     if not (data / "val" / "masks").is_dir():
         counts = write_demo_data(data, pictures=DEMO_PICTURES, size=DEMO_SIZE, seed=DEMO_SEED)
-        print(f"demo data: {counts['train']} train + {counts['val']} val pictures "
-              f"({DEMO_SIZE}x{DEMO_SIZE}) in {data}")
+        print(
+            f"demo data: {counts['train']} train + {counts['val']} val pictures "
+            f"({DEMO_SIZE}x{DEMO_SIZE}) in {data}"
+        )
     spec_path = out / "demo-study.yaml"
     if not spec_path.exists():
         spec_path.write_text(demo_spec_text())
@@ -41,8 +43,11 @@ def run_demo(out: Path, workers: int = 1) -> int:
     best = summary.top()[0]
     key = summary.objective
     print()
-    print(f"top configuration ({describe_metric(key, summary.threshold)}): "
-          + ", ".join(f"{k}={v}" for k, v in best.params.items()) + f" [{best.label}]")
+    print(
+        f"top configuration ({describe_metric(key, summary.threshold)}): "
+        + ", ".join(f"{k}={v}" for k, v in best.params.items())
+        + f" [{best.label}]"
+    )
     for k in ("val/recall", "val/precision", "val/f1", "train/recall", "train/f1"):
         if k in best.final:
             print(f"  {describe_metric(k, summary.threshold)}: {best.final[k]:.4f}")

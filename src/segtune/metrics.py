@@ -36,7 +36,9 @@ def split_of(key: str) -> str:
     """The split part of a metric key; raises if the key names none."""
     split, sep, name = key.partition("/")
     if not sep or split not in SPLIT_WORDS or not name:
-        raise ValueError(f"metric key {key!r} must be '<split>/<name>' with split in {list(SPLIT_WORDS)}")
+        raise ValueError(
+            f"metric key {key!r} must be '<split>/<name>' with split in {list(SPLIT_WORDS)}"
+        )
     return split
 
 
@@ -80,7 +82,9 @@ class Counts:
 
 
 def confusion_counts(
-    prob: NDArray[np.floating], target: NDArray[np.bool_], threshold: float,
+    prob: NDArray[np.floating],
+    target: NDArray[np.bool_],
+    threshold: float,
     valid: NDArray[np.bool_] | None = None,
 ) -> Counts:
     """Counts at ``threshold`` (``prob >= threshold`` is positive) over valid pixels."""
@@ -129,7 +133,9 @@ class ProbabilityHistogram:
         self.neg = np.zeros(self.bins, dtype=np.int64)
 
     def add(
-        self, prob: NDArray[np.floating], target: NDArray[np.bool_],
+        self,
+        prob: NDArray[np.floating],
+        target: NDArray[np.bool_],
         valid: NDArray[np.bool_] | None = None,
     ) -> None:
         if valid is not None:

@@ -56,7 +56,7 @@ def build_model(config: ModelConfig) -> nn.Module:
         if not path.is_file():
             raise ConfigError(f"model.encoder_weights: {path} not found")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        missing, _ = model.encoder.load_state_dict(state, strict=False)
         if len(missing) == len(list(model.encoder.state_dict())):
             raise ConfigError(f"model.encoder_weights: {path} matches no encoder parameter")
     return model

@@ -53,21 +53,32 @@ class Predictor:
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
         """Probability map at the picture's own size (resize applied and inverted)."""
         r = self.config.pages.resize
-        shape = resized_shape(*image.shape[:2], r.scale if r else None, r.longest_side if r else None)
-        prob = predict_probabilities(self.model, resize_image(image, shape), self.config.pages,
-                                     self.device, batch_pages=batch_pages,
-                                     amp_dtype=autocast_dtype(self.config.runtime.precision, self.device))
+        shape = resized_shape(
+            image.shape[0], image.shape[1], r.scale if r else None, r.longest_side if r else None
+        )
+        prob = predict_probabilities(
+            self.model,
+            resize_image(image, shape),
+            self.config.pages,
+            self.device,
+            batch_pages=batch_pages,
+            amp_dtype=autocast_dtype(self.config.runtime.precision, self.device),
+        )
         return resize_probabilities(prob, image.shape[:2])
 
     def threshold(self, value: str | float) -> float:
         if value == "best":
             if self.best_threshold is None:
-                raise ConfigError("--threshold best: the checkpoint records no validation F1-best threshold")
+                raise ConfigError(
+                    "--threshold best: the checkpoint records no validation F1-best threshold"
+                )
             return self.best_threshold
         try:
             t = float(value)
         except ValueError as exc:
-            raise ConfigError(f"--threshold: expected a number in (0, 1) or 'best' (got {value!r})") from exc
+            raise ConfigError(
+                f"--threshold: expected a number in (0, 1) or 'best' (got {value!r})"
+            ) from exc
         if not 0.0 < t < 1.0:
             raise ConfigError(f"--threshold: must be in (0, 1) (got {t})")
         return t
@@ -79,8 +90,13 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
     for item in items:
         if item.is_dir():
             folder = item / "images" if (item / "images").is_dir() else item
-            found.extend(sorted(p for p in folder.iterdir()
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(
+                sorted(
+                    p
+                    for p in folder.iterdir()
+                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                )
+            )
         elif item.exists():
             found.append(item)
         else:
@@ -97,8 +113,14 @@ class PredictResult:
 
 
 def predict_files(
-    predictor: Predictor, inputs: Sequence[Path], out: Path, *, threshold: float,
-    save_probabilities: int | None = None, overlays: bool = False, progress: bool = True,
+    predictor: Predictor,
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    threshold: float,
+    save_probabilities: int | None = None,
+    overlays: bool = False,
+    progress: bool = True,
     batch_pages: int = 8,
 ) -> PredictResult:
     """Write ``<stem>.png`` masks (0/255, input size) for each picture; a bad picture is
@@ -120,10 +142,14 @@ def predict_files(
         _write_png(target, Image.fromarray(mask.astype(np.uint8) * 255))
         result.written.append(target)
         if save_probabilities == 8:
-            _write_png(out / f"{path.stem}-prob.png", Image.fromarray((prob * 255 + 0.5).astype(np.uint8)))
+            _write_png(
+                out / f"{path.stem}-prob.png", Image.fromarray((prob * 255 + 0.5).astype(np.uint8))
+            )
         elif save_probabilities == 16:
-            _write_png(out / f"{path.stem}-prob.png",
-                       Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)))
+            _write_png(
+                out / f"{path.stem}-prob.png",
+                Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
+            )
         if overlays:
             over = image.astype(np.float32) * 0.6
             over[mask] = [213, 94, 0]
@@ -143,5 +169,9 @@ def _write_png(path: Path, image: Image.Image) -> None:
 
 def describe(predictor: Predictor) -> dict[str, Any]:
     p = predictor.config.pages
-    return {"page_size": p.page_size, "patch_overlap": p.patch_overlap, "blend": p.blend,
-            "device": str(predictor.device)}
+    return {
+        "page_size": p.page_size,
+        "patch_overlap": p.patch_overlap,
+        "blend": p.blend,
+        "device": str(predictor.device),
+    }

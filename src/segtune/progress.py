@@ -49,8 +49,12 @@ class Progress:
             elapsed = time.perf_counter() - self.start
             rate = self.done / elapsed if elapsed > 0 else 0.0
             extra = "".join(f", {k} {v}" for k, v in self._postfix.items())
-            print(f"  {self.desc}: {self.done}/{self.total} {self.unit} "
-                  f"({rate:.1f} {self.unit}/s{extra})", file=sys.stderr, flush=True)
+            print(
+                f"  {self.desc}: {self.done}/{self.total} {self.unit} "
+                f"({rate:.1f} {self.unit}/s{extra})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self._bar is not None:

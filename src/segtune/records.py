@@ -30,8 +30,21 @@ from segtune.evaluate import PictureResult
 from segtune.metrics import ProbabilityHistogram
 
 METRIC_COLUMNS = (
-    "epoch", "split", "loss", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou",
-    "ap", "best_threshold", "best_f1", "no_positive_prediction",
+    "epoch",
+    "split",
+    "loss",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "precision",
+    "recall",
+    "f1",
+    "iou",
+    "ap",
+    "best_threshold",
+    "best_f1",
+    "no_positive_prediction",
 )
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
 
@@ -117,26 +130,43 @@ class RunRecords:
         entries = []
         for res, prob, image, mask in zip(results, probabilities, images, masks, strict=True):
             base = f"{res.index:02d}-{res.stem}"
-            _save_png(self.previews_dir / f"{base}-prob.png",
-                      Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)))
-            _save_png(self.previews_dir / f"{base}-mask.png", Image.fromarray(mask.astype(np.uint8) * 255))
+            _save_png(
+                self.previews_dir / f"{base}-prob.png",
+                Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
+            )
+            _save_png(
+                self.previews_dir / f"{base}-mask.png", Image.fromarray(mask.astype(np.uint8) * 255)
+            )
             thumb = Image.fromarray(np.asarray(image))
             thumb.thumbnail((PREVIEW_THUMB, PREVIEW_THUMB))
             _save_png(self.previews_dir / f"{base}-image.png", thumb)
-            entries.append({**asdict(res), "files": {"prob": f"{base}-prob.png",
-                            "mask": f"{base}-mask.png", "image": f"{base}-image.png"}})
-        write_json(self.previews_dir / "previews.json", {"threshold": threshold, "pictures": entries})
+            entries.append(
+                {
+                    **asdict(res),
+                    "files": {
+                        "prob": f"{base}-prob.png",
+                        "mask": f"{base}-mask.png",
+                        "image": f"{base}-image.png",
+                    },
+                }
+            )
+        write_json(
+            self.previews_dir / "previews.json", {"threshold": threshold, "pictures": entries}
+        )
 
     def write_pr_curve(self, hist: ProbabilityHistogram, points: int = 101) -> None:
         """Validation precision/recall at ``points`` evenly spaced thresholds."""
         thresholds, precision, recall = hist.curve()
         pick = np.unique(np.linspace(0, len(thresholds) - 1, points).round().astype(int))
-        write_json(self.dir / "pr_curve.json", {
-            "split": "val",
-            "threshold": thresholds[pick].tolist(),
-            "precision": precision[pick].tolist(),
-            "recall": recall[pick].tolist(),
-        })
+        write_json(
+            self.dir / "pr_curve.json",
+            {
+                "split": "val",
+                "threshold": thresholds[pick].tolist(),
+                "precision": precision[pick].tolist(),
+                "recall": recall[pick].tolist(),
+            },
+        )
 
     # reading
     def read_pr_curve(self) -> dict[str, Any] | None:

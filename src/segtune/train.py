@@ -104,19 +104,35 @@ def train_run(
     try:
         for epoch in range(start_epoch, config.optim.epochs + 1):
             t0 = time.perf_counter()
-            train_loss = _train_epoch(config, model, optimizer, scaler, train_pictures,
-                                      epoch, device, amp_dtype, progress)
+            train_loss = _train_epoch(
+                config, model, optimizer, scaler, train_pictures, epoch, device, amp_dtype, progress
+            )
             t1 = time.perf_counter()
-            val = _evaluate(config, model, "val", subsets.val, cache, device, amp_dtype,
-                            config.eval.preview_pictures)
+            val = _evaluate(
+                config,
+                model,
+                "val",
+                subsets.val,
+                cache,
+                device,
+                amp_dtype,
+                config.eval.preview_pictures,
+            )
             train = _evaluate(config, model, "train", train_eval, cache, device, amp_dtype, 0)
             timings["train_s"] += t1 - t0
             timings["eval_s"] += time.perf_counter() - t1
             history.extend(_rows(epoch, train_loss, train, val))
             records.write_metrics(history)
-            records.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "epoch": epoch, "config": config_to_dict(config),
-                                     "timings": timings, "metrics": val.metrics})
+            records.save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "config": config_to_dict(config),
+                    "timings": timings,
+                    "metrics": val.metrics,
+                }
+            )
             _write_previews(records, config, val, subsets.val, cache)
             records.write_pr_curve(val.histogram)
             values = {"train/loss": train_loss, **train.metrics, **val.metrics}
@@ -128,19 +144,42 @@ def train_run(
                 reporter(epoch, values)
         summary = _summary(config, "completed", history, timings, subsets)
     except NonFiniteLoss as exc:
-        summary = _summary(config, "failed", history, timings, subsets,
-                           failure={"epoch": epoch, "step": exc.args[1], "reason": exc.args[0]})
+        summary = _summary(
+            config,
+            "failed",
+            history,
+            timings,
+            subsets,
+            failure={"epoch": epoch, "step": exc.args[1], "reason": exc.args[0]},
+        )
     except FloatingPointError as exc:
-        summary = _summary(config, "failed", history, timings, subsets,
-                           failure={"epoch": epoch, "step": step, "reason": str(exc)})
+        summary = _summary(
+            config,
+            "failed",
+            history,
+            timings,
+            subsets,
+            failure={"epoch": epoch, "step": step, "reason": str(exc)},
+        )
     except KeyboardInterrupt:
         records.write_summary(_summary(config, "interrupted", history, timings, subsets))
         raise
     except Exception as exc:
         if type(exc).__name__ != "TrialPruned":
-            records.write_summary(_summary(config, "failed", history, timings, subsets,
-                                           failure={"epoch": epoch, "step": step,
-                                                    "reason": f"{type(exc).__name__}: {exc}"}))
+            records.write_summary(
+                _summary(
+                    config,
+                    "failed",
+                    history,
+                    timings,
+                    subsets,
+                    failure={
+                        "epoch": epoch,
+                        "step": step,
+                        "reason": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+            )
             raise
         summary = _summary(config, "pruned", history, timings, subsets)
     records.write_summary(summary)
@@ -168,14 +207,25 @@ def _train_epoch(
     o, seed = config.optim, config.runtime.seed
     torch.manual_seed(seed * 1_000 + epoch)
     rng = np.random.default_rng([seed, epoch])
-    plan = epoch_plan(pictures, config.pages.page_size, config.pages.patch_overlap,
-                      config.sampling.positive_fraction, o.batch_size, rng)
-    dataset = PageDataset(pictures, plan, config.pages.page_size, config.sampling.augment,
-                          seed * 1_000 + epoch)
-    loader = DataLoader(dataset, batch_size=o.batch_size, shuffle=False,
-                        num_workers=config.runtime.num_workers,
-                        pin_memory=device.type == "cuda",
-                        persistent_workers=False)
+    plan = epoch_plan(
+        pictures,
+        config.pages.page_size,
+        config.pages.patch_overlap,
+        config.sampling.positive_fraction,
+        o.batch_size,
+        rng,
+    )
+    dataset = PageDataset(
+        pictures, plan, config.pages.page_size, config.sampling.augment, seed * 1_000 + epoch
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=o.batch_size,
+        shuffle=False,
+        num_workers=config.runtime.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     micro = o.micro_batch_size or o.batch_size
     bar = Progress(len(dataset), f"epoch {epoch}/{o.epochs}", "pages", enabled=progress)
     model.train()
@@ -194,11 +244,24 @@ def _train_epoch(
             share = v.sum().item() / total_valid
             with autocast(device, amp_dtype):
                 logits = model(normalise(x))[:, 0]
-            loss = segmentation_loss(logits, y, v, bce_weight=config.loss.bce_weight,
-                                     dice_smooth=config.loss.dice_smooth,
-                                     pos_weight=config.loss.pos_weight)
+            loss = segmentation_loss(
+                logits,
+                y,
+                v,
+                bce_weight=config.loss.bce_weight,
+                dice_smooth=config.loss.dice_smooth,
+                pos_weight=config.loss.pos_weight,
+            )
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}", step)
+                raise NonFiniteLoss(
+                    f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}", step
+                )
+            if o.max_loss is not None and loss.item() > o.max_loss:
+                raise NonFiniteLoss(
+                    f"diverged: loss {loss.item():.3g} > optim.max_loss {o.max_loss:g} "
+                    f"at epoch {epoch}, step {step}",
+                    step,
+                )
             scaler.scale(loss * share).backward()
             batch_loss += loss.item() * share
         if o.grad_clip is not None:
@@ -214,29 +277,53 @@ def _train_epoch(
 
 
 def _evaluate(
-    config: RunConfig, model: nn.Module, split: str, pictures: Sequence[Picture],
-    cache: PictureCache, device: torch.device, amp_dtype: torch.dtype | None, previews: int,
+    config: RunConfig,
+    model: nn.Module,
+    split: str,
+    pictures: Sequence[Picture],
+    cache: PictureCache,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    previews: int,
 ) -> SplitResult:
-    return evaluate_split(model, split, pictures, cache, config.pages, device,
-                          threshold=config.eval.threshold, bins=config.eval.histogram_bins,
-                          keep_previews=previews, amp_dtype=amp_dtype,
-                          batch_pages=config.optim.micro_batch_size or config.optim.batch_size)
+    return evaluate_split(
+        model,
+        split,
+        pictures,
+        cache,
+        config.pages,
+        device,
+        threshold=config.eval.threshold,
+        bins=config.eval.histogram_bins,
+        keep_previews=previews,
+        amp_dtype=amp_dtype,
+        batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
+    )
 
 
-def _rows(epoch: int, train_loss: float, train: SplitResult, val: SplitResult) -> list[dict[str, Any]]:
+def _rows(
+    epoch: int, train_loss: float, train: SplitResult, val: SplitResult
+) -> list[dict[str, Any]]:
     rows = []
     for split, result in (("train", train), ("val", val)):
         row: dict[str, Any] = {"epoch": epoch, "split": split}
         row["loss"] = train_loss if split == "train" else ""
         for key, value in result.metrics.items():
             name = key.split("/", 1)[1]
-            row[name] = int(value) if name in ("tp", "fp", "fn", "tn", "no_positive_prediction") else value
+            row[name] = (
+                int(value) if name in ("tp", "fp", "fn", "tn", "no_positive_prediction") else value
+            )
         rows.append(row)
     return rows
 
 
-def _write_previews(records: RunRecords, config: RunConfig, val: SplitResult,
-                    pictures: Sequence[Picture], cache: PictureCache) -> None:
+def _write_previews(
+    records: RunRecords,
+    config: RunConfig,
+    val: SplitResult,
+    pictures: Sequence[Picture],
+    cache: PictureCache,
+) -> None:
     if not val.pictures:
         return
     picked = pictures[: len(val.pictures)]
@@ -247,16 +334,22 @@ def _write_previews(records: RunRecords, config: RunConfig, val: SplitResult,
 
 def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
     t = config.eval.threshold
-    return (f"epoch {epoch}/{config.optim.epochs}  train/loss {v['train/loss']:.4f}  |  "
-            f"train: recall {v['train/recall']:.3f} precision {v['train/precision']:.3f} "
-            f"f1 {v['train/f1']:.3f}  |  val: recall {v['val/recall']:.3f} "
-            f"precision {v['val/precision']:.3f} f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}"
-            f"  (threshold {t:g})")
+    return (
+        f"epoch {epoch}/{config.optim.epochs}  train/loss {v['train/loss']:.4f}  |  "
+        f"train: recall {v['train/recall']:.3f} precision {v['train/precision']:.3f} "
+        f"f1 {v['train/f1']:.3f}  |  val: recall {v['val/recall']:.3f} "
+        f"precision {v['val/precision']:.3f} f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}"
+        f"  (threshold {t:g})"
+    )
 
 
 def _summary(
-    config: RunConfig, status: str, history: Sequence[dict[str, Any]], timings: dict[str, float],
-    subsets: Subsets, failure: dict[str, Any] | None = None,
+    config: RunConfig,
+    status: str,
+    history: Sequence[dict[str, Any]],
+    timings: dict[str, float],
+    subsets: Subsets,
+    failure: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """summary.json: status, last-epoch values, best values (with epoch), timings."""
     final: dict[str, float] = {}
@@ -272,7 +365,7 @@ def _summary(
                 final[key] = number
             previous = best.get(key, {}).get("value")
             lower_is_better = name in ("loss", "fp", "fn")
-            if (previous is None or (number < previous if lower_is_better else number > previous)):
+            if previous is None or (number < previous if lower_is_better else number > previous):
                 best[key] = {"value": number, "epoch": int(row["epoch"])}
     return {
         "status": status,

@@ -64,8 +64,8 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
 tr.top td{font-weight:bold;background:#eef5fb}
@@ -77,8 +77,11 @@ font-style:italic;padding-bottom:.3em}
 
 def to_html(blocks: list[Block], title: str) -> str:
     e = html.escape
-    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+    ]
     for b in blocks:
         if isinstance(b, Heading):
             anchor = f' id="{e(b.anchor)}"' if b.anchor else ""
@@ -95,7 +98,9 @@ def to_html(blocks: list[Block], title: str) -> str:
                 out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
             out.append("</table>")
         else:
-            out.append(f'<figure><img src="{e(b.path)}" alt="{e(b.alt)}">'
-                       f"<figcaption>{e(b.caption)}</figcaption></figure>")
+            out.append(
+                f'<figure><img src="{e(b.path)}" alt="{e(b.alt)}">'
+                f"<figcaption>{e(b.caption)}</figcaption></figure>"
+            )
     out.append("</body></html>")
     return "\n".join(out)

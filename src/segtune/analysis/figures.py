@@ -17,14 +17,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.patches as mpatches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 
-from segtune.analysis.summary import RunSummary, StudySummary  # noqa: E402
-from segtune.metrics import describe_metric  # noqa: E402
+from segtune.analysis.summary import RunSummary, StudySummary
+from segtune.metrics import describe_metric
 
 # Okabe–Ito colour-blind-safe palette.
 TP_COLOUR, FP_COLOUR, FN_COLOUR = "#0072B2", "#E69F00", "#CC79A7"
@@ -69,19 +69,27 @@ def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np
     h, w = mask.shape
     scale = size / max(h, w)
     shape = (max(1, round(w * scale)), max(1, round(h * scale)))
-    grey = np.asarray(image.resize(shape, Image.BILINEAR), dtype=np.float32) * 0.6
+    grey = np.asarray(image.resize(shape, Image.Resampling.BILINEAR), dtype=np.float32) * 0.6
     out = np.repeat(grey[:, :, None], 3, axis=2)
     pred = prob >= run.threshold
-    for cls, colour in ((pred & ~mask, FP_COLOUR), (~pred & mask, FN_COLOUR), (pred & mask, TP_COLOUR)):
-        small = np.asarray(Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.BOX)) > 0
+    for cls, colour in (
+        (pred & ~mask, FP_COLOUR),
+        (~pred & mask, FN_COLOUR),
+        (pred & mask, TP_COLOUR),
+    ):
+        small = np.asarray(Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)) > 0
         out[small] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
     return out.astype(np.uint8)
 
 
 def _legend(ax: plt.Axes, threshold: float) -> None:
-    handles = [mpatches.Patch(color=c, label=describe_metric(k, threshold, short=True), gid=k)
-               for k, c in zip(OVERLAY_KEYS, (TP_COLOUR, FP_COLOUR, FN_COLOUR), strict=True)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    handles = [
+        mpatches.Patch(color=c, label=describe_metric(k, threshold, short=True), gid=k)
+        for k, c in zip(OVERLAY_KEYS, (TP_COLOUR, FP_COLOUR, FN_COLOUR), strict=True)
+    ]
+    legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    for patch, key in zip(legend.get_patches(), OVERLAY_KEYS, strict=True):
+        patch.set_gid(key)  # the legend draws copies of the handles
 
 
 def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
@@ -95,8 +103,10 @@ def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
     _legend(axes[0][-1], run.threshold)
     title = f"Run {run.label}: validation preview pictures, prediction vs ground truth"
     fig.suptitle(title, fontsize=9)
-    caption = (f"{title} (pictures 1–{k} of the validation subset, final epoch). Colours: "
-               f"{caption_words(OVERLAY_KEYS, run.threshold)}.")
+    caption = (
+        f"{title} (pictures 1–{k} of the validation subset, final epoch). Colours: "
+        f"{caption_words(OVERLAY_KEYS, run.threshold)}."
+    )
     return _finish(fig, f"strip-{run.stage}-{run.trial:04d}", title, caption)
 
 
@@ -113,14 +123,18 @@ def topk_grid(summary: StudySummary) -> Figure | None:
             if col < len(run.pictures):
                 ax.imshow(overlay(run, run.pictures[col].index, 192))
                 if col == 0:
-                    ax.set_title(f"{run.label} ({run.final[summary.objective]:.3f})", fontsize=7,
-                                 loc="left")
+                    label = ax.set_title(
+                        f"{run.label} ({run.final[summary.objective]:.3f})", fontsize=7, loc="left"
+                    )
+                    label.set_gid(summary.objective)
     _legend(axes[0][-1], summary.threshold)
     objective = describe_metric(summary.objective, summary.threshold)
     title = f"Top {len(top)} runs by {objective}"
     fig.suptitle(title, fontsize=9)
-    caption = (f"{title}: validation preview pictures 1–{k} (columns) per run (rows), final "
-               f"epoch. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}.")
+    caption = (
+        f"{title}: validation preview pictures 1–{k} (columns) per run (rows), final "
+        f"epoch. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}."
+    )
     return _finish(fig, "topk-grid", title, caption)
 
 
@@ -131,21 +145,34 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
     for key, colour in zip(keys, LINE_COLOURS, strict=False):
         split = key.split("/")[0]
         rows = [r for r in run.history if r["split"] == split and r.get(metric, "") != ""]
-        ax.plot([r["epoch"] for r in rows], [float(r[metric]) for r in rows], marker="o",
-                color=colour, label=describe_metric(key, run.threshold, short=True), gid=key)
+        ax.plot(
+            [r["epoch"] for r in rows],
+            [float(r[metric]) for r in rows],
+            marker="o",
+            color=colour,
+            label=describe_metric(key, run.threshold, short=True),
+            gid=key,
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel(describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1))
     ax.legend(fontsize=8)
     loss_rows = [r for r in run.history if r["split"] == "train" and r.get("loss", "") != ""]
-    ax_loss.plot([r["epoch"] for r in loss_rows], [float(r["loss"]) for r in loss_rows],
-                 marker="o", color=LINE_COLOURS[2], gid="train/loss",
-                 label=describe_metric("train/loss", short=True))
+    ax_loss.plot(
+        [r["epoch"] for r in loss_rows],
+        [float(r["loss"]) for r in loss_rows],
+        marker="o",
+        color=LINE_COLOURS[2],
+        gid="train/loss",
+        label=describe_metric("train/loss", short=True),
+    )
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel(describe_metric("train/loss", short=True))
     ax_loss.legend(fontsize=8)
     title = f"Run {run.label}: {metric} per epoch, training and validation"
     fig.suptitle(title, fontsize=9)
-    caption = f"{title}. Left: {caption_words(keys, run.threshold)}. Right: {caption_words(('train/loss',), run.threshold)}."
+    left = caption_words(keys, run.threshold)
+    right = caption_words(("train/loss",), run.threshold)
+    caption = f"{title}. Left: {left}. Right: {right}."
     return _finish(fig, f"curves-{run.stage}-{run.trial:04d}", title, caption)
 
 
@@ -156,15 +183,20 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
     key = summary.objective
     for stage, grid in summary.searched.items():
         names = [k for k, v in grid.items() if len(v) > 1]
-        runs = [r for r in summary.runs if r.stage == stage and key in r.final and r.status == "completed"]
+        runs = [
+            r
+            for r in summary.runs
+            if r.stage == stage and key in r.final and r.status == "completed"
+        ]
         if len(names) < 2 or not runs:
             continue
         for a, b in itertools.combinations(names, 2):
             rest = [n for n in names if n not in (a, b)]
             facet = rest[0] if rest else None
             facet_values = grid[facet] if facet else [None]
-            fig, axes = plt.subplots(1, len(facet_values), figsize=(3.2 * len(facet_values) + 1, 3.2),
-                                     squeeze=False)
+            fig, axes = plt.subplots(
+                1, len(facet_values), figsize=(3.2 * len(facet_values) + 1, 3.2), squeeze=False
+            )
             image = None
             for ax, fv in zip(axes[0], facet_values, strict=True):
                 table = np.full((len(grid[a]), len(grid[b])), np.nan)
@@ -173,17 +205,40 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                         continue
                     i, j = grid[a].index(r.params[a]), grid[b].index(r.params[b])
                     v = r.final[key]
-                    better = np.isnan(table[i, j]) or (v > table[i, j] if summary.direction == "maximize" else v < table[i, j])
+                    better = np.isnan(table[i, j]) or (
+                        v > table[i, j] if summary.direction == "maximize" else v < table[i, j]
+                    )
                     if better:
                         table[i, j] = v
-                image = ax.imshow(table, cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(_finite(runs, key))),
-                                  aspect="auto", gid=key)
+                image = ax.imshow(
+                    table,
+                    cmap="viridis",
+                    vmin=0,
+                    vmax=max(1e-9, np.nanmax(_finite(runs, key))),
+                    aspect="auto",
+                    gid=key,
+                )
                 for (i, j), v in np.ndenumerate(table):
                     if not np.isnan(v):
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if v < 0.5 * np.nanmax(table) else "black")
-                ax.set_xticks(range(len(grid[b])), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[b]], fontsize=7)
-                ax.set_yticks(range(len(grid[a])), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[a]], fontsize=7)
+                        ax.text(
+                            j,
+                            i,
+                            f"{v:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if v < 0.5 * np.nanmax(table) else "black",
+                        )
+                ax.set_xticks(
+                    range(len(grid[b])),
+                    [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[b]],
+                    fontsize=7,
+                )
+                ax.set_yticks(
+                    range(len(grid[a])),
+                    [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[a]],
+                    fontsize=7,
+                )
                 ax.set_xlabel(b, fontsize=8)
                 ax.set_ylabel(a, fontsize=8)
                 if facet:
@@ -197,7 +252,9 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
             other = [n for n in rest if n != facet]
             best = f"; best over {', '.join(other)}" if other else ""
             caption = f"{title}{more}{best}. Final epoch; empty cells: no completed run."
-            figures.append(_finish(fig, f"heatmap-{stage}-{a}-{b}".replace(".", "_"), title, caption))
+            figures.append(
+                _finish(fig, f"heatmap-{stage}-{a}-{b}".replace(".", "_"), title, caption)
+            )
     return figures
 
 
@@ -214,21 +271,29 @@ def pr_curves(summary: StudySummary) -> Figure | None:
     for run, colour in zip(top, LINE_COLOURS, strict=False):
         assert run.pr_curve is not None
         ap = run.final.get("val/ap", float("nan"))
-        ax.plot(run.pr_curve["recall"], run.pr_curve["precision"], color=colour,
-                label=f"{run.label} (AP {ap:.3f})", gid="val/precision")
+        ax.plot(
+            run.pr_curve["recall"],
+            run.pr_curve["precision"],
+            color=colour,
+            label=f"{run.label} (AP {ap:.3f})",
+            gid="val/precision",
+        )
     ax.set_xlabel(describe_metric("val/recall", None))
     ax.xaxis.label.set_gid("val/recall")
     ax.set_ylabel(describe_metric("val/precision", None))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    legend = ax.legend(fontsize=7, title="AP: " + describe_metric("val/ap", short=True),
-                       title_fontsize=7)
+    legend = ax.legend(
+        fontsize=7, title="AP: " + describe_metric("val/ap", short=True), title_fontsize=7
+    )
     legend.get_title().set_gid("val/ap")
     title = f"Precision–recall curves of the top {len(top)} runs (validation, final epoch)"
     ax.set_title(title, fontsize=9)
-    caption = (f"{title}: {describe_metric('val/precision', None)} against "
-               f"{describe_metric('val/recall', None)}, over thresholds 0–1; legend: "
-               f"{describe_metric('val/ap')}.")
+    caption = (
+        f"{title}: {describe_metric('val/precision', None)} against "
+        f"{describe_metric('val/recall', None)}, over thresholds 0–1; legend: "
+        f"{describe_metric('val/ap')}."
+    )
     return _finish(fig, "pr-curves", title, caption)
 
 

@@ -48,8 +48,10 @@ class PatternGroup:
 
 
 def pattern_of(run: RunSummary) -> Pattern:
-    return Pattern(tuple(p.index for p in run.pictures if p.tp > 0),
-                   tuple(p.index for p in run.pictures if p.fp > 0))
+    return Pattern(
+        tuple(p.index for p in run.pictures if p.tp > 0),
+        tuple(p.index for p in run.pictures if p.fp > 0),
+    )
 
 
 def _pictures(indices: Sequence[int]) -> str:
@@ -72,8 +74,9 @@ def describe_pattern(p: Pattern) -> str:
 def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
     """Group runs with preview counts by identical pattern.
 
-    Order: most pictures with TP first, then fewest pictures with FP, then by the
-    pictures' numbers; inside a group, runs keep their given order.
+    Order: most pictures with TP first; among equals, fewest pictures with FP first,
+    except that "All black" always comes last (after "False positives only"); then by
+    the pictures' numbers. Inside a group, runs keep their given order.
     """
     groups: dict[Pattern, PatternGroup] = {}
     for run in runs:
@@ -81,8 +84,15 @@ def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
             continue
         pat = pattern_of(run)
         groups.setdefault(pat, PatternGroup(pat)).runs.append(run)
-    return sorted(groups.values(), key=lambda g: (-len(g.pattern.tp_pictures),
-                                                  len(g.pattern.fp_pictures), g.pattern))
+    return sorted(
+        groups.values(),
+        key=lambda g: (
+            -len(g.pattern.tp_pictures),
+            g.pattern.kind == "all_black",
+            len(g.pattern.fp_pictures),
+            g.pattern,
+        ),
+    )
 
 
 def tp_word(c: PictureCounts) -> str:

@@ -15,8 +15,16 @@ from segtune.analysis.summary import RunSummary, StudySummary, load_study_summar
 from segtune.metrics import describe_metric
 from segtune.records import atomic_write_text
 
-RUN_COLUMNS = ("val/recall", "val/precision", "val/f1", "val/iou", "val/ap",
-               "train/recall", "train/f1", "train/loss")
+RUN_COLUMNS = (
+    "val/recall",
+    "val/precision",
+    "val/f1",
+    "val/iou",
+    "val/ap",
+    "train/recall",
+    "train/f1",
+    "train/loss",
+)
 
 
 def _fmt(v: object) -> str:
@@ -36,46 +44,92 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
     blocks: list[Block] = [Heading(1, f"Study {s.name}")]
 
     # Setup
-    train_eval = (f"a fixed seeded sample of {s.train_eval_pictures} of the training pictures"
-                  if s.train_eval_pictures else f"all {s.train_pictures} pictures of the training subset")
-    blocks += [Heading(2, "Setup"), Table(["Item", "Value"], [
-        ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
-        ["Validation subset", f"{s.val_pictures} pictures (seed {s.seed + 1})"],
-        ["Objective", f"{objective}, {s.direction}"],
-        ["Threshold", f"{s.threshold:g} (a pixel is positive when its probability is ≥ the threshold)"],
-        ["Training metrics (train/*)", f"evaluation pass (eval mode, no augmentation) on {train_eval}, "
-         "full stitched pictures"],
-        ["Training loss (train/loss)", "running mean over augmented batches of the epoch"],
-        ["Validation metrics (val/*)", f"all {s.val_pictures} validation pictures, full stitched "
-         "pictures, pixel counts summed over the split"],
-        ["Epochs", str(s.epochs)],
-        ["Runs", f"{len(s.runs)} ({sum(r.status == 'completed' for r in s.runs)} completed, "
-         f"{sum(r.status == 'pruned' for r in s.runs)} pruned, "
-         f"{sum(r.status == 'failed' for r in s.runs)} failed)"],
-    ])]
-    blocks += [Heading(3, "Fixed parameters"),
-               Table(["Parameter", "Value"], [[k, _fmt(v)] for k, v in sorted(s.fixed.items())])]
+    train_eval = (
+        f"a fixed seeded sample of {s.train_eval_pictures} of the training pictures"
+        if s.train_eval_pictures
+        else f"all {s.train_pictures} pictures of the training subset"
+    )
+    blocks += [
+        Heading(2, "Setup"),
+        Table(
+            ["Item", "Value"],
+            [
+                ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
+                ["Validation subset", f"{s.val_pictures} pictures (seed {s.seed + 1})"],
+                ["Objective", f"{objective}, {s.direction}"],
+                [
+                    "Threshold",
+                    f"{s.threshold:g} (a pixel is positive when its probability is ≥ it)",
+                ],
+                [
+                    "Training metrics (train/*)",
+                    f"evaluation pass (eval mode, no augmentation) on {train_eval}, "
+                    "full stitched pictures",
+                ],
+                ["Training loss (train/loss)", "running mean over augmented batches of the epoch"],
+                [
+                    "Validation metrics (val/*)",
+                    f"all {s.val_pictures} validation pictures, full stitched "
+                    "pictures, pixel counts summed over the split",
+                ],
+                ["Epochs", str(s.epochs)],
+                [
+                    "Runs",
+                    f"{len(s.runs)} ({sum(r.status == 'completed' for r in s.runs)} completed, "
+                    f"{sum(r.status == 'pruned' for r in s.runs)} pruned, "
+                    f"{sum(r.status == 'failed' for r in s.runs)} failed)",
+                ],
+            ],
+        ),
+    ]
+    blocks += [
+        Heading(3, "Fixed parameters"),
+        Table(["Parameter", "Value"], [[k, _fmt(v)] for k, v in sorted(s.fixed.items())]),
+    ]
 
     # Searched parameters
-    rows = [[stage, k, ", ".join(_fmt(v) for v in values)]
-            for stage, grid in s.searched.items() for k, values in grid.items()]
-    blocks += [Heading(2, "Searched parameters"), Table(["Stage", "Parameter", "Values tested"], rows)]
+    rows = [
+        [stage, k, ", ".join(_fmt(v) for v in values)]
+        for stage, grid in s.searched.items()
+        for k, values in grid.items()
+    ]
+    blocks += [
+        Heading(2, "Searched parameters"),
+        Table(["Stage", "Parameter", "Values tested"], rows),
+    ]
 
     # Observations
-    blocks.append(Heading(2, "Observations: which validation pictures get true and false positives"))
+    blocks.append(
+        Heading(2, "Observations: which validation pictures get true and false positives")
+    )
     if s.preview_stems:
         names = ", ".join(f"{i} = {stem}" for i, stem in enumerate(s.preview_stems, start=1))
-        blocks.append(Paragraph(
-            f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, sorted "
-            f"by file stem): {names}. Counts are pixels at threshold {s.threshold:g} at the final "
-            f"epoch; top-{s.top_k} runs by {objective} are in bold."))
+        blocks.append(
+            Paragraph(
+                f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, "
+                f"sorted by file stem): {names}. Counts are pixels at threshold "
+                f"{s.threshold:g} at the final "
+                f"epoch; top-{s.top_k} runs by {objective} are in bold."
+            )
+        )
     for group in group_runs(s.runs):
         blocks.append(Heading(3, group.title))
         blocks.append(Paragraph(f"{len(group.runs)} configuration(s)."))
-        blocks.append(Table(["Stage", "Trial", *keys, describe_metric(s.objective, s.threshold, short=True)],
-                            [[r.stage, str(r.trial), *_params(r, keys),
-                              _fmt(r.final.get(s.objective, float("nan")))] for r in group.runs],
-                            bold=[s.is_top(r) for r in group.runs]))
+        blocks.append(
+            Table(
+                ["Stage", "Trial", *keys, describe_metric(s.objective, s.threshold, short=True)],
+                [
+                    [
+                        r.stage,
+                        str(r.trial),
+                        *_params(r, keys),
+                        _fmt(r.final.get(s.objective, float("nan"))),
+                    ]
+                    for r in group.runs
+                ],
+                bold=[s.is_top(r) for r in group.runs],
+            )
+        )
 
     # Top-k
     top = s.top()
@@ -83,10 +137,22 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
     blocks.append(Heading(2, f"Top {len(top)} runs"))
     header = f"Top {len(top)} by {objective}, final epoch ({epoch})"
     cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
-    blocks.append(Table(["Rank", "Stage", "Trial", *keys, *cols],
-                        [[str(i), r.stage, str(r.trial), *_params(r, keys),
-                          *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS]]
-                         for i, r in enumerate(top, start=1)], caption=header))
+    blocks.append(
+        Table(
+            ["Rank", "Stage", "Trial", *keys, *cols],
+            [
+                [
+                    str(i),
+                    r.stage,
+                    str(r.trial),
+                    *_params(r, keys),
+                    *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
+                ]
+                for i, r in enumerate(top, start=1)
+            ],
+            caption=header,
+        )
+    )
 
     # Figures
     blocks.append(Heading(2, "Figures"))
@@ -98,12 +164,23 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
 
     # All runs
     blocks.append(Heading(2, "All runs"))
-    blocks.append(Table(
-        ["Stage", "Trial", *keys, "Status", *cols],
-        [[r.stage, str(r.trial), *_params(r, keys), r.status + (f" ({r.failure})" if r.failure else ""),
-          *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS]] for r in s.runs],
-        bold=[s.is_top(r) for r in s.runs],
-        caption=f"Final-epoch values; threshold {s.threshold:g}; top-{s.top_k} in bold"))
+    blocks.append(
+        Table(
+            ["Stage", "Trial", *keys, "Status", *cols],
+            [
+                [
+                    r.stage,
+                    str(r.trial),
+                    *_params(r, keys),
+                    r.status + (f" ({r.failure})" if r.failure else ""),
+                    *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
+                ]
+                for r in s.runs
+            ],
+            bold=[s.is_top(r) for r in s.runs],
+            caption=f"Final-epoch values; threshold {s.threshold:g}; top-{s.top_k} in bold",
+        )
+    )
 
     # Appendix
     blocks.append(Heading(2, "Appendix: every run"))
@@ -111,14 +188,31 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
     for r in s.runs:
         blocks.append(Heading(3, f"Run {r.label}", anchor=f"run-{r.stage}-{r.trial}"))
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.params.items())
-        blocks.append(Paragraph(f"{params}. Status: {r.status}"
-                                + (f" — {r.failure}" if r.failure else "") + f". Folder: {r.run_dir}"))
+        blocks.append(
+            Paragraph(
+                f"{params}. Status: {r.status}"
+                + (f" — {r.failure}" if r.failure else "")
+                + f". Folder: {r.run_dir}"
+            )
+        )
         if r.pictures:
-            blocks.append(Table(
-                ["Picture", "Stem", "Positive pixels", "TP", "FP", "FN"],
-                [[str(p.index), p.stem, str(p.positives), f"{p.tp} ({tp_word(p)})",
-                  f"{p.fp} ({fp_word(p)})", str(p.fn)] for p in r.pictures],
-                caption=f"Validation preview pictures, threshold {r.threshold:g}, final epoch"))
+            blocks.append(
+                Table(
+                    ["Picture", "Stem", "Positive pixels", "TP", "FP", "FN"],
+                    [
+                        [
+                            str(p.index),
+                            p.stem,
+                            str(p.positives),
+                            f"{p.tp} ({tp_word(p)})",
+                            f"{p.fp} ({fp_word(p)})",
+                            str(p.fn),
+                        ]
+                        for p in r.pictures
+                    ],
+                    caption=f"Validation preview pictures, threshold {r.threshold:g}, final epoch",
+                )
+            )
         if r.history and metric_name not in ("loss",):
             fig = F.metric_curves(r, metric_name)
             F.save(fig, fig_dir)

@@ -82,9 +82,14 @@ class StudySummary:
         scored = [r for r in self.runs if r.status == "completed" and self.objective in r.final]
         sign = -1.0 if self.direction == "maximize" else 1.0
         order = list(self.searched)
-        return sorted(scored, key=lambda r: (sign * r.final[self.objective],
-                                             order.index(r.stage) if r.stage in order else 0,
-                                             r.trial))
+        return sorted(
+            scored,
+            key=lambda r: (
+                sign * r.final[self.objective],
+                order.index(r.stage) if r.stage in order else 0,
+                r.trial,
+            ),
+        )
 
     def top(self) -> list[RunSummary]:
         return self.ranked()[: self.top_k]
@@ -113,12 +118,20 @@ def read_run(stage: str, trial: int, run_dir: Path, params: dict[str, ParamValue
     s = records.read_summary()
     previews = records.read_previews()
     return RunSummary(
-        stage=stage, trial=trial, run_dir=run_dir, params=params, status=s["status"],
-        final=dict(s.get("final", {})), epochs_done=int(s.get("epochs_done", 0)),
+        stage=stage,
+        trial=trial,
+        run_dir=run_dir,
+        params=params,
+        status=s["status"],
+        final=dict(s.get("final", {})),
+        epochs_done=int(s.get("epochs_done", 0)),
         threshold=float(s.get("threshold", 0.5)),
-        pictures=[PictureCounts(p["index"], p["stem"], p["tp"], p["fp"], p["fn"], p["positives"])
-                  for p in previews.get("pictures", [])],
-        history=records.read_metrics(), pr_curve=records.read_pr_curve(),
+        pictures=[
+            PictureCounts(p["index"], p["stem"], p["tp"], p["fp"], p["fn"], p["positives"])
+            for p in previews.get("pictures", [])
+        ],
+        history=records.read_metrics(),
+        pr_curve=records.read_pr_curve(),
         failure=(s.get("failure") or {}).get("reason"),
     )
 
@@ -133,8 +146,9 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
     searched: dict[str, dict[str, list[ParamValue]]] = {}
     for stage in spec.stages:
         try:
-            study = optuna.load_study(study_name=stage_study_name(spec.name, stage.name),
-                                      storage=storage)
+            study = optuna.load_study(
+                study_name=stage_study_name(spec.name, stage.name), storage=storage
+            )
         except KeyError:
             continue
         last: dict[str, Any] = {}
@@ -148,7 +162,9 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
                 last[point] = t
         grid: dict[str, list[ParamValue]] = {}
         for t in sorted(last.values(), key=lambda t: t.number):
-            run = read_run(stage.name, t.number, study_dir / t.user_attrs["run_dir"], dict(t.params))
+            run = read_run(
+                stage.name, t.number, study_dir / t.user_attrs["run_dir"], dict(t.params)
+            )
             if t.state == TrialState.FAIL and run.status == "completed":
                 run.status = "failed"
             runs.append(run)
@@ -159,14 +175,21 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
     subsets = read_subsets(study_dir)
     fixed = flatten(spec.fixed)
     return StudySummary(
-        name=spec.name, study_dir=study_dir, objective=spec.objective.metric,
-        direction=spec.objective.direction, top_k=spec.top_k, threshold=base.eval.threshold,
+        name=spec.name,
+        study_dir=study_dir,
+        objective=spec.objective.metric,
+        direction=spec.objective.direction,
+        top_k=spec.top_k,
+        threshold=base.eval.threshold,
         seed=spec.data.seed,
         train_pictures=len(subsets.train) if subsets else 0,
         val_pictures=len(subsets.val) if subsets else 0,
         train_eval_pictures=base.eval.train_eval_pictures,
         preview_stems=[p.stem for p in (subsets.val if subsets else [])][: spec.preview_pictures],
-        fixed=fixed, searched=searched, runs=runs, epochs=base.optim.epochs,
+        fixed=fixed,
+        searched=searched,
+        runs=runs,
+        epochs=base.optim.epochs,
     )
 
 

@@ -73,8 +73,8 @@ class PictureCache:
     ) -> NDArray[np.generic]:
         if kind == "image":
             image = read_image(path)
-            shape = resized_shape(*image.shape[:2], scale, longest_side)
+            shape = resized_shape(image.shape[0], image.shape[1], scale, longest_side)
             return resize_image(image, shape)
         mask = read_mask(path)
-        shape = resized_shape(*mask.shape, scale, longest_side)
+        shape = resized_shape(mask.shape[0], mask.shape[1], scale, longest_side)
         return resize_mask(mask, shape)

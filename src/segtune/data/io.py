@@ -36,8 +36,9 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
     try:
         if path.suffix.lower() in _TIFF:
             return np.asarray(tifffile.imread(path))
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im: Image.Image = opened
             if im.mode == "P" and not keep_palette:
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "1":

@@ -72,7 +72,10 @@ def epoch_plan(
         batch = order[start : start + batch_size]
         keep = max(0, len(batch) - n_pos)
         plan.extend(batch[:keep])
-        plan.extend(_positive_page(pictures[i], i, page_size, rng) for i in rng.choice(with_pos, len(batch) - keep))
+        plan.extend(
+            _positive_page(pictures[i], i, page_size, rng)
+            for i in rng.choice(with_pos, len(batch) - keep)
+        )
     return plan
 
 

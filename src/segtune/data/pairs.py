@@ -46,7 +46,8 @@ class DataReport:
         lines.append(f"sizes (WxH): {sizes}")
         if len(fractions):
             lines.append(
-                f"positive pixels: mean {fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
+                f"positive pixels: mean {fractions.mean():.3%}, min {fractions.min():.3%}, "
+                f"max {fractions.max():.3%}"
             )
         empty = sorted(s for s, f in self.positive_fractions.items() if f == 0.0)
         lines.append(

@@ -21,7 +21,7 @@ def make_picture(
     low = rng.normal(0.0, 1.0, (max(2, size // 16), max(2, size // 16)))
     texture = np.asarray(
         Image.fromarray(((low - low.min()) / (np.ptp(low) + 1e-9) * 255).astype(np.uint8)).resize(
-            (size, size), Image.BICUBIC
+            (size, size), Image.Resampling.BICUBIC
         ),
         dtype=np.float32,
     )
@@ -30,7 +30,8 @@ def make_picture(
     canvas = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     for _ in range(rng.integers(2, 6)):  # clutter: light blobs
-        cx, cy, r = rng.integers(0, size, 2).tolist() + [int(rng.integers(size // 20 + 1, size // 6 + 2))]
+        cx, cy = rng.integers(0, size, 2).tolist()
+        r = int(rng.integers(size // 20 + 1, size // 6 + 2))
         shade = int(rng.integers(150, 200))
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(shade, shade, shade))
     for _ in range(rng.integers(0, 3)):  # clutter: faint straight lines
@@ -59,7 +60,12 @@ def make_picture(
 
 
 def write_demo_data(
-    out: Path, *, pictures: int, size: int, seed: int, val_fraction: float = 0.25,
+    out: Path,
+    *,
+    pictures: int,
+    size: int,
+    seed: int,
+    val_fraction: float = 0.25,
     empty_fraction: float = 0.1,
 ) -> dict[str, int]:
     """Write ``out/{train,val}/{images,masks}`` (PNG). Same seed → same bytes.

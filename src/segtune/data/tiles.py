@@ -70,7 +70,7 @@ def extract_page(
     valid = np.zeros((page_size, page_size), dtype=bool)
     valid[:h, :w] = True
     if h == page_size and w == page_size:
-        return np.ascontiguousarray(crop), valid
+        return np.array(crop), valid
     page = np.zeros((page_size, page_size, *array.shape[2:]), dtype=array.dtype)
     page[:h, :w] = crop
     return page, valid
@@ -137,7 +137,9 @@ class Stitcher:
         return (self._sum / self._weight).astype(np.float32)
 
 
-def resized_shape(height: int, width: int, scale: float | None, longest_side: int | None) -> tuple[int, int]:
+def resized_shape(
+    height: int, width: int, scale: float | None, longest_side: int | None
+) -> tuple[int, int]:
     """Shape after the optional ``resize`` (a scale factor or a longest side)."""
     if scale is not None:
         factor = scale
@@ -152,7 +154,7 @@ def resize_image(image: NDArray[np.uint8], shape: tuple[int, int]) -> NDArray[np
     """Bilinear resize of an RGB ``uint8`` picture to ``shape`` (H, W)."""
     if image.shape[:2] == shape:
         return image
-    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
 
 def resize_mask(mask: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.bool_]:
@@ -160,7 +162,7 @@ def resize_mask(mask: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.b
     if mask.shape == shape:
         return mask
     im = Image.fromarray(mask.astype(np.uint8) * 255)
-    return np.asarray(im.resize((shape[1], shape[0]), Image.NEAREST)) > 127
+    return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.NEAREST)) > 127
 
 
 def resize_probabilities(prob: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
@@ -168,7 +170,7 @@ def resize_probabilities(prob: NDArray[np.float32], shape: tuple[int, int]) -> N
     if prob.shape == shape:
         return prob
     im = Image.fromarray(prob.astype(np.float32), mode="F")
-    return np.asarray(im.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def pages_count(height: int, width: int, page_size: int, overlap: int) -> int:

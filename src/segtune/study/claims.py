@@ -104,8 +104,15 @@ class ClaimBoard:
                 sa.select(CLAIMS).where(CLAIMS.c.study == self.study, CLAIMS.c.stage == stage)
             ).mappings()
             return {
-                r["point"]: PointState(r["point"], r["state"], r["owner"], r["heartbeat"],
-                                       r["attempts"], r["trial_number"], r["reason"])
+                r["point"]: PointState(
+                    r["point"],
+                    r["state"],
+                    r["owner"],
+                    r["heartbeat"],
+                    r["attempts"],
+                    r["trial_number"],
+                    r["reason"],
+                )
                 for r in rows
             }
 
@@ -122,9 +129,19 @@ class ClaimBoard:
         now = time.time()
         try:
             with self.engine.begin() as conn:
-                conn.execute(CLAIMS.insert().values(
-                    study=self.study, stage=stage, point=point, state="running", owner=owner,
-                    heartbeat=now, attempts=1, trial_number=None, reason=None))
+                conn.execute(
+                    CLAIMS.insert().values(
+                        study=self.study,
+                        stage=stage,
+                        point=point,
+                        state="running",
+                        owner=owner,
+                        heartbeat=now,
+                        attempts=1,
+                        trial_number=None,
+                        reason=None,
+                    )
+                )
             return Claim(self.study, stage, point, owner, 1, None)
         except IntegrityError:
             pass
@@ -139,11 +156,21 @@ class ClaimBoard:
         with self.engine.begin() as conn:
             result = conn.execute(
                 CLAIMS.update()
-                .where(CLAIMS.c.study == self.study, CLAIMS.c.stage == stage,
-                       CLAIMS.c.point == point, CLAIMS.c.owner == row.owner,
-                       CLAIMS.c.heartbeat == row.heartbeat, CLAIMS.c.state == row.state)
-                .values(state="running", owner=owner, heartbeat=now, attempts=row.attempts + 1,
-                        reason=None)
+                .where(
+                    CLAIMS.c.study == self.study,
+                    CLAIMS.c.stage == stage,
+                    CLAIMS.c.point == point,
+                    CLAIMS.c.owner == row.owner,
+                    CLAIMS.c.heartbeat == row.heartbeat,
+                    CLAIMS.c.state == row.state,
+                )
+                .values(
+                    state="running",
+                    owner=owner,
+                    heartbeat=now,
+                    attempts=row.attempts + 1,
+                    reason=None,
+                )
             )
         if result.rowcount != 1:
             return None
@@ -154,8 +181,12 @@ class ClaimBoard:
         with self.engine.begin() as conn:
             result = conn.execute(
                 CLAIMS.update()
-                .where(CLAIMS.c.study == claim.study, CLAIMS.c.stage == claim.stage,
-                       CLAIMS.c.point == claim.point, CLAIMS.c.owner == claim.owner)
+                .where(
+                    CLAIMS.c.study == claim.study,
+                    CLAIMS.c.stage == claim.stage,
+                    CLAIMS.c.point == claim.point,
+                    CLAIMS.c.owner == claim.owner,
+                )
                 .values(**values)
             )
         return bool(result.rowcount == 1)
@@ -168,7 +199,9 @@ class ClaimBoard:
         return _retry(lambda: self._update(claim, heartbeat=time.time()))
 
     def finish(self, claim: Claim, state: str, reason: str | None = None) -> bool:
-        return _retry(lambda: self._update(claim, state=state, reason=reason, heartbeat=time.time()))
+        return _retry(
+            lambda: self._update(claim, state=state, reason=reason, heartbeat=time.time())
+        )
 
     def release(self, claim: Claim) -> None:
         """Give a running claim back (interrupted): it may be claimed again at once."""

@@ -20,7 +20,9 @@ def neighbourhood(value: ParamValue, values: Sequence[ParamValue]) -> list[Param
     """``value`` plus the midpoints to its neighbours among the sorted ``values``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return [value]
-    numeric = sorted(float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool))
+    numeric = sorted(
+        float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+    )
     i = numeric.index(float(value))
     out: list[ParamValue] = [value]
     if i > 0:

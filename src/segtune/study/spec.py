@@ -119,7 +119,8 @@ class StudySpec(_Frozen):
                 raise ValueError(f"stages: duplicate stage name {stage.name!r}")
             if stage.refine is not None and stage.refine.from_ not in seen:
                 raise ValueError(
-                    f"stages.{stage.name}.refine.from: {stage.refine.from_!r} is not an earlier stage"
+                    f"stages.{stage.name}.refine.from: {stage.refine.from_!r} is not an "
+                    "earlier stage"
                 )
             seen.append(stage.name)
         return self
@@ -133,7 +134,9 @@ class StudySpec(_Frozen):
     def base_tree(self) -> dict[str, Any]:
         """Run-config tree shared by every run: fixed parameters, data and previews."""
         tree = merge({}, self.fixed)
-        tree["data"] = merge(self.data.model_dump(mode="json", exclude_none=True), tree.get("data", {}))
+        tree["data"] = merge(
+            self.data.model_dump(mode="json", exclude_none=True), tree.get("data", {})
+        )
         set_dotted(tree, "eval.preview_pictures", self.preview_pictures)
         return tree
 

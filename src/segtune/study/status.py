@@ -56,17 +56,23 @@ class StudyStatus:
         for s in self.stages:
             total = "?" if s.total is None else str(s.total)
             pending = "?" if s.pending is None else str(s.pending)
-            out.append(f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned), "
-                       f"{s.running} running, {s.failed} failed, {pending} pending, "
-                       f"{s.duplicates} duplicates")
+            out.append(
+                f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned), "
+                f"{s.running} running, {s.failed} failed, {pending} pending, "
+                f"{s.duplicates} duplicates"
+            )
         out.append(f"duplicates: {self.duplicates}")
         if self.best:
             words = describe_metric(self.objective, self.threshold)
             params = ", ".join(f"{k}={v}" for k, v in self.best["params"].items())
-            out.append(f"best run by {words}: {self.best['value']:.4f} — stage "
-                       f"{self.best['stage']}, {params} ({self.best['run_dir']})")
+            out.append(
+                f"best run by {words}: {self.best['value']:.4f} — stage "
+                f"{self.best['stage']}, {params} ({self.best['run_dir']})"
+            )
         eta = self.eta_seconds()
-        out.append("ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min"))
+        out.append(
+            "ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min")
+        )
         return out
 
 
@@ -91,17 +97,26 @@ def study_status(runner: StudyRunner) -> StudyStatus:
             elif row.state == "failed" and row.attempts > spec.max_retries:
                 st.failed += 1
         trials = runner.trials(stage.name)
-        finished = Counter(t.user_attrs.get("point") for t in trials
-                           if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+        finished = Counter(
+            t.user_attrs.get("point")
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        )
         st.duplicates = sum(n - 1 for n in finished.values() if n > 1)
         for t in trials:
             if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete:
                 st.run_seconds.append((t.datetime_complete - t.datetime_start).total_seconds())
-            if t.state == TrialState.COMPLETE and t.value is not None and (
-                best is None or sign * t.value > sign * best["value"]
+            if (
+                t.state == TrialState.COMPLETE
+                and t.value is not None
+                and (best is None or sign * t.value > sign * best["value"])
             ):
-                best = {"value": t.value, "stage": stage.name, "params": t.params,
-                        "run_dir": t.user_attrs.get("run_dir")}
+                best = {
+                    "value": t.value,
+                    "stage": stage.name,
+                    "params": t.params,
+                    "run_dir": t.user_attrs.get("run_dir"),
+                }
         stages.append(st)
     threshold = spec.run_config({}).eval.threshold
     return StudyStatus(stages, best, spec.objective.metric, threshold)

@@ -32,10 +32,13 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
     except ImportError as exc:
-        raise ConfigError(f"--storage {redact(url)}: database driver missing ({exc}); "
-                          "install segtune[postgres]") from exc
+        raise ConfigError(
+            f"--storage {redact(url)}: database driver missing ({exc}); install segtune[postgres]"
+        ) from exc
     except Exception as exc:
-        raise SegtuneError(f"--storage {redact(url)}: cannot open ({type(exc).__name__}: {exc})") from exc
+        raise SegtuneError(
+            f"--storage {redact(url)}: cannot open ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def stage_study_name(study: str, stage: str) -> str:
@@ -71,7 +74,9 @@ def recorded_subsets(study_dir: Path, sample: Subsets) -> Subsets:
     if path.exists():
         data = json.loads(path.read_text())
         return Subsets(_pictures_from_json(data["train"]), _pictures_from_json(data["val"]))
-    write_json(path, {"train": _pictures_to_json(sample.train), "val": _pictures_to_json(sample.val)})
+    write_json(
+        path, {"train": _pictures_to_json(sample.train), "val": _pictures_to_json(sample.val)}
+    )
     return sample
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -89,8 +91,15 @@ class StagePoints:
 class StudyRunner:
     """One worker of a study (a sweep with ``--workers N`` starts N of them)."""
 
-    def __init__(self, spec: StudySpec, study_dir: Path, storage_url: str | None = None,
-                 device: str | None = None, progress: bool = True, poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_dir: Path,
+        storage_url: str | None = None,
+        device: str | None = None,
+        progress: bool = True,
+        poll_s: float = 2.0,
+    ) -> None:
         self.spec = spec
         self.dir = study_dir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -102,11 +111,20 @@ class StudyRunner:
         self.poll_s = poll_s
         self.owner = worker_id()
         for stage in spec.stages:
-            optuna.create_study(storage=self.storage, load_if_exists=True,
-                                study_name=stage_study_name(spec.name, stage.name),
-                                direction=spec.objective.direction)
-        write_study_info(self.dir, {"name": spec.name, "storage": self.url,
-                                    "spec": spec.model_dump(mode="json", by_alias=True)})
+            optuna.create_study(
+                storage=self.storage,
+                load_if_exists=True,
+                study_name=stage_study_name(spec.name, stage.name),
+                direction=spec.objective.direction,
+            )
+        write_study_info(
+            self.dir,
+            {
+                "name": spec.name,
+                "storage": self.url,
+                "spec": spec.model_dump(mode="json", by_alias=True),
+            },
+        )
         self._subsets: Subsets | None = None
 
     # --- what to run -------------------------------------------------------------------
@@ -116,8 +134,9 @@ class StudyRunner:
         return self._subsets
 
     def trials(self, stage: str) -> list[FrozenTrial]:
-        study = optuna.load_study(study_name=stage_study_name(self.spec.name, stage),
-                                  storage=self.storage)
+        study = optuna.load_study(
+            study_name=stage_study_name(self.spec.name, stage), storage=self.storage
+        )
         return study.get_trials(deepcopy=False)
 
     def stage_points(self, stage: Stage) -> StagePoints:
@@ -136,8 +155,9 @@ class StudyRunner:
             return StagePoints(stage, None)
         best = [t.params for t in self.ranked(source.name)[: stage.refine.top_k]]
         if not best:
-            raise SegtuneError(f"stage {stage.name}: cannot refine, stage {source.name} has no "
-                               "completed run")
+            raise SegtuneError(
+                f"stage {stage.name}: cannot refine, stage {source.name} has no completed run"
+            )
         grid = self.stage_grid(source)
         points = refine_points(grid, best, dict(stage.refine.fixed))
         write_json(saved, {"from": source.name, "top_k": stage.refine.top_k, "points": points})
@@ -159,7 +179,9 @@ class StudyRunner:
 
     def ranked(self, stage: str) -> list[FrozenTrial]:
         """COMPLETE trials of a stage, best first by the objective (ties: by point)."""
-        done = [t for t in self.trials(stage) if t.state == TrialState.COMPLETE and t.value is not None]
+        done = [
+            t for t in self.trials(stage) if t.state == TrialState.COMPLETE and t.value is not None
+        ]
         sign = -1.0 if self.spec.objective.direction == "maximize" else 1.0
         return sorted(done, key=lambda t: (sign * float(t.value or 0.0), point_key(t.params)))
 
@@ -191,6 +213,7 @@ class StudyRunner:
                     self._run_point(stage, claim, sp.points[claim.point])
                     if on_run_done is not None:
                         on_run_done()
+                    _fault_injection()
                     continue
                 if self.stage_finished(stage):
                     break
@@ -200,8 +223,10 @@ class StudyRunner:
         states = self.board.states(stage.name)
         for key in points:
             row = states.get(key)
-            if row is not None and (self._point_settled(row) or
-                                    (row.state == "running" and not self.board.is_stale(row))):
+            if row is not None and (
+                self._point_settled(row)
+                or (row.state == "running" and not self.board.is_stale(row))
+            ):
                 continue
             claim = self.board.try_claim(stage.name, key, self.owner, self.spec.max_retries)
             if claim is not None:
@@ -215,9 +240,15 @@ class StudyRunner:
         sampler: optuna.samplers.BaseSampler = FixedSampler(params)
         if stage.tpe is not None:
             slot = int(claim.point.split("-")[1])
-            sampler = optuna.samplers.TPESampler(seed=self.spec.data.seed * 7919 + slot + 97 * claim.attempts)
-        study = optuna.load_study(study_name=study_name, storage=self.storage, sampler=sampler,
-                                  pruner=make_pruner(self.spec.pruner))
+            sampler = optuna.samplers.TPESampler(
+                seed=self.spec.data.seed * 7919 + slot + 97 * claim.attempts
+            )
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=self.storage,
+            sampler=sampler,
+            pruner=make_pruner(self.spec.pruner),
+        )
         trial = study.ask()
         if stage.tpe is not None:
             params = {k: _suggest(trial, k, r) for k, r in stage.tpe.ranges.items()}
@@ -249,8 +280,9 @@ class StudyRunner:
 
         try:
             with Heartbeat(self.board, claim, self.spec.heartbeat.interval_s):
-                summary = train_run(config, run_dir, subsets=self.subsets(), reporter=report,
-                                    progress=self.progress)
+                summary = train_run(
+                    config, run_dir, subsets=self.subsets(), reporter=report, progress=self.progress
+                )
         except KeyboardInterrupt:
             study.tell(trial, state=TrialState.FAIL)
             self.board.release(claim)
@@ -266,8 +298,12 @@ class StudyRunner:
         value = summary["final"].get(metric)
         shown = f"{metric} {value:.4f}" if value is not None else "no value"
         seconds = sum(summary["timings"].values())
-        print(f"[{stage.name}] trial {trial.number} {claim.point}: {status}, {shown} "
-              f"({seconds:.1f} s)", file=sys.stderr, flush=True)
+        print(
+            f"[{stage.name}] trial {trial.number} {claim.point}: {status}, {shown} "
+            f"({seconds:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         if status == "completed" and metric in summary["final"]:
             study.tell(trial, summary["final"][metric])
             self.board.finish(claim, "complete")
@@ -286,10 +322,25 @@ class StudyRunner:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number == number:
                 try:
-                    self.storage.set_trial_user_attr(t._trial_id, "failure", "worker died")  # noqa: SLF001
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
+                    self.storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 except Exception as exc:  # already finished by someone else
                     log.debug("stale trial %s: %s", number, exc)
+
+
+def _fault_injection() -> None:
+    """Tests only: ``SEGTUNE_FAULT_KILL_AFTER_RUNS=N`` makes this worker SIGKILL itself
+    after its N-th run, i.e. between two runs (see tests/study/test_sweep.py)."""
+    limit = os.environ.get("SEGTUNE_FAULT_KILL_AFTER_RUNS")
+    if limit is None:
+        return
+    global _RUNS_DONE
+    _RUNS_DONE += 1
+    if int(limit) <= _RUNS_DONE:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_RUNS_DONE = 0
 
 
 def _suggest(trial: optuna.Trial, key: str, spec: Range | list[ParamValue]) -> ParamValue:
@@ -297,4 +348,5 @@ def _suggest(trial: optuna.Trial, key: str, spec: Range | list[ParamValue]) -> P
         if spec.step is not None:
             return trial.suggest_float(key, spec.low, spec.high, step=spec.step)
         return trial.suggest_float(key, spec.low, spec.high, log=spec.log)
-    return trial.suggest_categorical(key, list(spec))  # type: ignore[arg-type]
+    value: ParamValue = trial.suggest_categorical(key, list(spec))  # type: ignore[assignment]
+    return value

@@ -33,16 +33,27 @@ def start_workers(
         env["OMP_NUM_THREADS"] = str(threads)
         if gpus > 1 and (device in (None, "auto", "cuda")):
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "segtune", "sweep", str(spec_path), "--dir", str(study_dir),
-               "--storage", storage, "--worker"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "segtune",
+            "sweep",
+            str(spec_path),
+            "--dir",
+            str(study_dir),
+            "--storage",
+            storage,
+            "--worker",
+        ]
         if device:
             cmd += ["--device", device]
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 
 
-def wait_workers(procs: list[subprocess.Popen[bytes]], tick: Callable[[], None],
-                 poll_s: float = 2.0) -> list[int]:
+def wait_workers(
+    procs: list[subprocess.Popen[bytes]], tick: Callable[[], None], poll_s: float = 2.0
+) -> list[int]:
     """Wait for every worker, calling ``tick`` between polls; returns exit codes."""
     try:
         while any(p.poll() is None for p in procs):

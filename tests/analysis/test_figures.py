@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from segtune.analysis import figures as F
+from segtune.metrics import METRIC_WORDS, SPLIT_WORDS, describe_metric
+from tests.analysis.fakes import fake_run, fake_summary
+
+ALL_KEYS = [f"{s}/{m}" for s in SPLIT_WORDS for m in METRIC_WORDS]
+
+
+def _keys_named(caption: str) -> set[str]:
+    return {k for k in ALL_KEYS if describe_metric(k, short=True) in caption}
+
+
+def _figures(tmp_path: Path) -> list[F.Figure]:
+    runs = [
+        fake_run(
+            tmp_path,
+            0,
+            0.3,
+            [(1, 0, 4), (0, 2, 5), (3, 0, 2)],
+            {"loss.bce_weight": 0.2, "loss.pos_weight": 1.0},
+        ),
+        fake_run(
+            tmp_path,
+            1,
+            0.6,
+            [(4, 0, 1), (2, 0, 3), (3, 1, 2)],
+            {"loss.bce_weight": 0.8, "loss.pos_weight": 1.0},
+        ),
+        fake_run(
+            tmp_path,
+            2,
+            0.7,
+            [(4, 1, 1), (2, 0, 3), (3, 1, 2)],
+            {"loss.bce_weight": 0.2, "loss.pos_weight": 10.0},
+        ),
+        fake_run(
+            tmp_path,
+            3,
+            0.1,
+            [(0, 0, 5), (0, 0, 5), (0, 0, 5)],
+            {"loss.bce_weight": 0.8, "loss.pos_weight": 10.0},
+        ),
+    ]
+    s = fake_summary(runs)
+    figs = [
+        F.topk_grid(s),
+        F.pr_curves(s),
+        *F.heatmaps(s),
+        F.metric_curves(runs[0], "recall"),
+        F.run_strip(runs[1], s),
+    ]
+    return [f for f in figs if f is not None]
+
+
+def test_every_figure_draws_exactly_the_keys_its_caption_names(tmp_path: Path) -> None:
+    figs = _figures(tmp_path)
+    assert len(figs) == 5
+    for fig in figs:
+        assert fig.keys, fig.name
+        assert set(fig.keys) == _keys_named(fig.caption), (fig.name, fig.keys, fig.caption)
+        assert fig.png.startswith(b"\x89PNG")
+
+
+def test_metric_curves_draw_train_and_validation_separately(tmp_path: Path) -> None:
+    fig = next(f for f in _figures(tmp_path) if f.name.startswith("curves"))
+    assert set(fig.keys) == {"train/recall", "val/recall", "train/loss"}
+    assert "Training recall" in fig.caption and "Validation recall" in fig.caption
+
+
+def test_captions_always_name_a_split(tmp_path: Path) -> None:
+    for fig in _figures(tmp_path):
+        assert re.search(r"\b(Training|Validation)\b", fig.caption), fig.caption
+
+
+@pytest.mark.parametrize("key", ALL_KEYS)
+def test_words_for_every_key_include_the_split(key: str) -> None:
+    split = key.split("/")[0]
+    assert describe_metric(key).startswith(SPLIT_WORDS[split])

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from segtune.analysis.document import to_html, to_markdown
+from segtune.analysis.patterns import describe_pattern, fp_word, group_runs, pattern_of, tp_word
+from segtune.analysis.report import build_blocks
+from segtune.analysis.summary import PictureCounts
+from tests.analysis.fakes import fake_run, fake_summary
+
+
+def _runs(tmp_path: Path) -> list:
+    return [
+        fake_run(tmp_path, 0, 0.0, [(0, 0, 5), (0, 0, 5), (0, 0, 5)]),  # all black
+        fake_run(tmp_path, 1, 0.0, [(0, 3, 5), (0, 0, 5), (0, 0, 5)]),  # FP only
+        fake_run(tmp_path, 2, 0.9, [(5, 0, 0), (4, 2, 1), (3, 0, 2)]),  # TP 1,2,3; FP 2
+        fake_run(tmp_path, 3, 0.5, [(0, 0, 5), (4, 0, 1), (3, 0, 2)]),  # TP 2,3
+        fake_run(tmp_path, 4, 0.95, [(5, 0, 0), (4, 2, 1), (3, 0, 2)]),  # same as 2
+        fake_run(tmp_path, 5, 0.4, [(0, 0, 5), (4, 0, 1), (3, 0, 2)]),  # same as 3
+    ]
+
+
+def test_grouping_order_and_titles(tmp_path: Path) -> None:
+    groups = group_runs(_runs(tmp_path))
+    assert [g.title for g in groups] == [
+        "True positives on pictures 1, 2, 3; false positives on picture 2",
+        "True positives on pictures 2, 3; no false positives",
+        "False positives only — no true positive on any preview picture; "
+        "false positives on picture 1",
+        "All black — no positive pixel predicted on any preview picture",
+    ]
+    assert [[r.trial for r in g.runs] for g in groups] == [[2, 4], [3, 5], [1], [0]]
+    assert [g.pattern.kind for g in groups] == ["found", "found", "fp_only", "all_black"]
+
+
+def test_pattern_of_uses_pictures_with_counts(tmp_path: Path) -> None:
+    run = _runs(tmp_path)[2]
+    p = pattern_of(run)
+    assert p.tp_pictures == (1, 2, 3) and p.fp_pictures == (2,)
+    assert describe_pattern(p).startswith("True positives on pictures 1, 2, 3")
+
+
+def test_quantity_words() -> None:
+    assert tp_word(PictureCounts(1, "s", tp=5, fp=0, fn=95, positives=100)) == "few"
+    assert tp_word(PictureCounts(1, "s", tp=30, fp=0, fn=70, positives=100)) == "some"
+    assert tp_word(PictureCounts(1, "s", tp=60, fp=0, fn=40, positives=100)) == "most"
+    assert fp_word(PictureCounts(1, "s", tp=0, fp=5, fn=0, positives=100)) == "few"
+    assert fp_word(PictureCounts(1, "s", tp=0, fp=150, fn=0, positives=100)) == "many"
+    assert fp_word(PictureCounts(1, "s", tp=0, fp=1, fn=0, positives=0)) == "many"
+    assert fp_word(PictureCounts(1, "s", tp=0, fp=0, fn=0, positives=0)) == "none"
+
+
+def test_top_k_runs_are_bold_wherever_they_appear(tmp_path: Path) -> None:
+    summary = fake_summary(_runs(tmp_path), top_k=2)
+    assert [r.trial for r in summary.top()] == [4, 2]
+    md = to_markdown(build_blocks(summary, tmp_path / "figures"))
+    bold_rows = [line for line in md.splitlines() if line.startswith("| **")]
+    # each top run: once in its observation group and once in the all-runs table
+    assert sum("**4**" in line for line in bold_rows) == 2
+    assert sum("**2**" in line for line in bold_rows) == 2
+    assert not any("**3**" in line or "**5**" in line for line in bold_rows)
+    html = to_html(build_blocks(summary, tmp_path / "figures"), "t")
+    assert html.count('<tr class="top">') == 4
+
+
+def test_report_sections_and_top_k_header(tmp_path: Path) -> None:
+    md = to_markdown(build_blocks(fake_summary(_runs(tmp_path)), tmp_path / "figures"))
+    for heading in (
+        "## Setup",
+        "### Fixed parameters",
+        "## Searched parameters",
+        "## Observations",
+        "## Top 2 runs",
+        "## Figures",
+        "## All runs",
+        "## Appendix",
+    ):
+        assert heading in md
+    assert "| grid | loss.bce_weight | 0, 0.1, 0.2, 0.3, 0.4, 0.5 |" in md
+    assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (2)*" in md
+    assert "1 = p-a, 2 = p-b, 3 = p-c" in md

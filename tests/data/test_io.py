@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from segtune.data.io import read_image, read_mask
+from segtune.errors import DataError
+
+
+def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+def test_grayscale_is_replicated_to_rgb(tmp_path: Path) -> None:
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    img = read_image(_save(tmp_path / "g.png", gray))
+    assert img.shape == (8, 8, 3) and img.dtype == np.uint8
+    assert np.array_equal(img[:, :, 0], gray) and np.array_equal(img[:, :, 2], gray)
+
+
+def test_rgba_drops_alpha(tmp_path: Path) -> None:
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    img = read_image(_save(tmp_path / "a.png", rgba))
+    assert img.shape == (4, 4, 3) and int(img[0, 0, 0]) == 200
+
+
+def test_palette_image_expands_through_palette(tmp_path: Path) -> None:
+    im = Image.new("P", (4, 4), 1)
+    im.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    im.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png")[0, 0].tolist() == [10, 20, 30]
+
+
+def test_16bit_scaled_to_8bit(tmp_path: Path) -> None:
+    arr = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "x.tif", arr)
+    img = read_image(tmp_path / "x.tif")
+    assert img[0, :, 0].tolist() == [0, 100, 255]
+    Image.fromarray(arr).save(tmp_path / "x16.png")
+    assert read_image(tmp_path / "x16.png")[0, :, 1].tolist() == [0, 100, 255]
+
+
+@pytest.mark.parametrize("positive", [1, 255, 7])
+def test_mask_accepts_zero_and_one_positive_value(tmp_path: Path, positive: int) -> None:
+    arr = np.zeros((4, 4), dtype=np.uint8)
+    arr[1, 2] = positive
+    mask = read_mask(_save(tmp_path / "m.png", arr))
+    assert mask.dtype == np.bool_ and mask.sum() == 1 and mask[1, 2]
+
+
+def test_palette_mask_reads_indices(tmp_path: Path) -> None:
+    im = Image.new("P", (4, 4), 0)
+    im.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    im.putpixel((3, 0), 1)
+    im.save(tmp_path / "pm.png")
+    mask = read_mask(tmp_path / "pm.png")
+    assert mask.sum() == 1 and mask[0, 3]
+
+
+def test_mask_with_three_values_names_file_and_values(tmp_path: Path) -> None:
+    arr = np.array([[0, 1, 255]], dtype=np.uint8)
+    path = _save(tmp_path / "bad.png", arr)
+    with pytest.raises(DataError, match=r"bad\.png: mask has 3 distinct values \(0, 1, 255\)"):
+        read_mask(path)
+
+
+def test_truncated_png_is_reported(tmp_path: Path) -> None:
+    path = _save(tmp_path / "t.png", np.zeros((64, 64, 3), dtype=np.uint8) + 90)
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"t\.png: unreadable or truncated"):
+        read_image(path)

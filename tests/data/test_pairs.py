@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtune.cli import main
+from segtune.data.pairs import Picture, check_pictures, find_pairs, sample_subset
+from segtune.errors import DataError
+from tests.conftest import DEEPCRACK
+
+
+def _pair(
+    root: Path,
+    stem: str,
+    size: tuple[int, int] = (8, 8),
+    mask_size: tuple[int, int] | None = None,
+    mask_values: tuple[int, ...] = (0, 255),
+) -> None:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), 100, np.uint8)).save(root / "images" / f"{stem}.png")
+    m = np.zeros(mask_size or size, np.uint8)
+    for i, v in enumerate(mask_values):
+        m.flat[i] = v
+    Image.fromarray(m).save(root / "masks" / f"{stem}.png")
+
+
+def test_each_problem_is_reported_naming_the_file(tmp_path: Path) -> None:
+    _pair(tmp_path, "good")
+    _pair(tmp_path, "sizes", mask_size=(8, 9))
+    _pair(tmp_path, "values", mask_values=(0, 1, 2))
+    _pair(tmp_path, "broken")
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "lonely.jpg")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "orphan.png")
+    report = check_pictures(tmp_path)
+    text = "\n".join(report.problems)
+    assert [p.stem for p in report.pictures] == ["good"]
+    assert "lonely.jpg: image without mask" in text
+    assert "orphan.png: mask without image" in text
+    assert "sizes.png: size 9x8 does not match image sizes.png 8x8" in text
+    assert "values.png: mask has 3 distinct values" in text
+    assert "broken.png: unreadable" in text
+    assert len(report.problems) == 5
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(DataError, match="empty folder"):
+        find_pairs(tmp_path)
+
+
+def test_missing_masks_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataError, match=r"masks: folder missing"):
+        find_pairs(tmp_path)
+
+
+def test_check_data_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _pair(tmp_path / "ok", "a")
+    assert main(["check-data", str(tmp_path / "ok")]) == 0
+    assert "1 pictures" in capsys.readouterr().out
+    _pair(tmp_path / "bad", "a", mask_values=(0, 3, 4))
+    assert main(["check-data", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "a.png: mask has 3 distinct values" in err
+
+
+def test_manifest_with_relative_paths(tmp_path: Path) -> None:
+    _pair(tmp_path, "x")
+    _pair(tmp_path, "y")
+    (tmp_path / "list.csv").write_text(
+        "image,mask\nimages/x.png,masks/x.png\nimages/y.png,masks/y.png\n"
+    )
+    pictures, problems = find_pairs(tmp_path / "list.csv")
+    assert problems == [] and [p.stem for p in pictures] == ["x", "y"]
+    (tmp_path / "bad.csv").write_text("img,mask\n")
+    with pytest.raises(DataError, match="needs 'image' and 'mask' columns"):
+        find_pairs(tmp_path / "bad.csv")
+
+
+def test_subset_is_reproducible_whatever_the_input_order() -> None:
+    pics = [Picture(f"p{i:03d}", Path(f"{i}.png"), Path(f"m{i}.png")) for i in range(50)]
+    shuffled = pics[:]
+    random.Random(1).shuffle(shuffled)
+    a = sample_subset(pics, 10, seed=7)
+    b = sample_subset(shuffled, 10, seed=7)
+    assert a == b and a == sorted(a)
+    assert sample_subset(pics, 10, seed=8) != a
+
+
+def test_subset_larger_than_available_names_both_numbers() -> None:
+    pics = [Picture(f"p{i}", Path("i"), Path("m")) for i in range(3)]
+    with pytest.raises(DataError, match="subset of 5 pictures requested but only 3 are available"):
+        sample_subset(pics, 5, seed=0)
+
+
+def test_folder_order_does_not_matter(tmp_path: Path) -> None:
+    for stem in ("c", "a", "b"):
+        _pair(tmp_path / "one", stem)
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    a, _ = find_pairs(tmp_path / "one")
+    assert [p.stem for p in a] == ["a", "b", "c"]
+
+
+@pytest.mark.skipif(not DEEPCRACK.is_dir(), reason="../shared/data/deepcrack not present")
+def test_deepcrack_train_passes_with_300_pictures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-data", str(DEEPCRACK / "train")]) == 0
+    out = capsys.readouterr().out
+    assert "300 pictures" in out and "544x384 (300)" in out

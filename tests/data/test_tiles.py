@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segtune.data.tiles import (
+    Stitcher,
+    axis_origins,
+    extract_page,
+    page_origins,
+    pages_count,
+    resize_probabilities,
+    resized_shape,
+)
+from segtune.errors import ConfigError
+
+
+def _round_trip(image: np.ndarray, page: int, overlap: int, blend: str) -> np.ndarray:
+    h, w = image.shape
+    stitcher = Stitcher((h, w), page, blend, overlap)  # type: ignore[arg-type]
+    for origin in page_origins(h, w, page, overlap):
+        content, _ = extract_page(image, origin, page)
+        assert content.shape == (page, page)
+        stitcher.add(content, origin)  # identity predictor
+    return stitcher.finalize()
+
+
+@pytest.mark.parametrize("blend", ["mean", "gaussian", "linear"])
+@pytest.mark.parametrize("overlap", [0, 5, 16])
+@pytest.mark.parametrize("shape", [(100, 77), (32, 32), (20, 45), (7, 9), (65, 129)])
+def test_identity_round_trip_is_exact(shape: tuple[int, int], overlap: int, blend: str) -> None:
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    out = _round_trip(image, 32, overlap, blend)
+    assert out.shape == shape
+    np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+def test_padding_is_marked_invalid() -> None:
+    image = np.ones((10, 6, 3), np.uint8)
+    page, valid = extract_page(image, (0, 0), 16)
+    assert page.shape == (16, 16, 3)
+    assert valid.sum() == 60 and valid[:10, :6].all() and not valid[10:].any()
+    assert page[10:].sum() == 0
+
+
+def test_last_page_is_flush_with_border() -> None:
+    assert axis_origins(100, 32, 8) == [0, 24, 48, 68]
+    assert axis_origins(64, 32, 0) == [0, 32]
+    assert axis_origins(20, 32, 8) == [0]
+
+
+@pytest.mark.parametrize(
+    ("page", "overlap", "message"),
+    [
+        (32, 32, "patch_overlap .* must be smaller"),
+        (32, 40, "patch_overlap .* must be smaller"),
+        (0, 0, "page_size must be positive"),
+        (32, -1, "patch_overlap must be >= 0"),
+    ],
+)
+def test_bad_geometry_is_a_clear_error(page: int, overlap: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        axis_origins(100, page, overlap)
+
+
+@settings(max_examples=150, deadline=None)
+@given(length=st.integers(1, 600), page=st.integers(1, 128), data=st.data())
+def test_origins_cover_every_pixel_within_bounds(
+    length: int, page: int, data: st.DataObject
+) -> None:
+    overlap = data.draw(st.integers(0, page - 1))
+    origins = axis_origins(length, page, overlap)
+    covered = np.zeros(length, bool)
+    for o in origins:
+        assert o >= 0 and (o + page <= length or length < page)
+        covered[o : o + page] = True
+    assert covered.all()
+    assert origins == sorted(set(origins))
+    if length > page:
+        assert origins[-1] == length - page
+        assert all(b - a <= page - overlap for a, b in itertools.pairwise(origins))
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 200), w=st.integers(1, 200), page=st.integers(8, 64), data=st.data())
+def test_pages_count_matches_origins(h: int, w: int, page: int, data: st.DataObject) -> None:
+    overlap = data.draw(st.integers(0, page - 1))
+    assert pages_count(h, w, page, overlap) == len(page_origins(h, w, page, overlap))
+
+
+def test_resize_shape_and_inverse() -> None:
+    assert resized_shape(400, 200, 0.5, None) == (200, 100)
+    assert resized_shape(400, 200, None, 100) == (100, 50)
+    prob = np.full((50, 25), 0.25, np.float32)
+    back = resize_probabilities(prob, (400, 200))
+    assert back.shape == (400, 200)
+    np.testing.assert_allclose(back, 0.25, atol=1e-6)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtune.cli import main
+from segtune.data.cache import PictureCache
+from segtune.data.pairs import load_pictures
+from segtune.evaluate import evaluate_split
+from segtune.predict import Predictor
+from segtune.train import train_run
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module", params=[0, 8], ids=["overlap0", "overlap8"])
+def checkpoint(
+    request: pytest.FixtureRequest, demo_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    run = tmp_path_factory.mktemp("predict-run")
+    config = tiny_config(
+        demo_data,
+        pages={
+            "page_size": 32,
+            "patch_overlap": request.param,
+            "blend": "gaussian" if request.param else "mean",
+        },
+    )
+    assert train_run(config, run, progress=False)["status"] == "completed"
+    return run / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("size", [(20, 27), (32, 32), (75, 50)], ids=["smaller", "equal", "larger"])
+def test_output_size_equals_input_size(
+    checkpoint: Path, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    image = np.random.default_rng(1).integers(0, 255, (*size, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "pic.jpg")
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(checkpoint),
+                str(tmp_path / "pic.jpg"),
+                "--out",
+                str(out),
+                "--save-probabilities",
+                "16",
+                "--overlays",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    mask = np.asarray(Image.open(out / "pic.png"))
+    assert mask.shape == size and set(np.unique(mask)) <= {0, 255}
+    assert np.asarray(Image.open(out / "pic-prob.png")).shape == size
+    assert (out / "pic-overlay.png").is_file()
+
+
+def test_probabilities_equal_the_validation_pass(checkpoint: Path, demo_data: Path) -> None:
+    predictor = Predictor.load(checkpoint, "cpu")
+    pictures = load_pictures(demo_data / "val")[:2]
+    cache = PictureCache(checkpoint.parent / "cache-check")
+    result = evaluate_split(
+        predictor.model,
+        "val",
+        pictures,
+        cache,
+        predictor.config.pages,
+        predictor.device,
+        threshold=0.5,
+        bins=100,
+        keep_previews=2,
+    )
+    for pic, expected in zip(pictures, result.previews, strict=True):
+        image = np.asarray(Image.open(pic.image).convert("RGB"))
+        got = predictor.probabilities(image)
+        assert got.shape == expected.shape
+        assert float(np.abs(got - expected).max()) <= 1e-5
+
+
+def test_corrupt_picture_is_reported_and_the_rest_written(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "c"):
+        Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(folder / f"{name}.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
+    code = main(
+        ["predict", str(checkpoint), str(folder), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    )
+    assert code == 1
+    assert "b.png: unreadable or truncated" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_best_threshold_comes_from_the_run(checkpoint: Path) -> None:
+    predictor = Predictor.load(checkpoint, "cpu")
+    assert predictor.best_threshold is not None
+    assert predictor.threshold("best") == predictor.best_threshold
+    with pytest.raises(Exception, match="must be in"):
+        predictor.threshold("1.5")

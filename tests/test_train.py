@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtune.cli import main
+from segtune.config import build_run_config
+from segtune.records import RunRecords
+from segtune.train import train_run
+from tests.conftest import DEEPCRACK, TINY_MODEL, tiny_config, tiny_tree
+
+RECORD_FILES = (
+    "config.yaml",
+    "metrics.csv",
+    "summary.json",
+    "checkpoint.pt",
+    "pr_curve.json",
+    "previews/previews.json",
+)
+
+
+def _one_picture_dataset(root: Path) -> Path:
+    """One 64×64 picture with a thick positive bar, used for both splits."""
+    rng = np.random.default_rng(0)
+    image = (rng.normal(120, 8, (64, 64, 3))).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:28, 8:56] = 255
+    mask[30:56, 40:46] = 255
+    image[mask > 0] = 40
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        Image.fromarray(image).save(root / split / "images" / "one.png")
+        Image.fromarray(mask).save(root / split / "masks" / "one.png")
+    return root
+
+
+def test_tiny_network_overfits_one_picture(tmp_path: Path) -> None:
+    data = _one_picture_dataset(tmp_path / "data")
+    config = tiny_config(
+        data,
+        pages={"page_size": 64, "patch_overlap": 0},
+        optim={"epochs": 30, "batch_size": 4, "learning_rate": 0.01},
+        sampling={"augment": []},
+        loss={"bce_weight": 0.5, "pos_weight": 2.0},
+    )
+    # Repeat the picture so one epoch holds several steps.
+    summary = train_run(config, tmp_path / "run", progress=False)
+    assert summary["status"] == "completed"
+    assert summary["final"]["val/f1"] > 0.9, summary["final"]
+
+
+def test_same_seed_gives_identical_metrics(demo_data: Path, tmp_path: Path) -> None:
+    config = tiny_config(demo_data, optim={"epochs": 2}, sampling={"positive_fraction": 0.5})
+    train_run(config, tmp_path / "a", progress=False)
+    train_run(config, tmp_path / "b", progress=False)
+    a = (tmp_path / "a" / "metrics.csv").read_text()
+    assert a == (tmp_path / "b" / "metrics.csv").read_text()
+    rows = RunRecords(tmp_path / "a").read_metrics()
+    assert [(r["epoch"], r["split"]) for r in rows] == [
+        (1, "train"),
+        (1, "val"),
+        (2, "train"),
+        (2, "val"),
+    ]
+
+
+def test_huge_learning_rate_fails_with_a_reason(demo_data: Path, tmp_path: Path) -> None:
+    config = tiny_config(demo_data, optim={"epochs": 3, "learning_rate": 1e6})
+    summary = train_run(config, tmp_path / "run", progress=False)
+    assert summary["status"] == "failed"
+    failure = summary["failure"]
+    assert failure["epoch"] == 1 and failure["step"] >= 1
+    assert "non-finite" in failure["reason"] or "diverged" in failure["reason"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+
+
+def test_resume_continues_from_the_checkpoint(demo_data: Path, tmp_path: Path) -> None:
+    one = tiny_config(demo_data, optim={"epochs": 1})
+    train_run(one, tmp_path / "run", progress=False)
+    two = build_run_config(tiny_tree(demo_data, optim={"epochs": 2}))
+    RunRecords(tmp_path / "run").write_config(two)
+    summary = train_run(two, tmp_path / "run", resume=True, progress=False)
+    assert summary["status"] == "completed" and summary["epochs_done"] == 2
+    epochs = [r["epoch"] for r in RunRecords(tmp_path / "run").read_metrics()]
+    assert epochs == [1, 1, 2, 2]
+
+
+def test_micro_batches_and_positive_sampling_run(demo_data: Path, tmp_path: Path) -> None:
+    config = tiny_config(
+        demo_data,
+        optim={"batch_size": 8, "micro_batch_size": 3},
+        sampling={"positive_fraction": 0.5, "augment": ["hflip", "rot90", "brightness_contrast"]},
+        pages={"resize": {"scale": 0.75}, "blend": "gaussian"},
+    )
+    summary = train_run(config, tmp_path / "run", progress=False)
+    assert summary["status"] == "completed"
+    assert 0.0 <= summary["final"]["val/recall"] <= 1.0
+
+
+@pytest.mark.skipif(not DEEPCRACK.is_dir(), reason="../shared/data/deepcrack not present")
+def test_train_cli_on_deepcrack_writes_every_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        f"data.train={DEEPCRACK / 'train'}",
+        "--set",
+        f"data.val={DEEPCRACK / 'test'}",
+        "--set",
+        "data.train_subset=4",
+        "--set",
+        "data.val_subset=3",
+        "--set",
+        "pages.resize.scale=0.25",
+        "--set",
+        "pages.page_size=64",
+        "--set",
+        "pages.patch_overlap=8",
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "eval.preview_pictures=2",
+        "--set",
+        "runtime.device=cpu",
+    ]
+    for key, value in TINY_MODEL.items():
+        args += ["--set", f"model.{key}={value}"]
+    assert main(args) == 0
+    for name in RECORD_FILES:
+        assert (tmp_path / "run" / name).is_file(), name
+    splits = {r["split"] for r in RunRecords(tmp_path / "run").read_metrics()}
+    assert splits == {"train", "val"}
+    previews = json.loads((tmp_path / "run" / "previews" / "previews.json").read_text())
+    assert len(previews["pictures"]) == 2 and {"tp", "fp", "fn"} <= set(previews["pictures"][0])
+    assert "Validation recall, pixel-level, threshold 0.5" in capsys.readouterr().out
+
+
+def test_train_cli_bad_value_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "loss.bce_weight=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "loss.bce_weight" in err
