@@ -77,7 +77,12 @@ def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np
         (~pred & mask, FN_COLOUR),
         (pred & mask, TP_COLOUR),
     ):
-        small = np.asarray(Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)) > 0
+        small = (
+            np.asarray(
+                Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)
+            )
+            > 0
+        )
         out[small] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
     return out.astype(np.uint8)
 

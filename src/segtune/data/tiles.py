@@ -154,7 +154,9 @@ def resize_image(image: NDArray[np.uint8], shape: tuple[int, int]) -> NDArray[np
     """Bilinear resize of an RGB ``uint8`` picture to ``shape`` (H, W)."""
     if image.shape[:2] == shape:
         return image
-    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    )
 
 
 def resize_mask(mask: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.bool_]:

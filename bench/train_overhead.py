@@ -1,0 +1,191 @@
+"""Training throughput: segtune's training step vs a bare PyTorch loop, and the real
+data path (decoded cache + augmentation + loader workers) vs pages in memory.
+
+    .venv/bin/python bench/train_overhead.py [--device cpu|cuda] [--page 128] [--batch 8]
+
+1. Same network, batch, loss and pages: the bare loop steps over ready tensors; segtune
+   runs its epoch function (plan, Dataset, DataLoader, micro-batch/accumulation logic,
+   loss checks) over in-memory pictures without augmentation. Goal: ratio >= 0.97.
+2. segtune with the real data path (cache memory maps, flips/rot90, loader workers) vs
+   segtune on in-memory pages. Goal: ratio >= 0.95 (loading keeps up).
+Each variant runs in its own process (peak memory is its own), alternately, 3 times;
+medians are printed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import interleaved, isolated, machine, median, parser  # isort: skip
+
+
+def _setup(
+    device: str,
+    page: int,
+    batch: int,
+    pictures: int,
+    augment: bool,
+    cache: bool,
+    workers: int,
+    tmp: str,
+) -> tuple[Any, ...]:
+    import numpy as np
+    import torch
+
+    from segtune.config import build_run_config
+    from segtune.data.cache import PictureCache
+    from segtune.data.pages import LoadedPicture, load_split
+    from segtune.data.pairs import load_pictures
+    from segtune.data.synthetic import write_demo_data
+    from segtune.model import build_model
+
+    torch.manual_seed(0)
+    data = Path(tmp) / "data"
+    if not (data / "train").is_dir():
+        write_demo_data(data, pictures=pictures, size=page * 2, seed=0, val_fraction=0.0)
+    config = build_run_config(
+        {
+            "pages": {"page_size": page, "patch_overlap": 0},
+            "model": {"encoder": "resnet18"},
+            "optim": {"epochs": 1, "batch_size": batch, "learning_rate": 1e-4},
+            "sampling": {"augment": ["hflip", "vflip", "rot90"] if augment else []},
+            "runtime": {"device": device, "num_workers": workers, "precision": "auto"},
+        }
+    )
+    pics = load_pictures(data / "train")
+    loaded = load_split(pics, PictureCache(Path(tmp) / "cache"), config.pages)
+    if not cache:
+        loaded = [LoadedPicture(lp.picture, np.array(lp.image), np.array(lp.mask)) for lp in loaded]
+    model = build_model(config.model).to(device)
+    return config, loaded, model
+
+
+def run_segtune(
+    device: str,
+    page: int,
+    batch: int,
+    pictures: int,
+    augment: bool,
+    cache: bool,
+    workers: int,
+    tmp: str,
+) -> dict[str, Any]:
+    import torch
+
+    from _common import Timer, peak_memory_mb
+    from segtune.runtime import autocast_dtype
+    from segtune.train import _optimizer, _train_epoch
+
+    torch.set_num_threads(torch.get_num_threads())
+    config, loaded, model = _setup(device, page, batch, pictures, augment, cache, workers, tmp)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = _optimizer(config, model)
+    amp = autocast_dtype(config.runtime.precision, dev)
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
+    _train_epoch(config, model, opt, scaler, loaded[:2], 1, dev, amp, False)  # warm-up
+    n_pages = sum((lp.image.shape[0] // page) * (lp.image.shape[1] // page) for lp in loaded)
+    with Timer() as t:
+        _train_epoch(config, model, opt, scaler, loaded, 2, dev, amp, False)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return {"pages_per_s": n_pages / t.seconds, "peak_mb": peak_memory_mb(device)}
+
+
+def run_bare(device: str, page: int, batch: int, pictures: int, tmp: str) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from _common import Timer, peak_memory_mb
+    from segtune.data.tiles import page_origins
+    from segtune.loss import segmentation_loss
+    from segtune.model import normalise
+    from segtune.runtime import autocast, autocast_dtype
+
+    config, loaded, model = _setup(device, page, batch, pictures, False, False, 0, tmp)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    pages = [
+        (lp.image[y : y + page, x : x + page], lp.mask[y : y + page, x : x + page])
+        for lp in loaded
+        for y, x in page_origins(*lp.image.shape[:2], page, 0)
+    ]
+    images = torch.from_numpy(np.stack([p[0] for p in pages])).permute(0, 3, 1, 2).contiguous()
+    masks = torch.from_numpy(np.stack([p[1] for p in pages]))
+    valid = torch.ones_like(masks)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    amp = autocast_dtype("auto", dev)
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
+    model.train()
+
+    def epoch(limit: int | None = None) -> None:
+        perm = torch.randperm(len(images))[:limit]
+        for s in range(0, len(perm), batch):
+            idx = perm[s : s + batch]
+            x = images[idx].to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y, v = masks[idx].to(dev), valid[idx].to(dev)
+            opt.zero_grad(set_to_none=True)
+            with autocast(dev, amp):
+                logits = model(normalise(x))[:, 0]
+            loss = segmentation_loss(logits, y, v, bce_weight=0.5, dice_smooth=1e-5, pos_weight=1.0)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            loss.item()
+
+    epoch(limit=2 * batch)  # warm-up
+    with Timer() as t:
+        epoch()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return {"pages_per_s": len(images) / t.seconds, "peak_mb": peak_memory_mb(device)}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--page", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--pictures", type=int, default=16, help="pictures of 2×2 pages each")
+    p.add_argument("--workers", type=int, default=2, help="loader workers of the real data path")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    print(f"machine: {machine()}")
+    print(
+        f"network Unet/resnet18, page {a.page}, batch {a.batch}, {a.pictures * 4} pages per epoch, "
+        f"device {a.device}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        res = interleaved(
+            {
+                "bare": lambda: isolated(run_bare, a.device, a.page, a.batch, a.pictures, tmp),
+                "segtune": lambda: isolated(
+                    run_segtune, a.device, a.page, a.batch, a.pictures, False, False, 0, tmp
+                ),
+                "real": lambda: isolated(
+                    run_segtune, a.device, a.page, a.batch, a.pictures, True, True, a.workers, tmp
+                ),
+            },
+            a.repeats,
+        )
+    bare, seg, real = (median(res[k], "pages_per_s") for k in ("bare", "segtune", "real"))
+    print(f"{'variant':48s} {'pages/s':>9s} {'peak MB':>9s}")
+    for key, label in (
+        ("bare", "bare PyTorch loop, in-memory pages"),
+        ("segtune", "segtune epoch, in-memory pages, no augmentation"),
+        ("real", f"segtune epoch, cache + flips/rot90 + {a.workers} workers"),
+    ):
+        print(
+            f"{label:48s} {median(res[key], 'pages_per_s'):9.1f} {median(res[key], 'peak_mb'):9.0f}"
+        )
+    print(f"ratio segtune / bare loop: {seg / bare:.3f}  (goal >= 0.97)")
+    print(f"ratio real data path / in-memory: {real / seg:.3f}  (goal >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
