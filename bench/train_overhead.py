@@ -73,8 +73,8 @@ def run_segtune(
     tmp: str,
 ) -> dict[str, Any]:
     import torch
-
     from _common import Timer, peak_memory_mb
+
     from segtune.runtime import autocast_dtype
     from segtune.train import _optimizer, _train_epoch
 
@@ -98,14 +98,14 @@ def run_segtune(
 def run_bare(device: str, page: int, batch: int, pictures: int, tmp: str) -> dict[str, Any]:
     import numpy as np
     import torch
-
     from _common import Timer, peak_memory_mb
+
     from segtune.data.tiles import page_origins
     from segtune.loss import segmentation_loss
     from segtune.model import normalise
     from segtune.runtime import autocast, autocast_dtype
 
-    config, loaded, model = _setup(device, page, batch, pictures, False, False, 0, tmp)
+    _config, loaded, model = _setup(device, page, batch, pictures, False, False, 0, tmp)
     dev = torch.device(device)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -13,13 +13,13 @@ from torch import nn
 from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
-from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
+from segtune.data.tiles import TorchStitcher, extract_page, page_origins, resize_probabilities
 from segtune.metrics import Counts, ProbabilityHistogram, confusion_counts, split_metrics
 from segtune.model import normalise
 from segtune.runtime import autocast
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_probabilities(
     model: nn.Module,
     image: NDArray[np.uint8],
@@ -37,18 +37,16 @@ def predict_probabilities(
     h, w = image.shape[:2]
     size = pages.page_size
     origins = page_origins(h, w, size, pages.patch_overlap)
-    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap)
+    stitcher = TorchStitcher((h, w), size, pages.blend, pages.patch_overlap, device)
     for start in range(0, len(origins), batch_pages):
         chunk = origins[start : start + batch_pages]
         batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             logits = model(normalise(x))
-        prob = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-        for page_prob, origin in zip(prob, chunk, strict=True):
-            stitcher.add(page_prob, origin)
+        stitcher.add(torch.sigmoid(logits.float())[:, 0], chunk)
     return stitcher.finalize()
 
 

@@ -6,9 +6,11 @@ Everything here is a pure function of arrays so it can be tested without a netwo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 from PIL import Image
 
@@ -135,6 +137,34 @@ class Stitcher:
         if not np.all(self._weight > 0):
             raise ValueError("stitcher: some pixels were not covered by any page")
         return (self._sum / self._weight).astype(np.float32)
+
+
+class TorchStitcher:
+    """:class:`Stitcher` on a torch device (float32), so predictions never leave the GPU
+    until the picture is finished. Same interface; ``add`` takes a batch of pages."""
+
+    def __init__(
+        self, shape: tuple[int, int], page_size: int, blend: Blend, overlap: int, device: torch.device
+    ) -> None:
+        self.shape = shape
+        self.page_size = page_size
+        self.window = torch.from_numpy(blend_window(page_size, blend, overlap)).to(device)
+        self._sum = torch.zeros(shape, dtype=torch.float32, device=device)
+        self._weight = torch.zeros(shape, dtype=torch.float32, device=device)
+
+    def add(self, predictions: torch.Tensor, origins: Sequence[tuple[int, int]]) -> None:
+        """Add pages ``(N, page, page)`` at their origins; padding is cut."""
+        for prediction, (y, x) in zip(predictions, origins, strict=True):
+            h = min(self.page_size, self.shape[0] - y)
+            w = min(self.page_size, self.shape[1] - x)
+            win = self.window[:h, :w]
+            self._sum[y : y + h, x : x + w] += prediction[:h, :w] * win
+            self._weight[y : y + h, x : x + w] += win
+
+    def finalize(self) -> NDArray[np.float32]:
+        if not bool((self._weight > 0).all()):
+            raise ValueError("stitcher: some pixels were not covered by any page")
+        return (self._sum / self._weight).cpu().numpy().astype(np.float32)
 
 
 def resized_shape(
