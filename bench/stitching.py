@@ -61,16 +61,16 @@ def main() -> None:
         image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         for blend in ("mean", "gaussian"):
             pages = PagesConfig(page_size=a.page, patch_overlap=a.overlap, blend=blend)
-            ours_s, ours = _time(
-                lambda: predict_probabilities(  # noqa: B023
-                    model, image, pages, device, batch_pages=a.batch
-                ),
-                device,
-                a.repeats,
-            )
+
+            def ours_fn(image: np.ndarray = image, pages: PagesConfig = pages) -> np.ndarray:
+                return predict_probabilities(model, image, pages, device, batch_pages=a.batch)
+
+            ours_s, ours = _time(ours_fn, device, a.repeats)
             weight = torch.from_numpy(blend_window(a.page, blend, a.overlap)).to(device)
 
-            def monai(blend: str = blend, weight: torch.Tensor = weight) -> np.ndarray:
+            def monai(
+                image: np.ndarray = image, blend: str = blend, weight: torch.Tensor = weight
+            ) -> np.ndarray:
                 with torch.inference_mode():
                     x = normalise(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))
                     out = sliding_window_inference(

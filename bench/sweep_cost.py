@@ -75,13 +75,13 @@ def main() -> None:
     )
     p.add_argument("--objective", default="val/f1")
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--pictures", type=int, default=16)
+    p.add_argument("--pictures", type=int, default=32)
     a = p.parse_args()
     print(f"machine: {machine()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        write_demo_data(data, pictures=a.pictures, size=64, seed=1)
+        write_demo_data(data, pictures=a.pictures, size=96, seed=1)
         full = run(data, Path(tmp) / "full", "none", a.objective, a.epochs)
         pruned = run(data, Path(tmp) / "pruned", a.pruner, a.objective, a.epochs)
     kept = len(set(full["top5"]) & set(pruned["top5"]))

@@ -133,3 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegtuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished runs are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130

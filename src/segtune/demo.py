@@ -6,7 +6,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from segtune.config import dump_yaml, load_yaml
 from segtune.data.synthetic import write_demo_data
 from segtune.metrics import describe_metric
 
@@ -31,11 +30,9 @@ def run_demo(out: Path, workers: int = 1) -> int:
             f"demo data: {counts['train']} train + {counts['val']} val pictures "
             f"({DEMO_SIZE}x{DEMO_SIZE}) in {data}"
         )
-    spec_path = out / "demo-study.yaml"
+    spec_path = out / "demo-study.yaml"  # a copy beside the data: edit it and re-run
     if not spec_path.exists():
         spec_path.write_text(demo_spec_text())
-    tree = load_yaml(spec_path)
-    del tree  # the copy beside the data is what runs; users may edit it and re-run
     status = run_sweep(spec_path, str(out / "study"), None, workers, None)
     if status != 0:
         return status
@@ -55,6 +52,3 @@ def run_demo(out: Path, workers: int = 1) -> int:
     print(f"study folder: {(out / 'study').resolve()}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-__all__ = ["dump_yaml", "run_demo"]

@@ -13,8 +13,14 @@ from torch import nn
 from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
-from segtune.data.tiles import TorchStitcher, extract_page, page_origins, resize_probabilities
-from segtune.metrics import Counts, ProbabilityHistogram, confusion_counts, split_metrics
+from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
+from segtune.metrics import (
+    Counts,
+    PictureCounts,
+    ProbabilityHistogram,
+    confusion_counts,
+    split_metrics,
+)
 from segtune.model import normalise
 from segtune.runtime import autocast
 
@@ -37,7 +43,7 @@ def predict_probabilities(
     h, w = image.shape[:2]
     size = pages.page_size
     origins = page_origins(h, w, size, pages.patch_overlap)
-    stitcher = TorchStitcher((h, w), size, pages.blend, pages.patch_overlap, device)
+    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap, device)
     for start in range(0, len(origins), batch_pages):
         chunk = origins[start : start + batch_pages]
         batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
@@ -46,20 +52,8 @@ def predict_probabilities(
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             logits = model(normalise(x))
-        stitcher.add(torch.sigmoid(logits.float())[:, 0], chunk)
+        stitcher.add_batch(torch.sigmoid(logits.float())[:, 0], chunk)
     return stitcher.finalize()
-
-
-@dataclass
-class PictureResult:
-    """Counts of one picture at the run's threshold (previews keep these)."""
-
-    index: int
-    stem: str
-    tp: int
-    fp: int
-    fn: int
-    positives: int
 
 
 @dataclass
@@ -68,7 +62,7 @@ class SplitResult:
 
     metrics: dict[str, float]
     histogram: ProbabilityHistogram
-    pictures: list[PictureResult] = field(default_factory=list)
+    pictures: list[PictureCounts] = field(default_factory=list)
     previews: list[NDArray[np.float32]] = field(default_factory=list)
 
 
@@ -111,7 +105,7 @@ def evaluate_split(
         hist.add(prob, mask)
         if i < keep_previews:
             result.pictures.append(
-                PictureResult(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum()))
+                PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum()))
             )
             result.previews.append(prob)
         if on_picture is not None:

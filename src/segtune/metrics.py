@@ -116,6 +116,18 @@ def derived_metrics(c: Counts) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class PictureCounts:
+    """TP/FP/FN pixels of one preview picture (numbered 1..K in the subset's order)."""
+
+    index: int
+    stem: str
+    tp: int
+    fp: int
+    fn: int
+    positives: int
+
+
 @dataclass
 class ProbabilityHistogram:
     """Fixed-bin histograms of probabilities of positive and negative pixels.

@@ -26,8 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
-from segtune.evaluate import PictureResult
-from segtune.metrics import ProbabilityHistogram
+from segtune.metrics import PictureCounts, ProbabilityHistogram
 
 METRIC_COLUMNS = (
     "epoch",
@@ -119,7 +118,7 @@ class RunRecords:
 
     def write_previews(
         self,
-        results: Sequence[PictureResult],
+        results: Sequence[PictureCounts],
         probabilities: Sequence[NDArray[np.float32]],
         images: Sequence[NDArray[np.uint8]],
         masks: Sequence[NDArray[np.bool_]],

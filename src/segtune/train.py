@@ -33,7 +33,11 @@ EpochReporter = Callable[[int, dict[str, float]], None]
 
 
 class NonFiniteLoss(Exception):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or diverged past ``optim.max_loss``."""
+
+    def __init__(self, reason: str, step: int) -> None:
+        super().__init__(reason)
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,12 @@ class Subsets:
 
 def resolve_subsets(config: RunConfig) -> Subsets:
     """Find the data folders/manifests of ``config`` and sample the subsets."""
-    if config.data.train is None or config.data.val is None:
-        raise ConfigError("data.train and data.val: both are required to train")
     d = config.data
+    if d.train is None or d.val is None:
+        raise ConfigError("data.train and data.val: both are required to train")
     return Subsets(
-        sample_subset(load_pictures(d.train), d.train_subset, d.seed),  # type: ignore[arg-type]
-        sample_subset(load_pictures(d.val), d.val_subset, d.seed + 1),  # type: ignore[arg-type]
+        sample_subset(load_pictures(d.train), d.train_subset, d.seed),
+        sample_subset(load_pictures(d.val), d.val_subset, d.seed + 1),
     )
 
 
@@ -100,7 +104,8 @@ def train_run(
     summary = _summary(config, "running", history, timings, subsets)
     records.write_summary(summary)
 
-    epoch, step = start_epoch, 0
+    epoch, status = start_epoch, "completed"
+    failure: dict[str, Any] | None = None
     try:
         for epoch in range(start_epoch, config.optim.epochs + 1):
             t0 = time.perf_counter()
@@ -142,46 +147,22 @@ def train_run(
             records.write_summary(summary)
             if reporter is not None:
                 reporter(epoch, values)
-        summary = _summary(config, "completed", history, timings, subsets)
-    except NonFiniteLoss as exc:
-        summary = _summary(
-            config,
-            "failed",
-            history,
-            timings,
-            subsets,
-            failure={"epoch": epoch, "step": exc.args[1], "reason": exc.args[0]},
-        )
-    except FloatingPointError as exc:
-        summary = _summary(
-            config,
-            "failed",
-            history,
-            timings,
-            subsets,
-            failure={"epoch": epoch, "step": step, "reason": str(exc)},
-        )
+    except (NonFiniteLoss, FloatingPointError) as exc:
+        status = "failed"
+        failure = {"epoch": epoch, "step": getattr(exc, "step", None), "reason": str(exc)}
     except KeyboardInterrupt:
         records.write_summary(_summary(config, "interrupted", history, timings, subsets))
         raise
     except Exception as exc:
-        if type(exc).__name__ != "TrialPruned":
+        if type(exc).__name__ != "TrialPruned":  # optuna's, raised by a study's reporter
+            reason = f"{type(exc).__name__}: {exc}"
+            failure = {"epoch": epoch, "step": None, "reason": reason}
             records.write_summary(
-                _summary(
-                    config,
-                    "failed",
-                    history,
-                    timings,
-                    subsets,
-                    failure={
-                        "epoch": epoch,
-                        "step": step,
-                        "reason": f"{type(exc).__name__}: {exc}",
-                    },
-                )
+                _summary(config, "failed", history, timings, subsets, failure=failure)
             )
             raise
-        summary = _summary(config, "pruned", history, timings, subsets)
+        status = "pruned"
+    summary = _summary(config, status, history, timings, subsets, failure=failure)
     records.write_summary(summary)
     return summary
 

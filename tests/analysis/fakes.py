@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segtune.analysis.summary import PictureCounts, RunSummary, StudySummary
+from segtune.analysis.summary import RunSummary, StudySummary
+from segtune.metrics import PictureCounts
 
 STEMS = ["p-a", "p-b", "p-c"]
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from segtune.analysis.summary import PictureCounts, RunSummary
+from segtune.analysis.summary import RunSummary
+from segtune.metrics import PictureCounts
 
 FEW, SOME_TP, SOME_FP = 0.10, 0.50, 1.00
 

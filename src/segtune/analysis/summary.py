@@ -13,21 +13,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from segtune.metrics import PictureCounts
 from segtune.records import RunRecords
 from segtune.study.spec import ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
-
-
-@dataclass(frozen=True)
-class PictureCounts:
-    """TP/FP/FN pixels of one preview picture (numbered 1..K in the subset's order)."""
-
-    index: int
-    stem: str
-    tp: int
-    fp: int
-    fn: int
-    positives: int
 
 
 @dataclass

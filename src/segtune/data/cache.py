@@ -11,7 +11,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,6 +66,18 @@ class PictureCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         return np.load(entry, mmap_mode="r")
+
+    def image(
+        self, path: Path, scale: float | None = None, longest_side: int | None = None
+    ) -> NDArray[np.uint8]:
+        """The decoded picture, RGB ``uint8`` (H, W, 3)."""
+        return cast("NDArray[np.uint8]", self.get(path, "image", scale, longest_side))
+
+    def mask(
+        self, path: Path, scale: float | None = None, longest_side: int | None = None
+    ) -> NDArray[np.bool_]:
+        """The decoded mask, ``bool`` (H, W)."""
+        return cast("NDArray[np.bool_]", self.get(path, "mask", scale, longest_side))
 
     @staticmethod
     def _decode(

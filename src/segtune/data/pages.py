@@ -35,8 +35,8 @@ def load_split(
     return [
         LoadedPicture(
             p,
-            cache.get(p.image, "image", scale, longest),  # type: ignore[arg-type]
-            cache.get(p.mask, "mask", scale, longest),  # type: ignore[arg-type]
+            cache.image(p.image, scale, longest),
+            cache.mask(p.mask, scale, longest),
         )
         for p in pictures
     ]

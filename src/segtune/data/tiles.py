@@ -106,7 +106,8 @@ def blend_window(page_size: int, blend: Blend, overlap: int = 0) -> NDArray[np.f
 class Stitcher:
     """Accumulates page predictions into a weighted average over the whole picture.
 
-    Example::
+    Sums are float32 tensors on ``device``, so on a GPU predictions never leave it until
+    the picture is finished. Example::
 
         s = Stitcher((h, w), page_size=256, blend="gaussian", overlap=32)
         for origin in page_origins(h, w, 256, 32):
@@ -115,36 +116,12 @@ class Stitcher:
     """
 
     def __init__(
-        self, shape: tuple[int, int], page_size: int, blend: Blend = "mean", overlap: int = 0
-    ) -> None:
-        self.shape = shape
-        self.page_size = page_size
-        self.window = blend_window(page_size, blend, overlap)
-        self._sum = np.zeros(shape, dtype=np.float64)
-        self._weight = np.zeros(shape, dtype=np.float64)
-
-    def add(self, prediction: NDArray[np.floating], origin: tuple[int, int]) -> None:
-        """Add one page's prediction (``page_size`` square) at ``origin``; padding is cut."""
-        y, x = origin
-        h = min(self.page_size, self.shape[0] - y)
-        w = min(self.page_size, self.shape[1] - x)
-        win = self.window[:h, :w]
-        self._sum[y : y + h, x : x + w] += prediction[:h, :w] * win
-        self._weight[y : y + h, x : x + w] += win
-
-    def finalize(self) -> NDArray[np.float32]:
-        """The weighted average; raises if some pixel was never covered."""
-        if not np.all(self._weight > 0):
-            raise ValueError("stitcher: some pixels were not covered by any page")
-        return (self._sum / self._weight).astype(np.float32)
-
-
-class TorchStitcher:
-    """:class:`Stitcher` on a torch device (float32), so predictions never leave the GPU
-    until the picture is finished. Same interface; ``add`` takes a batch of pages."""
-
-    def __init__(
-        self, shape: tuple[int, int], page_size: int, blend: Blend, overlap: int, device: torch.device
+        self,
+        shape: tuple[int, int],
+        page_size: int,
+        blend: Blend = "mean",
+        overlap: int = 0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.shape = shape
         self.page_size = page_size
@@ -152,16 +129,23 @@ class TorchStitcher:
         self._sum = torch.zeros(shape, dtype=torch.float32, device=device)
         self._weight = torch.zeros(shape, dtype=torch.float32, device=device)
 
-    def add(self, predictions: torch.Tensor, origins: Sequence[tuple[int, int]]) -> None:
-        """Add pages ``(N, page, page)`` at their origins; padding is cut."""
-        for prediction, (y, x) in zip(predictions, origins, strict=True):
-            h = min(self.page_size, self.shape[0] - y)
-            w = min(self.page_size, self.shape[1] - x)
-            win = self.window[:h, :w]
-            self._sum[y : y + h, x : x + w] += prediction[:h, :w] * win
-            self._weight[y : y + h, x : x + w] += win
+    def add(self, prediction: NDArray[np.floating] | torch.Tensor, origin: tuple[int, int]) -> None:
+        """Add one page's prediction (``page_size`` square) at ``origin``; padding is cut."""
+        page = torch.as_tensor(prediction, device=self._sum.device)
+        y, x = origin
+        h = min(self.page_size, self.shape[0] - y)
+        w = min(self.page_size, self.shape[1] - x)
+        win = self.window[:h, :w]
+        self._sum[y : y + h, x : x + w] += page[:h, :w] * win
+        self._weight[y : y + h, x : x + w] += win
+
+    def add_batch(self, predictions: torch.Tensor, origins: Sequence[tuple[int, int]]) -> None:
+        """Add pages ``(N, page, page)`` at their origins."""
+        for prediction, origin in zip(predictions, origins, strict=True):
+            self.add(prediction, origin)
 
     def finalize(self) -> NDArray[np.float32]:
+        """The weighted average; raises if some pixel was never covered."""
         if not bool((self._weight > 0).all()):
             raise ValueError("stitcher: some pixels were not covered by any page")
         return (self._sum / self._weight).cpu().numpy().astype(np.float32)
