@@ -151,3 +151,48 @@ def test_train_cli_bad_value_is_one_line(
     assert main(["train", "--out", str(tmp_path / "r"), "--set", "loss.bce_weight=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "loss.bce_weight" in err
+
+
+def test_pruned_run_is_recorded_as_pruned(demo_data: Path, tmp_path: Path) -> None:
+    import optuna
+
+    def prune(epoch: int, values: dict[str, float]) -> None:
+        assert "val/recall" in values and "train/loss" in values
+        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    config = tiny_config(demo_data, optim={"epochs": 3})
+    summary = train_run(config, tmp_path / "run", reporter=prune, progress=False)
+    assert summary["status"] == "pruned" and summary["epochs_done"] == 1
+
+
+def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    tree = tiny_tree(demo_data, optim={"epochs": 40})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tree))
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segtune", "train", str(tmp_path / "c.yaml"), "--out", str(run)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoint.pt").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_done"] >= 1
+    assert "--resume" in err
+    records = RunRecords(run)
+    records.write_config(
+        build_run_config(tiny_tree(demo_data, optim={"epochs": summary["epochs_done"] + 1}))
+    )
+    assert main(["train", "--resume", str(run)]) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"

@@ -155,3 +155,29 @@ def test_typo_in_spec_fails_before_any_run(
     assert main(["sweep", str(spec), "--dir", str(tmp_path / "study")]) == 2
     assert "loss.bce_wieght: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "study").exists()
+
+
+def test_tpe_stage_runs_its_trial_count(demo_data: Path, tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        demo_data,
+        "tpe",
+        GRID_2X2,
+        stages=[
+            {
+                "name": "search",
+                "tpe": {
+                    "n_trials": 3,
+                    "ranges": {
+                        "loss.bce_weight": {"low": 0.0, "high": 1.0},
+                        "loss.pos_weight": {"low": 1.0, "high": 20.0, "log": True},
+                    },
+                },
+            }
+        ],
+    )
+    study = tmp_path / "study"
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0
+    assert trial_states(sqlite_url(study), "tpe", "search") == {"COMPLETE": 3}
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0
+    assert trial_states(sqlite_url(study), "tpe", "search") == {"COMPLETE": 3}

@@ -50,10 +50,14 @@ def write_study_info(study_dir: Path, info: dict[str, Any]) -> None:
 
 
 def read_study_info(study_dir: Path) -> dict[str, Any]:
+    """``study.json``; its ``storage`` is None for the SQLite file inside the folder, so a
+    study folder can be moved or copied and still be read."""
     path = study_dir / "study.json"
     if not path.is_file():
         raise SegtuneError(f"{study_dir}: not a study folder (no study.json)")
-    return dict(json.loads(path.read_text()))
+    info = dict(json.loads(path.read_text()))
+    info["storage"] = info.get("storage") or default_storage(study_dir)
+    return info
 
 
 def _pictures_to_json(pictures: list[Picture]) -> list[dict[str, str]]:

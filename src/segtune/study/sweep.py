@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -121,7 +122,7 @@ class StudyRunner:
             self.dir,
             {
                 "name": spec.name,
-                "storage": self.url,
+                "storage": None if self.url == default_storage(study_dir) else self.url,
                 "spec": spec.model_dump(mode="json", by_alias=True),
             },
         )
@@ -219,9 +220,18 @@ class StudyRunner:
                     break
                 time.sleep(self.poll_s)  # others are running the remaining points
 
+    def run_order(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> list[str]:
+        """The order points are claimed in: a permutation seeded by study, stage and seed,
+        the same in every worker. A shuffled order shows a pruner (and anyone reading
+        partial results) a representative sample of the grid early, instead of one corner.
+        """
+        keys = list(points)
+        random.Random(f"{self.spec.name}:{stage.name}:{self.spec.data.seed}").shuffle(keys)
+        return keys
+
     def _claim_next(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> Claim | None:
         states = self.board.states(stage.name)
-        for key in points:
+        for key in self.run_order(stage, points):
             row = states.get(key)
             if row is not None and (
                 self._point_settled(row)
@@ -275,7 +285,8 @@ class StudyRunner:
             if value is None or math.isnan(value):
                 return
             trial.report(value, epoch)
-            if trial.should_prune():
+            # A run at its last epoch has done its work: keep it rather than prune it.
+            if epoch < config.optim.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         try:
