@@ -98,13 +98,14 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--study-epochs", type=int, default=1)
+    p.add_argument("--study-epochs", type=int, default=None, help="default: --epochs")
     p.add_argument("--scale", type=float, default=0.5)
     p.add_argument("--page", type=int, default=128)
     p.add_argument("--encoder", default="mobilenet_v2")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
     a = p.parse_args()
+    a.study_epochs = a.study_epochs or a.epochs
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
     start = time.perf_counter()
