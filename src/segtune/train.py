@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -213,16 +214,16 @@ def _train_epoch(
     loss_sum, batches = 0.0, 0
     for step, (images, targets, valid) in enumerate(loader, start=1):
         optimizer.zero_grad(set_to_none=True)
-        total_valid = valid.sum().clamp_min(1).item()
+        total_valid = max(int(valid.sum()), 1)  # on the CPU: no device sync
         batch_loss = 0.0
         for start in range(0, images.shape[0], micro):
             sl = slice(start, start + micro)
+            share = int(valid[sl].sum()) / total_valid
             x = images[sl].to(device, non_blocking=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             y = targets[sl].to(device, non_blocking=True)
             v = valid[sl].to(device, non_blocking=True)
-            share = v.sum().item() / total_valid
             with autocast(device, amp_dtype):
                 logits = model(normalise(x))[:, 0]
             loss = segmentation_loss(
@@ -233,18 +234,19 @@ def _train_epoch(
                 dice_smooth=config.loss.dice_smooth,
                 pos_weight=config.loss.pos_weight,
             )
-            if not torch.isfinite(loss):
+            scaler.scale(loss * share).backward()
+            value = loss.item()  # one sync per micro-batch, after backward is queued
+            if not math.isfinite(value):
                 raise NonFiniteLoss(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}", step
+                    f"non-finite loss ({value}) at epoch {epoch}, step {step}", step
                 )
-            if o.max_loss is not None and loss.item() > o.max_loss:
+            if o.max_loss is not None and value > o.max_loss:
                 raise NonFiniteLoss(
-                    f"diverged: loss {loss.item():.3g} > optim.max_loss {o.max_loss:g} "
+                    f"diverged: loss {value:.3g} > optim.max_loss {o.max_loss:g} "
                     f"at epoch {epoch}, step {step}",
                     step,
                 )
-            scaler.scale(loss * share).backward()
-            batch_loss += loss.item() * share
+            batch_loss += value * share
         if o.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
