@@ -4,8 +4,8 @@ data path (decoded cache + augmentation + loader workers) vs pages in memory.
     .venv/bin/python bench/train_overhead.py [--device cpu|cuda] [--page 128] [--batch 8]
 
 1. Same network, batch, loss and pages: the bare loop steps over ready tensors; segtune
-   runs its epoch function (plan, Dataset, DataLoader, micro-batch/accumulation logic,
-   loss checks) over in-memory pictures without augmentation. Goal: ratio >= 0.97.
+   runs its epoch function (sampler plan, Dataset, DataLoader, micro-batch/accumulation
+   logic, loss checks) over in-memory pictures without augmentation. Goal: ratio >= 0.97.
 2. segtune with the real data path (cache memory maps, flips/rot90, loader workers) vs
    segtune on in-memory pages. Goal: ratio >= 0.95 (loading keeps up).
 Each variant runs in its own process (peak memory is its own), alternately, 3 times;
@@ -75,6 +75,7 @@ def run_segtune(
     import torch
     from _common import Timer, peak_memory_mb
 
+    from segtune.data.pages import page_loader
     from segtune.runtime import autocast_dtype
     from segtune.train import _optimizer, _train_epoch
 
@@ -86,10 +87,13 @@ def run_segtune(
     opt = _optimizer(config, model)
     amp = autocast_dtype(config.runtime.precision, dev)
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
-    _train_epoch(config, model, opt, scaler, loaded[:2], 1, dev, amp, False)  # warm-up
+    loader, sampler = page_loader(loaded, config, pin_memory=dev.type == "cuda")
+    sampler.set_epoch(1)
+    _train_epoch(config, model, opt, scaler, loader, 1, dev, amp, False)  # warm-up (starts workers)
     n_pages = sum((lp.image.shape[0] // page) * (lp.image.shape[1] // page) for lp in loaded)
     with Timer() as t:
-        _train_epoch(config, model, opt, scaler, loaded, 2, dev, amp, False)
+        sampler.set_epoch(2)
+        _train_epoch(config, model, opt, scaler, loader, 2, dev, amp, False)
         if dev.type == "cuda":
             torch.cuda.synchronize()
     return {"pages_per_s": n_pages / t.seconds, "peak_mb": peak_memory_mb(device)}

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from segtune.config import RunConfig, config_to_dict
 from segtune.data.cache import PictureCache, default_cache_dir
-from segtune.data.pages import PageDataset, epoch_plan, load_split
+from segtune.data.pages import EpochSampler, load_split, page_loader
 from segtune.data.pairs import Picture, load_pictures, sample_subset
 from segtune.errors import ConfigError
 from segtune.evaluate import SplitResult, evaluate_split
@@ -105,13 +105,15 @@ def train_run(
     summary = _summary(config, "running", history, timings, subsets)
     records.write_summary(summary)
 
+    loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
     epoch, status = start_epoch, "completed"
     failure: dict[str, Any] | None = None
     try:
         for epoch in range(start_epoch, config.optim.epochs + 1):
             t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
             train_loss = _train_epoch(
-                config, model, optimizer, scaler, train_pictures, epoch, device, amp_dtype, progress
+                config, model, optimizer, scaler, loader, epoch, device, amp_dtype, progress
             )
             t1 = time.perf_counter()
             val = _evaluate(
@@ -179,7 +181,7 @@ def _train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    pictures: Sequence[Any],
+    loader: DataLoader[Any],
     epoch: int,
     device: torch.device,
     amp_dtype: torch.dtype | None,
@@ -188,28 +190,9 @@ def _train_epoch(
     """One pass over every training page; returns the running mean loss."""
     o, seed = config.optim, config.runtime.seed
     torch.manual_seed(seed * 1_000 + epoch)
-    rng = np.random.default_rng([seed, epoch])
-    plan = epoch_plan(
-        pictures,
-        config.pages.page_size,
-        config.pages.patch_overlap,
-        config.sampling.positive_fraction,
-        o.batch_size,
-        rng,
-    )
-    dataset = PageDataset(
-        pictures, plan, config.pages.page_size, config.sampling.augment, seed * 1_000 + epoch
-    )
-    loader = DataLoader(
-        dataset,
-        batch_size=o.batch_size,
-        shuffle=False,
-        num_workers=config.runtime.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
     micro = o.micro_batch_size or o.batch_size
-    bar = Progress(len(dataset), f"epoch {epoch}/{o.epochs}", "pages", enabled=progress)
+    pages = len(cast(EpochSampler, loader.sampler))
+    bar = Progress(pages, f"epoch {epoch}/{o.epochs}", "pages", enabled=progress)
     model.train()
     loss_sum, batches = 0.0, 0
     for step, (images, targets, valid) in enumerate(loader, start=1):

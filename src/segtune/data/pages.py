@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from segtune.config import PagesConfig
+from segtune.config import PagesConfig, RunConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
 from segtune.data.tiles import extract_page, page_origins
@@ -105,36 +106,75 @@ def build_augment(names: Sequence[str]) -> A.Compose:
     return A.Compose([table[n]() for n in names])
 
 
-class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Cuts the planned pages, augments them (seeded per item) and returns tensors.
+PageKey = tuple[int, int, int, int]  # (picture, y, x, augmentation seed)
 
-    Items are ``(image uint8 (3, P, P), target bool (P, P), valid bool (P, P))``.
+
+class EpochSampler(Sampler[PageKey]):
+    """Yields the page keys of one epoch (see :func:`epoch_plan`); ``set_epoch`` moves on.
+
+    It runs in the main process, so one DataLoader (with persistent workers) serves every
+    epoch of a run: workers start once, and each epoch still gets its own seeded plan.
     """
 
     def __init__(
         self,
         pictures: Sequence[LoadedPicture],
-        plan: Sequence[tuple[int, int, int]],
         page_size: int,
-        augment: Sequence[str],
+        overlap: int,
+        positive_fraction: float,
+        batch_size: int,
         seed: int,
     ) -> None:
         self.pictures = pictures
-        self.plan = plan
-        self.page_size = page_size
-        self.augment = build_augment(augment) if augment else None
+        self.page_size, self.overlap = page_size, overlap
+        self.positive_fraction, self.batch_size = positive_fraction, batch_size
         self.seed = seed
+        self.epoch = 1
+        self._length = sum(
+            len(page_origins(lp.image.shape[0], lp.image.shape[1], page_size, overlap))
+            for lp in pictures
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return self._length
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index, y, x = self.plan[item]
+    def __iter__(self) -> Iterator[PageKey]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        plan = epoch_plan(
+            self.pictures,
+            self.page_size,
+            self.overlap,
+            self.positive_fraction,
+            self.batch_size,
+            rng,
+        )
+        aug_seed = (self.seed * 1_000 + self.epoch) * 1_000_003
+        return iter([(i, y, x, aug_seed + n) for n, (i, y, x) in enumerate(plan)])
+
+
+class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Cuts a page by its key, augments it (seeded by the key) and returns tensors.
+
+    Items are ``(image uint8 (3, P, P), target bool (P, P), valid bool (P, P))``.
+    """
+
+    def __init__(
+        self, pictures: Sequence[LoadedPicture], page_size: int, augment: Sequence[str]
+    ) -> None:
+        self.pictures = pictures
+        self.page_size = page_size
+        self.augment = build_augment(augment) if augment else None
+
+    def __getitem__(self, key: PageKey) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index, y, x, seed = key
         lp = self.pictures[index]
         image, valid = extract_page(lp.image, (y, x), self.page_size)
         mask, _ = extract_page(lp.mask, (y, x), self.page_size)
         if self.augment is not None:
-            self.augment.set_random_seed(self.seed * 1_000_003 + item)
+            self.augment.set_random_seed(seed)
             out = self.augment(image=image, masks=[mask.astype(np.uint8), valid.astype(np.uint8)])
             image = out["image"]
             mask, valid = (np.asarray(m) > 0 for m in out["masks"])
@@ -143,3 +183,27 @@ class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
             torch.from_numpy(np.ascontiguousarray(mask)),
             torch.from_numpy(np.ascontiguousarray(valid)),
         )
+
+
+def page_loader(
+    pictures: Sequence[LoadedPicture], config: RunConfig, pin_memory: bool
+) -> tuple[DataLoader[Any], EpochSampler]:
+    """The run's one DataLoader over training pages, and the sampler that plans epochs."""
+    sampler = EpochSampler(
+        pictures,
+        config.pages.page_size,
+        config.pages.patch_overlap,
+        config.sampling.positive_fraction,
+        config.optim.batch_size,
+        config.runtime.seed,
+    )
+    workers = config.runtime.num_workers
+    loader: DataLoader[Any] = DataLoader(
+        PageDataset(pictures, config.pages.page_size, config.sampling.augment),
+        batch_size=config.optim.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    )
+    return loader, sampler

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segtune.config import build_run_config
+from segtune.data.pages import EpochSampler, LoadedPicture, PageDataset, page_loader
+from segtune.data.pairs import Picture
+
+
+def _pictures(n: int = 4, size: int = 64) -> list[LoadedPicture]:
+    out = []
+    for i in range(n):
+        image = np.full((size, size, 3), 200, np.uint8)
+        mask = np.zeros((size, size), bool)
+        if i % 2 == 0:  # pictures 0, 2 have a positive square, drawn dark in the image
+            mask[10:14, 40:44] = True
+            image[mask] = 10
+        out.append(LoadedPicture(Picture(f"p{i}", Path("i"), Path("m")), image, mask))
+    return out
+
+
+def test_sampler_is_seeded_per_epoch_and_covers_every_page() -> None:
+    pics = _pictures()
+    sampler = EpochSampler(
+        pics, page_size=32, overlap=0, positive_fraction=0.0, batch_size=4, seed=1
+    )
+    assert len(sampler) == 16
+    sampler.set_epoch(1)
+    first = list(sampler)
+    assert list(sampler) == first
+    assert sorted((i, y, x) for i, y, x, _ in first) == sorted(
+        (i, y, x) for i in range(4) for y in (0, 32) for x in (0, 32)
+    )
+    sampler.set_epoch(2)
+    assert [k[:3] for k in sampler] != [k[:3] for k in first]
+
+
+def test_positive_fraction_puts_positive_pages_in_every_batch() -> None:
+    pics = _pictures()
+    sampler = EpochSampler(
+        pics, page_size=32, overlap=0, positive_fraction=0.5, batch_size=4, seed=0
+    )
+    keys = list(sampler)
+    for start in range(0, len(keys), 4):
+        batch = keys[start : start + 4]
+        with_pos = [k for k in batch if pics[k[0]].mask[k[1] : k[1] + 32, k[2] : k[2] + 32].any()]
+        assert len(with_pos) >= 2
+
+
+def test_augmentation_keeps_image_and_mask_aligned() -> None:
+    pics = _pictures()
+    dataset = PageDataset(pics, 32, ["hflip", "vflip", "rot90"])
+    for seed in range(12):
+        image, mask, valid = dataset[(0, 0, 32, seed)]
+        assert image.shape == (3, 32, 32) and mask.shape == valid.shape == (32, 32)
+        dark = image[0].numpy() < 50
+        assert np.array_equal(dark, mask.numpy()) and int(mask.sum()) == 16
+
+
+def test_one_loader_serves_every_epoch() -> None:
+    config = build_run_config(
+        {"pages": {"page_size": 32}, "optim": {"batch_size": 4}, "sampling": {"augment": []}}
+    )
+    loader, sampler = page_loader(_pictures(), config, pin_memory=False)
+    sizes = []
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        sizes.append(sum(batch[0].shape[0] for batch in loader))
+    assert sizes == [16, 16]
