@@ -39,7 +39,12 @@ def _time(fn, device: torch.device, repeats: int) -> tuple[float, np.ndarray]:  
 
 
 def main() -> None:
-    from monai.inferers import sliding_window_inference
+    try:
+        from monai.inferers import sliding_window_inference
+    except ImportError:
+        raise SystemExit(
+            "bench/stitching.py needs MONAI: .venv/bin/pip install -e '.[bench]'"
+        ) from None
 
     p = parser(__doc__)
     p.add_argument("--page", type=int, default=512)
