@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 _METADATA = sa.MetaData()
 CLAIMS = sa.Table(
@@ -96,7 +96,15 @@ class ClaimBoard:
         self.engine = make_engine(url)
         self.study = study
         self.grace_s = grace_s
-        _retry(lambda: _METADATA.create_all(self.engine))
+        _retry(self._create_table)
+
+    def _create_table(self) -> None:
+        # Workers on several machines may start together: PostgreSQL then reports the
+        # loser of a concurrent CREATE TABLE as a duplicate; the table exists, so check again.
+        try:
+            _METADATA.create_all(self.engine)
+        except (IntegrityError, ProgrammingError):
+            _METADATA.create_all(self.engine)
 
     def states(self, stage: str) -> dict[str, PointState]:
         with self.engine.connect() as conn:
