@@ -15,22 +15,28 @@ medians are printed.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from _common import interleaved, isolated, machine, median, parser  # isort: skip
 
 
-def _setup(
-    device: str,
-    page: int,
-    batch: int,
-    pictures: int,
-    augment: bool,
-    cache: bool,
-    workers: int,
-    tmp: str,
-) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class Case:
+    """One measured variant (picklable: it crosses into a fresh process)."""
+
+    device: str
+    page: int
+    batch: int
+    pictures: int
+    tmp: str
+    augment: bool = False
+    cache: bool = False
+    workers: int = 0
+
+
+def _setup(c: Case) -> tuple[Any, ...]:
     import numpy as np
     import torch
 
@@ -42,36 +48,27 @@ def _setup(
     from segtune.model import build_model
 
     torch.manual_seed(0)
-    data = Path(tmp) / "data"
+    data = Path(c.tmp) / "data"
     if not (data / "train").is_dir():
-        write_demo_data(data, pictures=pictures, size=page * 2, seed=0, val_fraction=0.0)
+        write_demo_data(data, pictures=c.pictures, size=c.page * 2, seed=0, val_fraction=0.0)
     config = build_run_config(
         {
-            "pages": {"page_size": page, "patch_overlap": 0},
+            "pages": {"page_size": c.page, "patch_overlap": 0},
             "model": {"encoder": "resnet18"},
-            "optim": {"epochs": 1, "batch_size": batch, "learning_rate": 1e-4},
-            "sampling": {"augment": ["hflip", "vflip", "rot90"] if augment else []},
-            "runtime": {"device": device, "num_workers": workers, "precision": "auto"},
+            "optim": {"epochs": 1, "batch_size": c.batch, "learning_rate": 1e-4},
+            "sampling": {"augment": ["hflip", "vflip", "rot90"] if c.augment else []},
+            "runtime": {"device": c.device, "num_workers": c.workers, "precision": "auto"},
         }
     )
     pics = load_pictures(data / "train")
-    loaded = load_split(pics, PictureCache(Path(tmp) / "cache"), config.pages)
-    if not cache:
+    loaded = load_split(pics, PictureCache(Path(c.tmp) / "cache"), config.pages)
+    if not c.cache:
         loaded = [LoadedPicture(lp.picture, np.array(lp.image), np.array(lp.mask)) for lp in loaded]
-    model = build_model(config.model).to(device)
+    model = build_model(config.model).to(c.device)
     return config, loaded, model
 
 
-def run_segtune(
-    device: str,
-    page: int,
-    batch: int,
-    pictures: int,
-    augment: bool,
-    cache: bool,
-    workers: int,
-    tmp: str,
-) -> dict[str, Any]:
+def run_segtune(c: Case) -> dict[str, Any]:
     import torch
     from _common import Timer, peak_memory_mb
 
@@ -80,8 +77,8 @@ def run_segtune(
     from segtune.train import _optimizer, _train_epoch
 
     torch.set_num_threads(torch.get_num_threads())
-    config, loaded, model = _setup(device, page, batch, pictures, augment, cache, workers, tmp)
-    dev = torch.device(device)
+    config, loaded, model = _setup(c)
+    dev = torch.device(c.device)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(config, model)
@@ -90,16 +87,15 @@ def run_segtune(
     loader, sampler = page_loader(loaded, config, pin_memory=dev.type == "cuda")
     sampler.set_epoch(1)
     _train_epoch(config, model, opt, scaler, loader, 1, dev, amp, False)  # warm-up (starts workers)
-    n_pages = sum((lp.image.shape[0] // page) * (lp.image.shape[1] // page) for lp in loaded)
     with Timer() as t:
         sampler.set_epoch(2)
         _train_epoch(config, model, opt, scaler, loader, 2, dev, amp, False)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-    return {"pages_per_s": n_pages / t.seconds, "peak_mb": peak_memory_mb(device)}
+    return {"pages_per_s": len(sampler) / t.seconds, "peak_mb": peak_memory_mb(c.device)}
 
 
-def run_bare(device: str, page: int, batch: int, pictures: int, tmp: str) -> dict[str, Any]:
+def run_bare(c: Case) -> dict[str, Any]:
     import numpy as np
     import torch
     from _common import Timer, peak_memory_mb
@@ -109,8 +105,9 @@ def run_bare(device: str, page: int, batch: int, pictures: int, tmp: str) -> dic
     from segtune.model import normalise
     from segtune.runtime import autocast, autocast_dtype
 
-    _config, loaded, model = _setup(device, page, batch, pictures, False, False, 0, tmp)
-    dev = torch.device(device)
+    _config, loaded, model = _setup(c)
+    dev = torch.device(c.device)
+    page, batch = c.page, c.batch
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     pages = [
@@ -148,7 +145,7 @@ def run_bare(device: str, page: int, batch: int, pictures: int, tmp: str) -> dic
         epoch()
         if dev.type == "cuda":
             torch.cuda.synchronize()
-    return {"pages_per_s": len(images) / t.seconds, "peak_mb": peak_memory_mb(device)}
+    return {"pages_per_s": len(images) / t.seconds, "peak_mb": peak_memory_mb(c.device)}
 
 
 def main() -> None:
@@ -165,15 +162,13 @@ def main() -> None:
         f"device {a.device}"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        base = Case(a.device, a.page, a.batch, a.pictures, tmp)
+        real_path = replace(base, augment=True, cache=True, workers=a.workers)
         res = interleaved(
             {
-                "bare": lambda: isolated(run_bare, a.device, a.page, a.batch, a.pictures, tmp),
-                "segtune": lambda: isolated(
-                    run_segtune, a.device, a.page, a.batch, a.pictures, False, False, 0, tmp
-                ),
-                "real": lambda: isolated(
-                    run_segtune, a.device, a.page, a.batch, a.pictures, True, True, a.workers, tmp
-                ),
+                "bare": lambda: isolated(run_bare, base),
+                "segtune": lambda: isolated(run_segtune, base),
+                "real": lambda: isolated(run_segtune, real_path),
             },
             a.repeats,
         )

@@ -6,7 +6,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -165,13 +164,3 @@ def _write_png(path: Path, image: Image.Image) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
-
-
-def describe(predictor: Predictor) -> dict[str, Any]:
-    p = predictor.config.pages
-    return {
-        "page_size": p.page_size,
-        "patch_overlap": p.patch_overlap,
-        "blend": p.blend,
-        "device": str(predictor.device),
-    }

@@ -15,7 +15,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -193,18 +193,6 @@ class RunRecords:
 
     def load_checkpoint(self) -> dict[str, Any]:
         return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
-
-
-def metric_rows_to_values(rows: Iterable[dict[str, Any]], epoch: int) -> dict[str, float]:
-    """``{'val/recall': …, 'train/loss': …}`` for one epoch from metrics.csv rows."""
-    out: dict[str, float] = {}
-    for row in rows:
-        if row["epoch"] != epoch:
-            continue
-        for key in METRIC_COLUMNS[2:]:
-            if row.get(key) not in ("", None):
-                out[f"{row['split']}/{key}"] = float(row[key])
-    return out
 
 
 def _save_png(path: Path, image: Image.Image) -> None:

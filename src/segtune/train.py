@@ -108,6 +108,7 @@ def train_run(
     loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
     epoch, status = start_epoch, "completed"
     failure: dict[str, Any] | None = None
+    val: SplitResult | None = None
     try:
         for epoch in range(start_epoch, config.optim.epochs + 1):
             t0 = time.perf_counter()
@@ -141,8 +142,6 @@ def train_run(
                     "metrics": val.metrics,
                 }
             )
-            _write_previews(records, config, val, subsets.val, cache)
-            records.write_pr_curve(val.histogram)
             values = {"train/loss": train_loss, **train.metrics, **val.metrics}
             if progress:
                 print(_epoch_line(epoch, config, values), file=sys.stderr, flush=True)
@@ -165,6 +164,10 @@ def train_run(
             )
             raise
         status = "pruned"
+    if val is not None and status in ("completed", "pruned"):
+        # Previews and the PR curve describe the final state: written once, not per epoch.
+        _write_previews(records, config, val, subsets.val, cache)
+        records.write_pr_curve(val.histogram)
     summary = _summary(config, status, history, timings, subsets, failure=failure)
     records.write_summary(summary)
     return summary

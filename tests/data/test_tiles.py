@@ -12,7 +12,6 @@ from segtune.data.tiles import (
     axis_origins,
     extract_page,
     page_origins,
-    pages_count,
     resize_probabilities,
     resized_shape,
 )
@@ -83,13 +82,6 @@ def test_origins_cover_every_pixel_within_bounds(
     if length > page:
         assert origins[-1] == length - page
         assert all(b - a <= page - overlap for a, b in itertools.pairwise(origins))
-
-
-@settings(max_examples=60, deadline=None)
-@given(h=st.integers(1, 200), w=st.integers(1, 200), page=st.integers(8, 64), data=st.data())
-def test_pages_count_matches_origins(h: int, w: int, page: int, data: st.DataObject) -> None:
-    overlap = data.draw(st.integers(0, page - 1))
-    assert pages_count(h, w, page, overlap) == len(page_origins(h, w, page, overlap))
 
 
 def test_resize_shape_and_inverse() -> None:

@@ -5,7 +5,6 @@ Everything here is a pure function of arrays so it can be tested without a netwo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -187,10 +186,3 @@ def resize_probabilities(prob: NDArray[np.float32], shape: tuple[int, int]) -> N
         return prob
     im = Image.fromarray(prob.astype(np.float32), mode="F")
     return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
-def pages_count(height: int, width: int, page_size: int, overlap: int) -> int:
-    """Number of pages a picture is cut into."""
-    rows = 1 if height <= page_size else math.ceil((height - page_size) / (page_size - overlap)) + 1
-    cols = 1 if width <= page_size else math.ceil((width - page_size) / (page_size - overlap)) + 1
-    return rows * cols
