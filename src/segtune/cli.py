@@ -4,6 +4,7 @@ report, predict. User errors print as one line and exit with status 2."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +73,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"`segtune train --resume {run_dir}`",
             file=sys.stderr,
         )
-        return 130
+        return 143 if _Terminated.seen else 130
     status = summary["status"]
     if status == "failed":
         print(f"run failed: {summary['failure']['reason']} (records in {run_dir})", file=sys.stderr)
@@ -125,17 +126,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated:
+    """SIGTERM (a cluster preempting the job) is handled like Ctrl-C: the run is recorded
+    ``interrupted``, its claim given back, and the exit status is 143 (128 + 15)."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the clean-up finish
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    _Terminated.seen = False
+    signal.signal(signal.SIGTERM, _Terminated.handler)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except SegtuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
+        how = "terminated (SIGTERM)" if _Terminated.seen else "interrupted"
         print(
-            "interrupted: finished runs are kept; run the same command again to resume",
+            f"{how}: finished runs are kept; run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        code = 143 if _Terminated.seen else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segtune.study import STORAGE_ENV
+
 
 def _configure_threads() -> None:
     threads = os.environ.get("SEGTUNE_THREADS")
@@ -17,110 +19,41 @@ def _configure_threads() -> None:
         torch.set_num_threads(int(threads))
 
 
-def _open_runner(
-    spec_path: Path,
-    study_dir: str | None,
-    storage: str | None,
-    device: str | None = None,
-    progress: bool = True,
-) -> Any:
-    from segtune.study.spec import load_spec
-    from segtune.study.sweep import StudyRunner
-
-    spec = load_spec(spec_path)
-    folder = Path(study_dir) if study_dir else Path("studies") / spec.name
-    return StudyRunner(spec, folder, storage, device=device, progress=progress)
-
-
-def run_sweep(
-    spec_path: Path,
-    study_dir: str | None,
-    storage: str | None,
-    workers: int,
-    device: str | None,
-    *,
-    quiet: bool = False,
-    write_report: bool = True,
-) -> int:
-    """Run or resume a study; returns the exit status (1 when no run succeeded)."""
-    from segtune.progress import Progress
-    from segtune.study.status import study_status
-    from segtune.study.workers import start_workers, wait_workers
-
-    runner = _open_runner(spec_path, study_dir, storage, device, progress=False)
-    runner.subsets()  # sample and record the subsets once, before any worker starts
-    status = study_status(runner)
-    total = sum(s.total or 0 for s in status.stages)
-    settled = sum(s.done + s.pruned + s.failed for s in status.stages)
-    if total and settled == total and all(s.total is not None for s in status.stages):
-        print(f"study {runner.spec.name} is finished; nothing to run ({runner.dir})")
-    else:
-        bar = Progress(total, f"study {runner.spec.name}", "runs", enabled=not quiet)
-        bar.update(settled)
-
-        def tick() -> None:
-            st = study_status(runner)
-            bar.set_total(sum(s.total or 0 for s in st.stages))
-            now = sum(s.done + s.pruned + s.failed for s in st.stages)
-            if now > bar.done:
-                bar.update(now - bar.done)
-
-        if workers <= 1:
-            runner.run(on_run_done=tick)
-        else:
-            from segtune.study.storage import default_storage
-
-            url = storage or default_storage(runner.dir)
-            procs = start_workers(workers, spec_path, runner.dir, url, device)
-            codes = wait_workers(procs, tick)
-            if any(codes):
-                print(f"warning: worker exit codes {codes}", file=sys.stderr)
-        bar.close()
-        status = study_status(runner)
-    for line in status.lines():
-        print(line)
-    if write_report:
-        _write_report(runner)
-    if not any(s.done for s in status.stages):
-        print(
-            f"error: study {runner.spec.name}: no run completed "
-            f"({sum(s.failed for s in status.stages)} failed); see the summary.json of each run "
-            f"under {runner.dir / 'runs'}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def _write_report(runner: Any) -> None:
-    try:
-        from segtune.analysis.report import write_report
-    except ImportError:
-        return
-    out = write_report(runner.dir)
-    print(f"report: {out / 'report.html'}")
+def _storage(args: argparse.Namespace) -> str | None:
+    """``--storage``, else ``$SEGTUNE_STORAGE``: a URL with a password travels to worker
+    processes by environment, never on a command line."""
+    return args.storage or os.environ.get(STORAGE_ENV) or None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from segtune.study.run import open_runner, run_sweep
+
     _configure_threads()
     if args.worker:
-        runner = _open_runner(Path(args.spec), args.dir, args.storage, args.device, progress=False)
+        runner = open_runner(Path(args.spec), args.dir, _storage(args), args.device, progress=False)
         runner.run()
         return 0
-    return run_sweep(Path(args.spec), args.dir, args.storage, args.workers, args.device)
+    return run_sweep(
+        Path(args.spec),
+        args.dir,
+        _storage(args),
+        args.workers,
+        args.device,
+        retry_failed=args.retry_failed,
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from segtune.study.spec import build_spec
     from segtune.study.status import study_status
     from segtune.study.storage import read_study_info
-    from segtune.study.sweep import StudyRunner
+    from segtune.study.view import StudyView
 
     folder = Path(args.study)
     info = read_study_info(folder)
     spec = build_spec(info["spec"], str(folder / "study.json"))
-    runner = StudyRunner(spec, folder, args.storage or info["storage"], progress=False)
-    for line in study_status(runner).lines():
+    view = StudyView(spec, folder, _storage(args) or info["storage"])
+    for line in study_status(view).lines():
         print(line)
     return 0
 
@@ -128,7 +61,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from segtune.analysis.report import write_report
 
-    out = write_report(Path(args.study), Path(args.out) if args.out else None, args.storage)
+    out = write_report(Path(args.study), Path(args.out) if args.out else None, _storage(args))
     print(f"report: {out / 'report.md'}")
     print(f"report: {out / 'report.html'}")
     return 0
@@ -169,10 +102,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--storage",
         help="Optuna storage URL (default sqlite:///<dir>/study.db); "
-        "postgresql+psycopg2://user:pass@host/db lets machines share a study",
+        "postgresql+psycopg2://user@host/db lets machines share a study (give the "
+        f"password by PGPASSWORD or ~/.pgpass, or the whole URL by ${STORAGE_ENV})",
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the spec's, else auto)")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the points that used up their retries again (earlier attempts are kept)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_sweep)
 

@@ -6,6 +6,7 @@ range, e.g. ``loss.bce_weight: must be <= 1 (got 1.5)``.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,7 +105,11 @@ class RuntimeConfig(_Frozen):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int = Field(0, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    # CPU threads of one run (torch.set_num_threads). None: torch's default for this
+    # machine. The number used is recorded in summary.json: results are bitwise
+    # reproducible only with the same device and thread count.
+    threads: int | None = Field(None, ge=1, le=1024)
 
 
 class RunConfig(_Frozen):
@@ -189,13 +194,26 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``extra`` into a copy of ``base``."""
-    out = dict(base)
+    """Deep-merge ``extra`` into a deep copy of ``base``; neither input is shared with the
+    result, so setting a key in the result never changes ``base`` or ``extra``."""
+    out = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` → ``{'a.b': 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
     return out
 
 

@@ -19,7 +19,7 @@ def demo_spec_text() -> str:
 def run_demo(out: Path, workers: int = 1) -> int:
     """Generate the data (once), run the demo study (resumable), write the report."""
     from segtune.analysis.summary import load_study_summary
-    from segtune.cli_study import run_sweep
+    from segtune.study.run import run_sweep
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

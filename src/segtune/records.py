@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
+from segtune.faults import fault_point
 from segtune.metrics import PictureCounts, ProbabilityHistogram
 
 METRIC_COLUMNS = (
@@ -48,13 +48,27 @@ METRIC_COLUMNS = (
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Files are created with the process umask (e.g. 0644), not mkstemp's private 0600, so
+# colleagues sharing a study folder can read its records.
+FILE_MODE = 0o666 & ~_process_umask()
+
+
+def atomic_write_bytes(path: Path, data: bytes, boundary: str | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        if boundary is not None:
+            fault_point(boundary)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -112,9 +126,25 @@ class RunRecords:
         write_json(self.summary_path, summary)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue(), boundary="checkpoint_write")
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete what killed writes left behind (``.<name>.<random>`` beside a record)."""
+        removed: list[Path] = []
+        if not self.dir.is_dir():
+            return removed
+        for folder in (self.dir, self.previews_dir):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                if entry.is_file() and entry.name.startswith("."):
+                    entry.unlink(missing_ok=True)
+                    removed.append(entry)
+        return removed
 
     def write_previews(
         self,
@@ -192,6 +222,8 @@ class RunRecords:
         return dict(json.loads(path.read_text())) if path.exists() else {"pictures": []}
 
     def load_checkpoint(self) -> dict[str, Any]:
+        import torch
+
         return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
 
 

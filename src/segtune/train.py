@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import platform
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,9 +19,10 @@ from torch.utils.data import DataLoader
 from segtune.config import RunConfig, config_to_dict
 from segtune.data.cache import PictureCache, default_cache_dir
 from segtune.data.pages import EpochSampler, load_split, page_loader
-from segtune.data.pairs import Picture, load_pictures, sample_subset
-from segtune.errors import ConfigError
+from segtune.data.pairs import Picture, sample_subset
+from segtune.data.subsets import Subsets, resolve_subsets
 from segtune.evaluate import SplitResult, evaluate_split
+from segtune.faults import fault_point
 from segtune.loss import segmentation_loss
 from segtune.metrics import describe_metric
 from segtune.model import build_model, normalise
@@ -33,31 +35,21 @@ from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_every
 EpochReporter = Callable[[int, dict[str, float]], None]
 
 
+class RunAbandoned(Exception):
+    """The run's folder is no longer this process's to write (a study took the point
+    over from a worker that was paused too long): stop at once and write nothing."""
+
+
+# Called before each epoch's records are written; raises RunAbandoned to stop the run.
+WriteGuard = Callable[[], None]
+
+
 class NonFiniteLoss(Exception):
     """The training loss became NaN or infinite, or diverged past ``optim.max_loss``."""
 
     def __init__(self, reason: str, step: int) -> None:
         super().__init__(reason)
         self.step = step
-
-
-@dataclass(frozen=True)
-class Subsets:
-    """The pictures one run trains and evaluates on (sorted by stem)."""
-
-    train: list[Picture]
-    val: list[Picture]
-
-
-def resolve_subsets(config: RunConfig) -> Subsets:
-    """Find the data folders/manifests of ``config`` and sample the subsets."""
-    d = config.data
-    if d.train is None or d.val is None:
-        raise ConfigError("data.train and data.val: both are required to train")
-    return Subsets(
-        sample_subset(load_pictures(d.train), d.train_subset, d.seed),
-        sample_subset(load_pictures(d.val), d.val_subset, d.seed + 1),
-    )
 
 
 def train_run(
@@ -68,16 +60,21 @@ def train_run(
     reporter: EpochReporter | None = None,
     resume: bool = False,
     progress: bool = True,
+    guard: WriteGuard | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one configuration, writing its run records to ``run_dir``.
 
     Returns:
         The run's ``summary.json`` content. Its ``status`` is ``completed``, ``failed``
         (non-finite loss or prediction, with epoch, step and reason), ``pruned``, or
-        ``interrupted`` (Ctrl-C; the exception is re-raised after recording).
+        ``interrupted`` (Ctrl-C or SIGTERM; the exception is re-raised after recording).
+        A resumed run continues from its last epoch checkpoint and ends with the same
+        values as an uninterrupted one (same device and thread count).
     """
     records = RunRecords(run_dir)
-    subsets = subsets or resolve_subsets(config)
+    subsets = subsets or resolve_subsets(config.data)
+    if config.runtime.threads is not None:
+        torch.set_num_threads(config.runtime.threads)
     seed_everything(config.runtime.seed)
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)
@@ -94,13 +91,19 @@ def train_run(
     history: list[dict[str, Any]] = []
     timings = {"train_s": 0.0, "eval_s": 0.0}
     start_epoch = 1
+    if resume:
+        records.remove_temporary_files()  # left by a write that was killed
     if resume and records.checkpoint_path.exists():
         state = records.load_checkpoint()
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"]) + 1
-        history = records.read_metrics()
+        # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
+        history = [r for r in records.read_metrics() if int(r["epoch"]) < start_epoch]
         timings = state.get("timings", timings)
+        _set_rng_state(state.get("rng"))
     records.write_config(config)
     summary = _summary(config, "running", history, timings, subsets)
     records.write_summary(summary)
@@ -130,12 +133,16 @@ def train_run(
             train = _evaluate(config, model, "train", train_eval, cache, device, amp_dtype, 0)
             timings["train_s"] += t1 - t0
             timings["eval_s"] += time.perf_counter() - t1
+            if guard is not None:
+                guard()
             history.extend(_rows(epoch, train_loss, train, val))
             records.write_metrics(history)
             records.save_checkpoint(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _rng_state(),
                     "epoch": epoch,
                     "config": config_to_dict(config),
                     "timings": timings,
@@ -149,6 +156,8 @@ def train_run(
             records.write_summary(summary)
             if reporter is not None:
                 reporter(epoch, values)
+    except RunAbandoned:
+        raise
     except (NonFiniteLoss, FloatingPointError) as exc:
         status = "failed"
         failure = {"epoch": epoch, "step": getattr(exc, "step", None), "reason": str(exc)}
@@ -171,6 +180,22 @@ def train_run(
     summary = _summary(config, status, history, timings, subsets, failure=failure)
     records.write_summary(summary)
     return summary
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
 
 
 def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -241,6 +266,8 @@ def _train_epoch(
         loss_sum += batch_loss
         batches += 1
         bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
+        if step == 1 and epoch >= 2:
+            fault_point("mid_epoch")
     bar.close()
     return loss_sum / max(batches, 1)
 
@@ -345,7 +372,27 @@ def _summary(
         "best": best,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "failure": failure,
+        "provenance": _provenance(config),
         "train_pictures": [p.stem for p in subsets.train],
         "val_pictures": [p.stem for p in subsets.val],
         "metric_words": {k: describe_metric(k, config.eval.threshold) for k in sorted(final)},
+    }
+
+
+def _provenance(config: RunConfig) -> dict[str, Any]:
+    """Where the run ran: results are bitwise reproducible only on the same device with
+    the same thread count and library versions."""
+    import segmentation_models_pytorch as smp
+
+    from segtune import __version__
+
+    device = resolve_device(config.runtime.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "device": str(device),
+        "device_name": name or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "smp": getattr(smp, "__version__", "unknown"),
+        "segtune": __version__,
     }

@@ -13,6 +13,7 @@ from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, t
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
 from segtune.metrics import describe_metric
+from segtune.faults import fault_point
 from segtune.records import atomic_write_text
 
 RUN_COLUMNS = (
@@ -120,7 +121,7 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
                 ["Stage", "Trial", *keys, describe_metric(s.objective, s.threshold, short=True)],
                 [
                     [
-                        r.stage,
+                        r.stages_text,
                         str(r.trial),
                         *_params(r, keys),
                         _fmt(r.final.get(s.objective, float("nan"))),
@@ -143,7 +144,7 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
             [
                 [
                     str(i),
-                    r.stage,
+                    r.stages_text,
                     str(r.trial),
                     *_params(r, keys),
                     *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
@@ -169,7 +170,7 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
             ["Stage", "Trial", *keys, "Status", *cols],
             [
                 [
-                    r.stage,
+                    r.stages_text,
                     str(r.trial),
                     *_params(r, keys),
                     r.status + (f" ({r.failure})" if r.failure else ""),
@@ -230,5 +231,6 @@ def write_report(study_dir: Path, out: Path | None = None, storage_url: str | No
     out = out or study_dir / "report"
     blocks = build_blocks(summary, out / "figures")
     atomic_write_text(out / "report.md", to_markdown(blocks))
+    fault_point("report")
     atomic_write_text(out / "report.html", to_html(blocks, f"segtune study {summary.name}"))
     return out

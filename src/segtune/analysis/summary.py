@@ -13,8 +13,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from segtune.config import flatten, load_yaml
 from segtune.metrics import PictureCounts
 from segtune.records import RunRecords
+from segtune.study.claims import ClaimBoard
 from segtune.study.spec import ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
 
@@ -35,10 +37,16 @@ class RunSummary:
     history: list[dict[str, Any]] = field(default_factory=list)
     pr_curve: dict[str, Any] | None = None
     failure: str | None = None
+    also_in: list[str] = field(default_factory=list)  # stages that reused this very run
 
     @property
     def label(self) -> str:
         return f"{self.stage}#{self.trial}"
+
+    @property
+    def stages_text(self) -> str:
+        """``grid`` or, for a run that a later stage reused, ``grid = refine``."""
+        return " = ".join([self.stage, *self.also_in])
 
 
 @dataclass
@@ -87,31 +95,32 @@ class StudySummary:
         return any(r is run for r in self.top())
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{'a': {'b': 1}}`` → ``{'a.b': 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
+def read_run(
+    stage: str, trial: int, run_dir: Path, params: dict[str, ParamValue], live: bool = False
+) -> RunSummary:
+    """Read one run folder into a :class:`RunSummary` (missing files → status 'missing').
 
-
-def read_run(stage: str, trial: int, run_dir: Path, params: dict[str, ParamValue]) -> RunSummary:
-    """Read one run folder into a :class:`RunSummary` (missing files → status 'missing')."""
+    The searched parameters are taken from the run's own ``config.yaml`` (what it was
+    trained with); a run whose summary says ``running`` while no live worker holds it
+    (``live``) is shown as ``interrupted``.
+    """
     records = RunRecords(run_dir)
     if not records.summary_path.exists():
         return RunSummary(stage, trial, run_dir, params, "missing", failure="no summary.json")
     s = records.read_summary()
     previews = records.read_previews()
+    if records.config_path.exists():
+        trained = flatten(load_yaml(records.config_path))
+        params = {k: trained.get(k, v) for k, v in params.items()}
+    status = s["status"]
+    if status == "running" and not live:
+        status = "interrupted"
     return RunSummary(
         stage=stage,
         trial=trial,
         run_dir=run_dir,
         params=params,
-        status=s["status"],
+        status=status,
         final=dict(s.get("final", {})),
         epochs_done=int(s.get("epochs_done", 0)),
         threshold=float(s.get("threshold", 0.5)),
@@ -131,7 +140,9 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
     spec: StudySpec = build_spec(info["spec"], str(study_dir / "study.json"))
     storage = open_storage(storage_url or info["storage"])
     base = spec.run_config({})
+    board = ClaimBoard(storage_url or info["storage"], spec.name, create=False)
     runs: list[RunSummary] = []
+    reused_runs: list[tuple[str, str]] = []
     searched: dict[str, dict[str, list[ParamValue]]] = {}
     for stage in spec.stages:
         try:
@@ -140,29 +151,43 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
             )
         except KeyError:
             continue
+        live = {k for k, row in board.states(stage.name).items() if row.state == "running"}
         last: dict[str, Any] = {}
         for t in study.get_trials(deepcopy=False):
-            if t.state in (TrialState.RUNNING, TrialState.WAITING) or "run_dir" not in t.user_attrs:
+            if t.state == TrialState.WAITING or "run_dir" not in t.user_attrs:
                 continue
-            if t.user_attrs.get("failure") == "worker died":
+            if t.user_attrs.get("failure") in ("worker died", "claim lost"):
                 continue
             point = t.user_attrs.get("point", str(t.number))
             if point not in last or t.number > last[point].number:
                 last[point] = t
         grid: dict[str, list[ParamValue]] = {}
         for t in sorted(last.values(), key=lambda t: t.number):
+            for k, v in t.params.items():
+                if v not in grid.setdefault(k, []):
+                    grid[k].append(v)
+            reused = t.user_attrs.get("reused_from")
+            if reused is not None:
+                reused_runs.append((stage.name, str(reused)))
+                continue
             run = read_run(
-                stage.name, t.number, study_dir / t.user_attrs["run_dir"], dict(t.params)
+                stage.name,
+                t.number,
+                study_dir / t.user_attrs["run_dir"],
+                dict(t.params),
+                live=t.state == TrialState.RUNNING and t.user_attrs.get("point") in live,
             )
             if t.state == TrialState.FAIL and run.status == "completed":
                 run.status = "failed"
             runs.append(run)
-            for k, v in t.params.items():
-                if v not in grid.setdefault(k, []):
-                    grid[k].append(v)
         searched[stage.name] = {k: sorted(v, key=_sort_key) for k, v in grid.items()}
+    for stage_name, source in reused_runs:  # list a reused run once, under both stages
+        src_stage, _, number = source.partition(":")
+        for run in runs:
+            if run.stage == src_stage and str(run.trial) == number:
+                run.also_in.append(stage_name)
     subsets = read_subsets(study_dir)
-    fixed = flatten(spec.fixed)
+    fixed = {k: v for k, v in flatten(spec.fixed).items() if k not in spec.searched_keys()}
     return StudySummary(
         name=spec.name,
         study_dir=study_dir,

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from segtune.data.io import read_image, read_mask
 from segtune.data.tiles import resize_image, resize_mask, resized_shape
+from segtune.records import FILE_MODE
 
 Kind = Literal["image", "mask"]
 
@@ -59,6 +60,7 @@ class PictureCache:
         array = self._decode(path, kind, scale, longest_side)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npy")
         try:
+            os.fchmod(fd, FILE_MODE)  # readable by whoever shares the cache, like any file
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, array)
             os.replace(tmp, entry)

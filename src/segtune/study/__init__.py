@@ -1,1 +1,3 @@
-"""Studies: the spec, grid points and refinement, exactly-once claims, the sweep."""
+"""Studies: specs, exactly-once claims, workers, status."""
+
+STORAGE_ENV = "SEGTUNE_STORAGE"  # a storage URL passed to workers without a command line

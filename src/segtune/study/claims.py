@@ -10,6 +10,7 @@ This works the same on SQLite (one machine) and PostgreSQL (many machines).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -33,6 +34,19 @@ CLAIMS = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("trial_number", sa.Integer, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
+)
+# What each point trains (see segtune.study.identity): the searched parameters, the
+# run's identity and its fingerprint. Written before a point's first training; read to
+# refuse a spec change that would alter recorded runs and to reuse identical runs.
+IDENTITIES = sa.Table(
+    "segtune_identities",
+    _METADATA,
+    sa.Column("study", sa.String(255), primary_key=True),
+    sa.Column("stage", sa.String(255), primary_key=True),
+    sa.Column("point", sa.String(1024), primary_key=True),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("identity", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
 )
 
 
@@ -72,6 +86,15 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class PointIdentity:
+    stage: str
+    point: str
+    params: dict[str, Any]
+    identity: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class PointState:
     point: str
     state: str
@@ -92,11 +115,17 @@ def make_engine(url: str) -> sa.Engine:
 class ClaimBoard:
     """The claims of one study in one database."""
 
-    def __init__(self, url: str, study: str, grace_s: float = 120.0) -> None:
+    def __init__(self, url: str, study: str, grace_s: float = 120.0, create: bool = True) -> None:
         self.engine = make_engine(url)
         self.study = study
         self.grace_s = grace_s
-        _retry(self._create_table)
+        self._has_identities = self._has_claims = True
+        if create:
+            _retry(self._create_table)
+        else:  # a reader: never create tables; a study from before identities has none
+            names = set(sa.inspect(self.engine).get_table_names())
+            self._has_identities = IDENTITIES.name in names
+            self._has_claims = CLAIMS.name in names
 
     def _create_table(self) -> None:
         # Workers on several machines may start together: PostgreSQL then reports the
@@ -107,6 +136,8 @@ class ClaimBoard:
             _METADATA.create_all(self.engine)
 
     def states(self, stage: str) -> dict[str, PointState]:
+        if not self._has_claims:
+            return {}
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(CLAIMS).where(CLAIMS.c.study == self.study, CLAIMS.c.stage == stage)
@@ -211,17 +242,117 @@ class ClaimBoard:
             lambda: self._update(claim, state=state, reason=reason, heartbeat=time.time())
         )
 
-    def release(self, claim: Claim) -> None:
-        """Give a running claim back (interrupted): it may be claimed again at once."""
-        self._update(claim, state="failed", attempts=claim.attempts - 1, reason="interrupted")
+    def release(self, claim: Claim, reason: str = "interrupted") -> None:
+        """Give a running claim back without counting the attempt (interrupted, or the
+        environment failed): it may be claimed again at once."""
+        _retry(
+            lambda: self._update(claim, state="failed", attempts=claim.attempts - 1, reason=reason)
+        )
+
+    def owns(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still held by its owner (not taken over)."""
+        row = self.states(claim.stage).get(claim.point)
+        return row is not None and row.owner == claim.owner and row.state == "running"
+
+    def retry_failed(self) -> int:
+        """Give every point that ran out of retries its attempts back; returns how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                CLAIMS.update()
+                .where(CLAIMS.c.study == self.study, CLAIMS.c.state == "failed")
+                .values(attempts=0, reason="retry requested")
+            )
+        return int(result.rowcount or 0)
+
+    # --- identities ----------------------------------------------------------------------
+    def record_identity(self, ident: PointIdentity) -> None:
+        """Record (or, for a sampler slot that drew new values, replace) what a point trains."""
+        values = {
+            "params": json.dumps(ident.params, sort_keys=True),
+            "identity": json.dumps(ident.identity, sort_keys=True, default=str),
+            "fingerprint": ident.fingerprint,
+        }
+        key = (
+            IDENTITIES.c.study == self.study,
+            IDENTITIES.c.stage == ident.stage,
+            IDENTITIES.c.point == ident.point,
+        )
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                if conn.execute(IDENTITIES.update().where(*key).values(**values)).rowcount:
+                    return
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            IDENTITIES.insert().values(
+                                study=self.study, stage=ident.stage, point=ident.point, **values
+                            )
+                        )
+                except IntegrityError:  # recorded meanwhile by another worker
+                    conn.execute(IDENTITIES.update().where(*key).values(**values))
+
+        _retry(write)
+
+    def identities(self, stage: str | None = None) -> list[PointIdentity]:
+        if not self._has_identities:
+            return []
+        query = sa.select(IDENTITIES).where(IDENTITIES.c.study == self.study)
+        if stage is not None:
+            query = query.where(IDENTITIES.c.stage == stage)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            PointIdentity(
+                r["stage"],
+                r["point"],
+                json.loads(r["params"]),
+                json.loads(r["identity"]),
+                r["fingerprint"],
+            )
+            for r in rows
+        ]
+
+    def completed_with(self, fingerprint: str) -> PointIdentity | None:
+        """A point of any stage that completed a run with this fingerprint (not a reuse)."""
+        if not self._has_identities:
+            return None
+        query = (
+            sa.select(IDENTITIES.c.stage, IDENTITIES.c.point)
+            .join(
+                CLAIMS,
+                sa.and_(
+                    CLAIMS.c.study == IDENTITIES.c.study,
+                    CLAIMS.c.stage == IDENTITIES.c.stage,
+                    CLAIMS.c.point == IDENTITIES.c.point,
+                ),
+            )
+            .where(
+                IDENTITIES.c.study == self.study,
+                IDENTITIES.c.fingerprint == fingerprint,
+                CLAIMS.c.state == "complete",
+                sa.or_(CLAIMS.c.reason.is_(None), ~CLAIMS.c.reason.like("reused%")),
+            )
+            .order_by(IDENTITIES.c.stage, IDENTITIES.c.point)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return next(
+            (i for i in self.identities(row.stage) if i.point == row.point),
+            None,
+        )
 
 
 class Heartbeat:
-    """Background thread that keeps a claim alive while its run trains."""
+    """Background thread that keeps a claim alive while its run trains; ``lost`` is set
+    when another worker took the claim over (this one was paused past the grace time)."""
 
     def __init__(self, board: ClaimBoard, claim: Claim, interval_s: float) -> None:
         self._board, self._claim, self._interval = board, claim, interval_s
         self._stop = threading.Event()
+        self.lost = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="segtune-heartbeat")
 
     def __enter__(self) -> Heartbeat:
@@ -235,7 +366,9 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._board.beat(self._claim)
+                if not self._board.beat(self._claim):
+                    self.lost.set()
+                    return
             except Exception:  # a missed beat is retried at the next interval
                 continue
 

@@ -131,6 +131,18 @@ class StudySpec(_Frozen):
                 return stage
         raise ConfigError(f"no stage named {name!r}")
 
+    def searched_keys(self) -> set[str]:
+        """Every key some stage searches (a refine stage searches its source's keys)."""
+        keys: set[str] = set()
+        for stage in self.stages:
+            if stage.grid is not None:
+                keys.update(stage.grid)
+            elif stage.tpe is not None:
+                keys.update(stage.tpe.ranges)
+            elif stage.refine is not None:
+                keys.update(stage.refine.fixed)
+        return keys
+
     def base_tree(self) -> dict[str, Any]:
         """Run-config tree shared by every run: fixed parameters, data and previews."""
         tree = merge({}, self.fixed)

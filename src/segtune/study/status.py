@@ -11,7 +11,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from segtune.metrics import describe_metric
-from segtune.study.sweep import StudyRunner
+from segtune.study.view import StudyView
 
 
 @dataclass
@@ -22,6 +22,8 @@ class StageStatus:
     pruned: int = 0
     running: int = 0
     failed: int = 0  # out of retries
+    interrupted: int = 0  # a dead or stopped worker's point, to be resumed (pending)
+    reused: int = 0  # done by an identical run of another stage (counted in done)
     duplicates: int = 0  # points with more than one finished trial (must stay 0)
     run_seconds: list[float] = field(default_factory=list)
 
@@ -57,9 +59,11 @@ class StudyStatus:
             total = "?" if s.total is None else str(s.total)
             pending = "?" if s.pending is None else str(s.pending)
             out.append(
-                f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned), "
-                f"{s.running} running, {s.failed} failed, {pending} pending, "
-                f"{s.duplicates} duplicates"
+                f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned"
+                + (f", {s.reused} reused" if s.reused else "")
+                + f"), {s.running} running, {s.failed} failed, {pending} pending"
+                + (f" ({s.interrupted} interrupted)" if s.interrupted else "")
+                + f", {s.duplicates} duplicates"
             )
         out.append(f"duplicates: {self.duplicates}")
         if self.best:
@@ -76,8 +80,8 @@ class StudyStatus:
         return out
 
 
-def study_status(runner: StudyRunner) -> StudyStatus:
-    """Read the claims and the Optuna trials of every stage."""
+def study_status(runner: StudyView) -> StudyStatus:
+    """Read the claims and the Optuna trials of every stage (writes nothing)."""
     spec = runner.spec
     stages = []
     best: dict[str, Any] | None = None
@@ -90,12 +94,15 @@ def study_status(runner: StudyRunner) -> StudyStatus:
         for row in states.values():
             if row.state == "complete":
                 st.done += 1
+                st.reused += bool(row.reason and row.reason.startswith("reused"))
             elif row.state == "pruned":
                 st.pruned += 1
             elif row.state == "running" and not runner.board.is_stale(row, now):
                 st.running += 1
             elif row.state == "failed" and row.attempts > spec.max_retries:
                 st.failed += 1
+            elif row.state == "running" or row.reason == "interrupted":
+                st.interrupted += 1
         trials = runner.trials(stage.name)
         finished = Counter(
             t.user_attrs.get("point")
@@ -104,7 +111,12 @@ def study_status(runner: StudyRunner) -> StudyStatus:
         )
         st.duplicates = sum(n - 1 for n in finished.values() if n > 1)
         for t in trials:
-            if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete:
+            if (
+                t.state == TrialState.COMPLETE
+                and t.datetime_start
+                and t.datetime_complete
+                and "reused_from" not in t.user_attrs
+            ):
                 st.run_seconds.append((t.datetime_complete - t.datetime_start).total_seconds())
             if (
                 t.state == TrialState.COMPLETE

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from segtune.data.pairs import Picture
+from segtune.data.subsets import Subsets
 from segtune.errors import ConfigError, SegtuneError
 from segtune.records import write_json
-from segtune.train import Subsets
+from segtune.study.identity import PictureStat
+
+T = TypeVar("T")
 
 
 def default_storage(study_dir: Path) -> str:
@@ -22,6 +32,18 @@ def default_storage(study_dir: Path) -> str:
 def redact(url: str) -> str:
     """Hide a password in a storage URL before printing it."""
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def without_password(url: str) -> str:
+    """The URL with its password removed (what ``study.json`` records); the password
+    then comes from the environment (``PGPASSWORD``, ``~/.pgpass``) or ``--storage``."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return redact(url)
+    if parsed.password is None:
+        return url
+    return parsed.set(password=None).render_as_string(hide_password=False)
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -37,8 +59,58 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         ) from exc
     except Exception as exc:
         raise SegtuneError(
-            f"--storage {redact(url)}: cannot open ({type(exc).__name__}: {exc})"
+            f"--storage {redact(url)}: cannot open ({type(exc).__name__}: {redact(str(exc))})"
         ) from exc
+
+
+@contextlib.contextmanager
+def init_lock(url: str, name: str) -> Iterator[None]:
+    """Serialise the creation of a study's tables between workers that start together.
+
+    Optuna creates its schema without guarding against a concurrent creator, so two
+    processes opening a new database at once can fail on its own tables. SQLite: an
+    exclusive lock on a file beside the database; PostgreSQL: an advisory lock.
+    """
+    if url.startswith("sqlite"):
+        db = make_url(url).database
+        if not db or db == ":memory:":
+            yield
+            return
+        lock_path = Path(db).with_name(Path(db).name + ".init-lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    if url.startswith("postgresql"):
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        key = zlib.crc32(f"segtune:{name}".encode()) - 2**31
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            engine.dispose()
+        return
+    yield
+
+
+def retry_on_race(fn: Callable[[], T], attempts: int = 6) -> T:
+    """Call ``fn``, again after a short wait if it lost a race on schema creation."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            if i == attempts - 1:
+                raise
+            time.sleep(0.3 * (i + 1))
+    raise AssertionError("unreachable")
 
 
 def stage_study_name(study: str, stage: str) -> str:
@@ -46,7 +118,15 @@ def stage_study_name(study: str, stage: str) -> str:
 
 
 def write_study_info(study_dir: Path, info: dict[str, Any]) -> None:
-    write_json(study_dir / "study.json", info)
+    """Write ``study.json`` if its content changed (an unchanged study keeps its file)."""
+    path = study_dir / "study.json"
+    if path.is_file():
+        try:
+            if json.loads(path.read_text()) == info:
+                return
+        except ValueError:
+            pass
+    write_json(path, info)
 
 
 def read_study_info(study_dir: Path) -> dict[str, Any]:
@@ -68,20 +148,49 @@ def _pictures_from_json(rows: list[dict[str, str]]) -> list[Picture]:
     return [Picture(r["stem"], Path(r["image"]), Path(r["mask"])) for r in rows]
 
 
-def recorded_subsets(study_dir: Path, sample: Subsets) -> Subsets:
-    """The study's subsets: recorded at first use in ``subsets.json``, then always read back.
+def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:
+    """Size and modification time of every image and mask of the subsets."""
+    try:
+        return {
+            "train": [PictureStat.of(p).as_json() for p in subsets.train],
+            "val": [PictureStat.of(p).as_json() for p in subsets.val],
+        }
+    except OSError as exc:
+        raise SegtuneError(
+            f"{exc.filename}: a picture of the study cannot be read ({exc.strerror})"
+        ) from exc
 
-    ``sample`` is the subset drawn now; if a recording exists it wins (every run and
-    worker of a study uses the same pictures).
-    """
+
+def recorded_subsets(study_dir: Path, sample: Callable[[], Subsets]) -> Subsets:
+    """The study's subsets: recorded at first use in ``subsets.json`` (with each picture's
+    size and modification time), then always read back; ``sample`` draws them the first
+    time (every run and worker of a study uses the same pictures)."""
     path = study_dir / "subsets.json"
     if path.exists():
         data = json.loads(path.read_text())
-        return Subsets(_pictures_from_json(data["train"]), _pictures_from_json(data["val"]))
+        subsets = Subsets(_pictures_from_json(data["train"]), _pictures_from_json(data["val"]))
+        if "stats" not in data:  # recorded before picture stats existed
+            data["stats"] = picture_stats(subsets)
+            write_json(path, data)
+        return subsets
+    subsets = sample()
     write_json(
-        path, {"train": _pictures_to_json(sample.train), "val": _pictures_to_json(sample.val)}
+        path,
+        {
+            "train": _pictures_to_json(subsets.train),
+            "val": _pictures_to_json(subsets.val),
+            "stats": picture_stats(subsets),
+        },
     )
-    return sample
+    return subsets
+
+
+def recorded_stats(study_dir: Path) -> dict[str, list[dict[str, Any]]] | None:
+    path = study_dir / "subsets.json"
+    if not path.exists():
+        return None
+    stats = json.loads(path.read_text()).get("stats")
+    return dict(stats) if stats is not None else None
 
 
 def read_subsets(study_dir: Path) -> Subsets | None:

@@ -1,19 +1,28 @@
 """Running a study on Optuna: stages in order, every point exactly once, resumable.
 
-Each stage is one Optuna study in the storage; each trial is one run whose records
-live in ``<study dir>/runs/<stage>/<trial>-<params>``. Which worker runs which point is
-decided by :mod:`segtune.study.claims`, not by Optuna's samplers, so a grid point ends
-with exactly one finished trial however many workers run and however often they die.
+Each stage is one Optuna study in the storage. Which worker runs which point is decided
+by :mod:`segtune.study.claims`, not by Optuna's samplers, so a point ends with exactly
+one finished trial however many workers run and however often they die. Each point has
+one run folder (:mod:`segtune.study.folders`) that survives its trials: a point taken
+over from a dead worker continues from the last epoch checkpoint, and a run that had
+finished before its worker died is recorded without training again.
+
+A point's life, and what a worker that claims it next finds at each boundary:
+
+    claim → trial created (params set atomically) → claim knows the trial
+          → train (epoch checkpoints) → summary written → tell → claim completed
+
+- a COMPLETE/PRUNED trial of the point: the study was told; complete the claim.
+- a RUNNING trial of the point: its worker is dead (we hold the claim); mark it FAIL.
+- a finished run in the point's folder with the point's fingerprint: tell from it.
+- an interrupted run with a checkpoint: resume it; a failed one: keep it as an attempt.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import math
-import os
-import random
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,38 +31,32 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from segtune.errors import ConfigError, SegtuneError
-from segtune.records import write_json
-from segtune.study.claims import Claim, ClaimBoard, Heartbeat, worker_id
-from segtune.study.refine import refine_points
-from segtune.study.spec import ParamValue, Range, Stage, StudySpec, grid_points
-from segtune.study.storage import (
-    default_storage,
-    open_storage,
-    recorded_subsets,
-    stage_study_name,
-    write_study_info,
-)
-from segtune.train import Subsets, resolve_subsets, train_run
+from segtune.config import RunConfig
+from segtune.data.subsets import Subsets, resolve_subsets
+from segtune.errors import SegtuneError
+from segtune.faults import fault_point
+from segtune.study.claims import Claim, Heartbeat, PointIdentity, worker_id
+from segtune.study.folders import PointFolder, point_folder_name
+from segtune.study.identity import fingerprint, run_identity
+from segtune.study.spec import ParamValue, Range, Stage, StudySpec
+from segtune.study.view import StagePoints, StudyView, point_key, stage_distributions
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger("segtune.sweep")
-DONE_STATES = ("complete", "pruned")
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
+
+__all__ = ["StagePoints", "StudyEnvironmentError", "StudyRunner", "point_key"]
 
 
-def point_key(params: dict[str, ParamValue]) -> str:
-    """Canonical, exact text of a configuration (used as the claim key)."""
-    return ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+class StudyEnvironmentError(SegtuneError):
+    """The machine, not the point, failed (full disk, read-only or forbidden folder):
+    the worker stops and the point keeps its attempts."""
 
 
-def slug(params: dict[str, ParamValue]) -> str:
-    """Short folder-safe name of a configuration: ``bce_weight-0.2_pos_weight-5``."""
-    parts = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in params.items()]
-    text = "_".join(parts) or "run"
-    return "".join(c if c.isalnum() or c in "-_.+" else "-" for c in text)[:120]
+class ClaimLost(SegtuneError):
+    """Another worker took this worker's point over (it was paused past grace_s)."""
 
 
 class FixedSampler(optuna.samplers.BaseSampler):
@@ -81,15 +84,15 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-@dataclass
-class StagePoints:
-    """The points of a stage: ``key → params`` (None while an earlier stage runs)."""
+@dataclass(frozen=True)
+class Outcome:
+    """How one point ended in this worker: its state and the line printed for it."""
 
-    stage: Stage
-    points: dict[str, dict[str, ParamValue]] | None
+    state: str  # complete | pruned | failed | interrupted
+    line: str
 
 
-class StudyRunner:
+class StudyRunner(StudyView):
     """One worker of a study (a sweep with ``--workers N`` starts N of them)."""
 
     def __init__(
@@ -100,109 +103,18 @@ class StudyRunner:
         device: str | None = None,
         progress: bool = True,
         poll_s: float = 2.0,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
-        self.spec = spec
-        self.dir = study_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.url = storage_url or default_storage(study_dir)
-        self.storage = open_storage(self.url)
-        self.board = ClaimBoard(self.url, spec.name, grace_s=spec.heartbeat.grace_s)
+        super().__init__(spec, study_dir, storage_url, create=True, overrides=overrides)
         self.device = device
         self.progress = progress
         self.poll_s = poll_s
         self.owner = worker_id()
-        for stage in spec.stages:
-            optuna.create_study(
-                storage=self.storage,
-                load_if_exists=True,
-                study_name=stage_study_name(spec.name, stage.name),
-                direction=spec.objective.direction,
-            )
-        write_study_info(
-            self.dir,
-            {
-                "name": spec.name,
-                "storage": None if self.url == default_storage(study_dir) else self.url,
-                "spec": spec.model_dump(mode="json", by_alias=True),
-            },
-        )
-        self._subsets: Subsets | None = None
-
-    # --- what to run -------------------------------------------------------------------
-    def subsets(self) -> Subsets:
-        if self._subsets is None:
-            self._subsets = recorded_subsets(self.dir, resolve_subsets(self.spec.run_config({})))
-        return self._subsets
-
-    def trials(self, stage: str) -> list[FrozenTrial]:
-        study = optuna.load_study(
-            study_name=stage_study_name(self.spec.name, stage), storage=self.storage
-        )
-        return study.get_trials(deepcopy=False)
-
-    def stage_points(self, stage: Stage) -> StagePoints:
-        """Grid points, sampler slots, or (once its source is done) a refined grid."""
-        if stage.grid is not None:
-            return StagePoints(stage, {point_key(p): p for p in grid_points(stage.grid)})
-        if stage.tpe is not None:
-            return StagePoints(stage, {f"slot-{i:04d}": {} for i in range(stage.tpe.n_trials)})
-        assert stage.refine is not None
-        saved = self.dir / "stages" / f"{stage.name}.json"
-        if saved.exists():
-            points = json.loads(saved.read_text())["points"]
-            return StagePoints(stage, {point_key(p): p for p in points})
-        source = self.spec.stage(stage.refine.from_)
-        if not self.stage_finished(source):
-            return StagePoints(stage, None)
-        best = [t.params for t in self.ranked(source.name)[: stage.refine.top_k]]
-        if not best:
-            raise SegtuneError(
-                f"stage {stage.name}: cannot refine, stage {source.name} has no completed run"
-            )
-        grid = self.stage_grid(source)
-        points = refine_points(grid, best, dict(stage.refine.fixed))
-        write_json(saved, {"from": source.name, "top_k": stage.refine.top_k, "points": points})
-        return StagePoints(stage, {point_key(p): p for p in points})
-
-    def stage_grid(self, stage: Stage) -> dict[str, list[ParamValue]]:
-        """Per-key sorted values of a grid-like stage (used to find neighbours)."""
-        if stage.grid is not None:
-            return dict(stage.grid)
-        sp = self.stage_points(stage)
-        if sp.points is None or stage.tpe is not None:
-            raise ConfigError(f"stage {stage.name}: refine.from must name a grid or refine stage")
-        grid: dict[str, list[ParamValue]] = {}
-        for params in sp.points.values():
-            for k, v in params.items():
-                if v not in grid.setdefault(k, []):
-                    grid[k].append(v)
-        return grid
-
-    def ranked(self, stage: str) -> list[FrozenTrial]:
-        """COMPLETE trials of a stage, best first by the objective (ties: by point)."""
-        done = [
-            t for t in self.trials(stage) if t.state == TrialState.COMPLETE and t.value is not None
-        ]
-        sign = -1.0 if self.spec.objective.direction == "maximize" else 1.0
-        return sorted(done, key=lambda t: (sign * float(t.value or 0.0), point_key(t.params)))
-
-    def stage_finished(self, stage: Stage) -> bool:
-        sp = self.stage_points(stage)
-        if sp.points is None:
-            return False
-        states = self.board.states(stage.name)
-        return all(self._point_settled(states.get(k)) for k in sp.points)
-
-    def _point_settled(self, row: Any) -> bool:
-        if row is None:
-            return False
-        if row.state in DONE_STATES:
-            return True
-        return row.state == "failed" and row.attempts > self.spec.max_retries
 
     # --- running -----------------------------------------------------------------------
     def run(self, on_run_done: Callable[[], None] | None = None) -> None:
         """Work through every stage until each point is settled (done or out of retries)."""
+        self.check_unchanged()
         for stage in self.spec.stages:
             while True:
                 sp = self.stage_points(stage)
@@ -214,20 +126,11 @@ class StudyRunner:
                     self._run_point(stage, claim, sp.points[claim.point])
                     if on_run_done is not None:
                         on_run_done()
-                    _fault_injection()
                     continue
                 if self.stage_finished(stage):
+                    self.fail_orphan_trials(stage)
                     break
                 time.sleep(self.poll_s)  # others are running the remaining points
-
-    def run_order(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> list[str]:
-        """The order points are claimed in: a permutation seeded by study, stage and seed,
-        the same in every worker. A shuffled order shows a pruner (and anyone reading
-        partial results) a representative sample of the grid early, instead of one corner.
-        """
-        keys = list(points)
-        random.Random(f"{self.spec.name}:{stage.name}:{self.spec.data.seed}").shuffle(keys)
-        return keys
 
     def _claim_next(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> Claim | None:
         states = self.board.states(stage.name)
@@ -240,45 +143,195 @@ class StudyRunner:
                 continue
             claim = self.board.try_claim(stage.name, key, self.owner, self.spec.max_retries)
             if claim is not None:
+                fault_point("claimed")
                 return claim
         return None
 
     def _run_point(self, stage: Stage, claim: Claim, params: dict[str, ParamValue]) -> None:
-        study_name = stage_study_name(self.spec.name, stage.name)
-        if claim.stale_trial is not None:
-            self._fail_stale_trial(study_name, claim.stale_trial)
+        """Settle one claimed point: finish what a dead worker left, or train it."""
         sampler: optuna.samplers.BaseSampler = FixedSampler(params)
         if stage.tpe is not None:
             slot = int(claim.point.split("-")[1])
             sampler = optuna.samplers.TPESampler(
                 seed=self.spec.data.seed * 7919 + slot + 97 * claim.attempts
             )
-        study = optuna.load_study(
-            study_name=study_name,
-            storage=self.storage,
-            sampler=sampler,
-            pruner=make_pruner(self.spec.pruner),
+        study = self._load_stage(stage, sampler)
+        mine = [
+            t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("point") == claim.point
+        ]
+        told = next((t for t in mine if t.state in (TrialState.COMPLETE, TrialState.PRUNED)), None)
+        if told is not None:  # killed after tell, before the claim was completed
+            state = "complete" if told.state == TrialState.COMPLETE else "pruned"
+            self.board.finish(claim, state)
+            self._say(stage, claim, f"{state} (recorded by trial {told.number})")
+            return
+        for t in mine:  # we hold the claim, so a RUNNING trial's worker is dead
+            if t.state == TrialState.RUNNING:
+                self._fail_trial(t, "worker died")
+        folder = PointFolder(
+            self.dir / "runs" / stage.name / point_folder_name(claim.point, params)
         )
-        trial = study.ask()
         if stage.tpe is not None:
+            params = dict((folder.info() or {}).get("params") or {})  # a slot's earlier draw
+        if params:
+            config, ident = self._identity(stage, claim, params)
+            if self._settled_without_training(stage, study, claim, params, folder, ident):
+                return
+        trial = self._new_trial(study, stage, claim, params)
+        fault_point("asked")
+        if not params:
+            assert stage.tpe is not None
             params = {k: _suggest(trial, k, r) for k, r in stage.tpe.ranges.items()}
-        else:
-            grid = self.stage_grid(stage) if stage.grid is None else stage.grid
-            for key in params:
-                trial.suggest_categorical(key, list(grid[key]))
+            config, ident = self._identity(stage, claim, params)
+        fault_point("params_set")
         self.board.set_trial(claim, trial.number)
-        run_dir = self.dir / "runs" / stage.name / f"{trial.number:04d}-{slug(params)}"
-        trial.set_user_attr("point", claim.point)
-        trial.set_user_attr("run_dir", str(run_dir.relative_to(self.dir)))
-        trial.set_user_attr("worker", self.owner)
-        config = self.spec.run_config(params)
-        overrides: dict[str, Any] = {}
-        if config.data.cache_dir is None:
-            overrides["data"] = config.data.model_copy(update={"cache_dir": self.dir / "cache"})
-        if self.device is not None:
-            overrides["runtime"] = config.runtime.model_copy(update={"device": self.device})
-        config = config.model_copy(update=overrides)
+        self.board.record_identity(ident)
+        attempt = folder.prepare(ident.fingerprint)
+        folder.write_info(claim.point, params, ident.fingerprint)
+        outcome = self._train(stage, study, trial, claim, config, folder, attempt.resume)
+        self._say(stage, claim, outcome.line, trial.number)
+
+    def _identity(
+        self, stage: Stage, claim: Claim, params: dict[str, ParamValue]
+    ) -> tuple[RunConfig, PointIdentity]:
+        config = self.run_config(params)
+        identity = run_identity(config, self.data_fingerprint())
+        return config, PointIdentity(
+            stage.name, claim.point, dict(params), identity, fingerprint(identity)
+        )
+
+    def _settled_without_training(
+        self,
+        stage: Stage,
+        study: optuna.Study,
+        claim: Claim,
+        params: dict[str, ParamValue],
+        folder: PointFolder,
+        ident: PointIdentity,
+    ) -> bool:
+        """Record a run that already exists instead of training it again: this point's
+        own finished run (its worker died before telling the study), or a completed run
+        of the same identity in any stage (a refined grid holds its source's best points)."""
+        summary = folder.finished(ident.fingerprint)
+        if summary is not None:
+            value = summary.get("final", {}).get(self.spec.objective.metric)
+            state = self._tell_recorded(study, stage, claim, params, folder.path, summary, value)
+            self._say(stage, claim, f"{state}, recorded from its finished run (not retrained)")
+            return True
+        same = self.board.completed_with(ident.fingerprint)
+        if same is None or (same.stage, same.point) == (stage.name, claim.point):
+            return False
+        source = self._told_trial(same.stage, same.point)
+        if source is None:
+            return False
+        self.board.record_identity(ident)
+        trial = optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            value=source.value,
+            params=params,
+            distributions=self._distributions(stage, params),
+            user_attrs={
+                "point": claim.point,
+                "run_dir": source.user_attrs.get("run_dir"),
+                "reused_from": f"{same.stage}:{source.number}",
+                "worker": self.owner,
+            },
+            intermediate_values=dict(source.intermediate_values),
+        )
+        study.add_trial(trial)
+        fault_point("told")
+        self.board.finish(claim, "complete", f"reused {same.stage}:{source.number}")
+        self._say(stage, claim, f"reused the identical run {same.stage} trial {source.number}")
+        return True
+
+    def _tell_recorded(
+        self,
+        study: optuna.Study,
+        stage: Stage,
+        claim: Claim,
+        params: dict[str, ParamValue],
+        run_dir: Path,
+        summary: dict[str, Any],
+        value: float | None,
+    ) -> str:
+        completed = summary.get("status") == "completed" and value is not None
+        state = TrialState.COMPLETE if completed else TrialState.PRUNED
+        history = {
+            int(epoch): v
+            for epoch, v in _objective_history(run_dir, self.spec.objective.metric).items()
+        }
+        trial = optuna.trial.create_trial(
+            state=state,
+            value=value if completed else None,
+            params=params,
+            distributions=self._distributions(stage, params),
+            user_attrs=self._trial_attrs(claim, run_dir),
+            intermediate_values=history,
+        )
+        study.add_trial(trial)
+        fault_point("told")
+        name = "complete" if completed else "pruned"
+        self.board.finish(claim, name)
+        return name
+
+    def _new_trial(
+        self, study: optuna.Study, stage: Stage, claim: Claim, params: dict[str, ParamValue]
+    ) -> optuna.Trial:
+        """Create the point's RUNNING trial with its parameters and owner in one write, so
+        a kill can never leave a trial that no later worker recognises as this point's."""
+        folder = self.dir / "runs" / stage.name / point_folder_name(claim.point, params)
+        template = FrozenTrial(
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            values=None,
+            datetime_start=None,
+            datetime_complete=None,
+            params=dict(params),
+            distributions=self._distributions(stage, params) if params else {},
+            user_attrs=self._trial_attrs(claim, folder),
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
+        trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+        return optuna.Trial(study, trial_id)
+
+    def _trial_attrs(self, claim: Claim, run_dir: Path) -> dict[str, Any]:
+        return {
+            "point": claim.point,
+            "run_dir": str(run_dir.relative_to(self.dir)),
+            "worker": self.owner,
+            "attempt": claim.attempts,
+        }
+
+    def _distributions(
+        self, stage: Stage, params: dict[str, ParamValue]
+    ) -> dict[str, BaseDistribution]:
+        dists = stage_distributions(stage, self.stage_grid if stage.refine is not None else None)
+        for key, value in params.items():  # a value outside a range (an older spec)
+            dist = dists.get(key)
+            if dist is None or not dist._contains(dist.to_internal_repr(value)):
+                dists[key] = CategoricalDistribution([value])
+        return {k: dists[k] for k in params}
+
+    def _train(
+        self,
+        stage: Stage,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        claim: Claim,
+        config: RunConfig,
+        folder: PointFolder,
+        resume: bool,
+    ) -> Outcome:
+        from segtune.train import RunAbandoned, train_run
+
+        config = self._local(config)
         metric = self.spec.objective.metric
+        if resume:  # the pruner sees the epochs the interrupted attempt already ran
+            for epoch, value in _objective_history(folder.path, metric).items():
+                trial.report(value, epoch)
 
         def report(epoch: int, values: dict[str, float]) -> None:
             value = values.get(metric)
@@ -289,69 +342,121 @@ class StudyRunner:
             if epoch < config.optim.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        heartbeat = Heartbeat(self.board, claim, self.spec.heartbeat.interval_s)
+
+        def guard() -> None:
+            if heartbeat.lost.is_set() or not self.board.owns(claim):
+                raise RunAbandoned(f"point {claim.point} was taken over by another worker")
+
         try:
-            with Heartbeat(self.board, claim, self.spec.heartbeat.interval_s):
+            with heartbeat:
                 summary = train_run(
-                    config, run_dir, subsets=self.subsets(), reporter=report, progress=self.progress
+                    config,
+                    folder.path,
+                    subsets=self.subsets(),
+                    reporter=report,
+                    progress=self.progress,
+                    resume=resume,
+                    guard=guard,
                 )
+        except RunAbandoned as exc:
+            self._fail_trial(study._storage.get_trial(trial._trial_id), "claim lost")
+            raise ClaimLost(
+                f"{exc} after this worker missed heartbeats for over "
+                f"{self.spec.heartbeat.grace_s:g} s (heartbeat.grace_s); stopping"
+            ) from exc
         except KeyboardInterrupt:
             study.tell(trial, state=TrialState.FAIL)
             self.board.release(claim)
             raise
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("failure", reason)
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_ERRNOS:
+                return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("failure", f"environment: {exc.strerror}")
             study.tell(trial, state=TrialState.FAIL)
-            self.board.finish(claim, "failed", reason)
-            log.error("run %s failed: %s", run_dir, reason)
-            return
+            self.board.release(claim, reason=f"environment: {exc.strerror}")
+            where = exc.filename or folder.path
+            raise StudyEnvironmentError(
+                f"{where}: {exc.strerror} (errno {errno.errorcode.get(exc.errno or 0, '?')}); "
+                "the point was given back, fix this and run the same command again"
+            ) from exc
+        except Exception as exc:
+            return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
+        fault_point("summary_written")
         status = summary["status"]
         value = summary["final"].get(metric)
         shown = f"{metric} {value:.4f}" if value is not None else "no value"
         seconds = sum(summary["timings"].values())
-        print(
-            f"[{stage.name}] trial {trial.number} {claim.point}: {status}, {shown} "
-            f"({seconds:.1f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
-        if status == "completed" and metric in summary["final"]:
-            study.tell(trial, summary["final"][metric])
-            self.board.finish(claim, "complete")
-        elif status == "pruned":
+        line = f"{status}, {shown} ({seconds:.1f} s)" + (" [resumed]" if resume else "")
+        if status == "completed" and value is not None:
+            study.tell(trial, value)
+            fault_point("told")
+            self._finish(claim, "complete")
+            return Outcome("complete", line)
+        if status == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
-            self.board.finish(claim, "pruned")
-        else:
-            reason = (summary.get("failure") or {}).get("reason", f"run ended {status}")
-            trial.set_user_attr("failure", reason)
-            study.tell(trial, state=TrialState.FAIL)
-            self.board.finish(claim, "failed", reason)
+            fault_point("told")
+            self._finish(claim, "pruned")
+            return Outcome("pruned", line)
+        reason = (summary.get("failure") or {}).get("reason", f"run ended {status}")
+        return self._failed(study, trial, claim, folder, reason, line)
 
-    def _fail_stale_trial(self, study_name: str, number: int) -> None:
-        """Mark a dead worker's RUNNING trial FAIL so it never counts as finished."""
-        study = optuna.load_study(study_name=study_name, storage=self.storage)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number == number:
-                try:
-                    self.storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                except Exception as exc:  # already finished by someone else
-                    log.debug("stale trial %s: %s", number, exc)
+    def _finish(self, claim: Claim, state: str, reason: str | None = None) -> None:
+        if not self.board.finish(claim, state, reason):
+            raise ClaimLost(
+                f"point {claim.point} was taken over by another worker while this one "
+                f"finished it (paused past heartbeat.grace_s {self.spec.heartbeat.grace_s:g} s)"
+            )
+
+    def _failed(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        claim: Claim,
+        folder: PointFolder,
+        reason: str,
+        line: str | None = None,
+    ) -> Outcome:
+        trial.set_user_attr("failure", reason)
+        study.tell(trial, state=TrialState.FAIL)
+        self._finish(claim, "failed", reason)
+        log.error("run %s failed: %s", folder.path, reason)
+        return Outcome("failed", line or f"failed: {reason}")
+
+    def _say(self, stage: Stage, claim: Claim, text: str, trial: int | None = None) -> None:
+        which = f"trial {trial} " if trial is not None else ""
+        print(f"[{stage.name}] {which}{claim.point}: {text}", file=sys.stderr, flush=True)
+
+    def _local(self, config: RunConfig) -> RunConfig:
+        """Where this worker runs the config: its device and the study's cache folder."""
+        overrides: dict[str, Any] = {}
+        if config.data.cache_dir is None:
+            overrides["data"] = config.data.model_copy(update={"cache_dir": self.dir / "cache"})
+        if self.device is not None:
+            overrides["runtime"] = config.runtime.model_copy(update={"device": self.device})
+        return config.model_copy(update=overrides)
+
+    def subsets(self) -> Subsets:
+        if self._subsets is None:
+            from segtune.study.storage import recorded_subsets
+
+            self._subsets = recorded_subsets(
+                self.dir, lambda: resolve_subsets(self.spec.run_config({}).data)
+            )
+        return self._subsets
 
 
-def _fault_injection() -> None:
-    """Tests only: ``SEGTUNE_FAULT_KILL_AFTER_RUNS=N`` makes this worker SIGKILL itself
-    after its N-th run, i.e. between two runs (see tests/study/test_sweep.py)."""
-    limit = os.environ.get("SEGTUNE_FAULT_KILL_AFTER_RUNS")
-    if limit is None:
-        return
-    global _RUNS_DONE
-    _RUNS_DONE += 1
-    if int(limit) <= _RUNS_DONE:
-        os.kill(os.getpid(), signal.SIGKILL)
+def _objective_history(run_dir: Path, metric: str) -> dict[int, float]:
+    """``epoch → value`` of the objective from a run folder's ``metrics.csv``."""
+    from segtune.records import RunRecords
 
-
-_RUNS_DONE = 0
+    split, _, name = metric.partition("/")
+    out: dict[int, float] = {}
+    for row in RunRecords(run_dir).read_metrics():
+        value = row.get(name)
+        if row.get("split") == split and isinstance(value, int | float):
+            out[int(row["epoch"])] = float(value)
+    return out
 
 
 def _suggest(trial: optuna.Trial, key: str, spec: Range | list[ParamValue]) -> ParamValue:

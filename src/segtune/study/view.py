@@ -1,0 +1,354 @@
+"""A study as recorded: its spec, storage, claims, stage points and run identities.
+
+:class:`StudyView` only reads (``segtune status`` and ``segtune report`` use it with
+``create=False`` and change no file and no table); the worker,
+:class:`segtune.study.sweep.StudyRunner`, builds on it with ``create=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from segtune.config import RunConfig
+from segtune.data.subsets import Subsets
+from segtune.errors import ConfigError, SegtuneError
+from segtune.records import write_json
+from segtune.study.claims import ClaimBoard, PointIdentity, PointState
+from segtune.study.identity import (
+    changed_keys,
+    changed_pictures,
+    data_fingerprint,
+    fingerprint,
+    run_identity,
+)
+from segtune.study.refine import refine_points
+from segtune.study.spec import ParamValue, Range, Stage, StudySpec, grid_points
+from segtune.study.storage import (
+    default_storage,
+    init_lock,
+    open_storage,
+    picture_stats,
+    read_subsets,
+    recorded_stats,
+    retry_on_race,
+    stage_study_name,
+    without_password,
+    write_study_info,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger("segtune.study")
+DONE_STATES = ("complete", "pruned")
+
+
+def point_key(params: dict[str, ParamValue]) -> str:
+    """Canonical, exact text of a configuration (used as the claim key)."""
+    return ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+
+
+@dataclass
+class StagePoints:
+    """The points of a stage: ``key → params`` (None while an earlier stage runs)."""
+
+    stage: Stage
+    points: dict[str, dict[str, ParamValue]] | None
+
+
+def stage_distributions(stage: Stage, grid_of: Any = None) -> dict[str, BaseDistribution]:
+    """Optuna distributions of a stage's searched keys (``grid_of(stage)`` gives the grid
+    of a refine stage)."""
+    if stage.grid is not None:
+        return {k: CategoricalDistribution(list(v)) for k, v in stage.grid.items()}
+    if stage.tpe is not None:
+        out: dict[str, BaseDistribution] = {}
+        for key, rng in stage.tpe.ranges.items():
+            if isinstance(rng, Range):
+                out[key] = FloatDistribution(rng.low, rng.high, log=rng.log, step=rng.step)
+            else:
+                out[key] = CategoricalDistribution(list(rng))
+        return out
+    grid = grid_of(stage) if grid_of is not None else {}
+    return {k: CategoricalDistribution(list(v)) for k, v in grid.items()}
+
+
+class StudyView:
+    """Reads a study: spec, storage, claims and run folders. With ``create=True`` (a
+    worker) it also creates the study's tables and writes ``study.json``."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_dir: Path,
+        storage_url: str | None = None,
+        *,
+        create: bool = False,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.dir = study_dir
+        self.url = storage_url or default_storage(study_dir)
+        self.writable = create
+        self._subsets: Subsets | None = None
+        self._data_fp: str | None = None
+        if create:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with init_lock(self.url, spec.name):
+                self.storage = retry_on_race(lambda: open_storage(self.url))
+                self.board = retry_on_race(
+                    lambda: ClaimBoard(self.url, spec.name, grace_s=spec.heartbeat.grace_s)
+                )
+                for stage in spec.stages:
+                    retry_on_race(
+                        lambda stage=stage: optuna.create_study(  # type: ignore[misc]
+                            storage=self.storage,
+                            load_if_exists=True,
+                            study_name=stage_study_name(spec.name, stage.name),
+                            direction=spec.objective.direction,
+                        )
+                    )
+            local = self.url == default_storage(study_dir)
+            info: dict[str, Any] = {
+                "name": spec.name,
+                "storage": None if local else without_password(self.url),
+                "spec": spec.model_dump(mode="json", by_alias=True),
+            }
+            if overrides:
+                info["overrides"] = overrides
+            write_study_info(self.dir, info)
+        else:
+            self.storage = open_storage(self.url)
+            self.board = ClaimBoard(
+                self.url, spec.name, grace_s=spec.heartbeat.grace_s, create=False
+            )
+
+    # --- the spec's runs -----------------------------------------------------------------
+    def run_config(self, params: dict[str, ParamValue]) -> RunConfig:
+        return self.spec.run_config(params)
+
+    def subsets(self) -> Subsets:
+        if self._subsets is None:
+            recorded = read_subsets(self.dir)
+            if recorded is None:
+                raise SegtuneError(f"{self.dir}: the study has no recorded subsets yet")
+            self._subsets = recorded
+        return self._subsets
+
+    def data_fingerprint(self) -> str:
+        """Fingerprint of the study's pictures as recorded (checked against the files by
+        :meth:`check_unchanged` before any work)."""
+        if self._data_fp is None:
+            stats = recorded_stats(self.dir) or picture_stats(self.subsets())
+            self._data_fp = data_fingerprint(stats)
+        return self._data_fp
+
+    # --- stages --------------------------------------------------------------------------
+    def trials(self, stage: str) -> list[FrozenTrial]:
+        try:
+            study = optuna.load_study(
+                study_name=stage_study_name(self.spec.name, stage), storage=self.storage
+            )
+        except KeyError:
+            return []
+        return study.get_trials(deepcopy=False)
+
+    def _load_stage(self, stage: Stage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+        from segtune.study.sweep import make_pruner
+
+        return optuna.load_study(
+            study_name=stage_study_name(self.spec.name, stage.name),
+            storage=self.storage,
+            sampler=sampler,
+            pruner=make_pruner(self.spec.pruner),
+        )
+
+    def stage_points(self, stage: Stage) -> StagePoints:
+        """Grid points, sampler slots, or (once its source is done) a refined grid."""
+        if stage.grid is not None:
+            return StagePoints(stage, {point_key(p): p for p in grid_points(stage.grid)})
+        if stage.tpe is not None:
+            return StagePoints(stage, {f"slot-{i:04d}": {} for i in range(stage.tpe.n_trials)})
+        assert stage.refine is not None
+        saved = self.dir / "stages" / f"{stage.name}.json"
+        if saved.exists():
+            points = json.loads(saved.read_text())["points"]
+            return StagePoints(stage, {point_key(p): p for p in points})
+        source = self.spec.stage(stage.refine.from_)
+        if not self.stage_finished(source):
+            return StagePoints(stage, None)
+        best = [t.params for t in self.ranked(source.name)[: stage.refine.top_k]]
+        if not best:
+            raise SegtuneError(
+                f"stage {stage.name}: cannot refine, stage {source.name} has no completed run"
+            )
+        grid = self.stage_grid(source)
+        points = refine_points(grid, best, dict(stage.refine.fixed))
+        if self.writable:
+            write_json(saved, {"from": source.name, "top_k": stage.refine.top_k, "points": points})
+        return StagePoints(stage, {point_key(p): p for p in points})
+
+    def stage_grid(self, stage: Stage) -> dict[str, list[ParamValue]]:
+        """Per-key values of a grid-like stage (used to find neighbours)."""
+        if stage.grid is not None:
+            return dict(stage.grid)
+        sp = self.stage_points(stage)
+        if sp.points is None or stage.tpe is not None:
+            raise ConfigError(f"stage {stage.name}: refine.from must name a grid or refine stage")
+        grid: dict[str, list[ParamValue]] = {}
+        for params in sp.points.values():
+            for k, v in params.items():
+                if v not in grid.setdefault(k, []):
+                    grid[k].append(v)
+        return grid
+
+    def ranked(self, stage: str) -> list[FrozenTrial]:
+        """COMPLETE trials of a stage, best first by the objective (ties: by point)."""
+        done = [
+            t for t in self.trials(stage) if t.state == TrialState.COMPLETE and t.value is not None
+        ]
+        sign = -1.0 if self.spec.objective.direction == "maximize" else 1.0
+        return sorted(done, key=lambda t: (sign * float(t.value or 0.0), point_key(t.params)))
+
+    def stage_finished(self, stage: Stage) -> bool:
+        sp = self.stage_points(stage)
+        if sp.points is None:
+            return False
+        states = self.board.states(stage.name)
+        return all(self._point_settled(states.get(k)) for k in sp.points)
+
+    def _point_settled(self, row: PointState | None) -> bool:
+        if row is None:
+            return False
+        if row.state in DONE_STATES:
+            return True
+        return row.state == "failed" and row.attempts > self.spec.max_retries
+
+    def run_order(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> list[str]:
+        """The order points are claimed in: a permutation seeded by study, stage and seed,
+        the same in every worker. A shuffled order shows a pruner (and anyone reading
+        partial results) a representative sample of the grid early, instead of one corner.
+        """
+        keys = list(points)
+        random.Random(f"{self.spec.name}:{stage.name}:{self.spec.data.seed}").shuffle(keys)
+        return keys
+
+    def _told_trial(self, stage: str, point: str) -> FrozenTrial | None:
+        for t in self.trials(stage):
+            if t.user_attrs.get("point") == point and t.state == TrialState.COMPLETE:
+                return t
+        return None
+
+    def live_claims(self, stage: str) -> dict[str, PointState]:
+        """Points of a stage whose worker is alive and running them."""
+        return {
+            k: row
+            for k, row in self.board.states(stage).items()
+            if row.state == "running" and not self.board.is_stale(row)
+        }
+
+    # --- spec changes --------------------------------------------------------------------
+    def recorded_changes(self) -> list[str]:
+        """Recorded points whose identity the current spec (or data) would change."""
+        problems = []
+        stats = recorded_stats(self.dir)
+        if stats is not None:
+            now = picture_stats(self.subsets())
+            moved = changed_pictures(stats, now)
+            if moved:
+                problems.append("pictures changed since the study started: " + ", ".join(moved))
+                return problems
+        by_name = {s.name: s for s in self.spec.stages}
+        data_fp = self.data_fingerprint()
+        for ident in self.board.identities():
+            stage = by_name.get(ident.stage)
+            if stage is None:
+                continue
+            params = ident.params
+            if stage.grid is not None and ident.point not in (
+                self.stage_points(stage).points or {}
+            ):
+                continue  # a value no longer in the grid: that run is simply not reported
+            now = run_identity(self.run_config(params), data_fp)
+            if fingerprint(now) != ident.fingerprint:
+                problems.append(
+                    f"stage {ident.stage} point {ident.point or '(defaults)'}: "
+                    + changed_keys(ident.identity, now)
+                )
+        return problems
+
+    def backfill_identities(self) -> int:
+        """Fingerprint the runs of a study written before identities existed, from each
+        run folder's ``config.yaml``; returns how many were recorded."""
+        if self.board.identities():
+            return 0
+        from segtune.records import RunRecords
+
+        count = 0
+        data_fp = self.data_fingerprint()
+        for stage in self.spec.stages:
+            claims = self.board.states(stage.name)
+            for t in self.trials(stage.name):
+                point = str(t.user_attrs.get("point", ""))
+                row = claims.get(point) if point else None
+                if row is None or row.trial_number != t.number or "run_dir" not in t.user_attrs:
+                    continue
+                records = RunRecords(self.dir / t.user_attrs["run_dir"])
+                if not records.config_path.exists():
+                    continue
+                identity = run_identity(records.read_config(), data_fp)
+                self.board.record_identity(
+                    PointIdentity(
+                        stage.name, point, dict(t.params), identity, fingerprint(identity)
+                    )
+                )
+                count += 1
+        return count
+
+    def check_unchanged(self) -> None:
+        """Stop before any work if the spec or the pictures would change recorded runs."""
+        self.subsets()
+        if self.writable:
+            self.backfill_identities()
+        problems = self.recorded_changes()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ConfigError(
+                f"study {self.spec.name} ({self.dir}): the spec or data would change recorded "
+                f"runs: {problems[0]}{more}; run it in a new --dir, or put new settings in a "
+                "new stage"
+            )
+
+    # --- trials --------------------------------------------------------------------------
+    def _fail_trial(self, trial: FrozenTrial, reason: str) -> None:
+        try:
+            self.storage.set_trial_user_attr(trial._trial_id, "failure", reason)
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except Exception as exc:  # already finished by someone else
+            log.debug("trial %s: %s", trial.number, exc)
+
+    def fail_orphan_trials(self, stage: Stage) -> int:
+        """Mark FAIL every RUNNING trial of ``stage`` that no live claim owns (its worker
+        died between creating it and recording it in the claim)."""
+        live = self.live_claims(stage.name)
+        count = 0
+        for t in self.trials(stage.name):
+            if t.state != TrialState.RUNNING:
+                continue
+            row = live.get(t.user_attrs.get("point", ""))
+            if row is not None and row.owner == t.user_attrs.get("worker"):
+                continue
+            self._fail_trial(t, "worker died")
+            count += 1
+        return count
