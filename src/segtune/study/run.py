@@ -44,6 +44,7 @@ def run_sweep(
     runner = open_runner(spec_path, study_dir, storage, device, progress=False)
     runner.subsets()  # sample and record the subsets once, before any worker starts
     runner.check_unchanged()  # a spec change that alters recorded runs stops here
+    runner.record_spec()
     if retry_failed:
         count = runner.board.retry_failed()
         print(f"--retry-failed: {count} failed point(s) get their attempts back", file=sys.stderr)

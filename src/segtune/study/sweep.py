@@ -115,6 +115,7 @@ class StudyRunner(StudyView):
     def run(self, on_run_done: Callable[[], None] | None = None) -> None:
         """Work through every stage until each point is settled (done or out of retries)."""
         self.check_unchanged()
+        self.record_spec()
         for stage in self.spec.stages:
             while True:
                 sp = self.stage_points(stage)

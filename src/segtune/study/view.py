@@ -103,6 +103,7 @@ class StudyView:
         self.writable = create
         self._subsets: Subsets | None = None
         self._data_fp: str | None = None
+        self._overrides = overrides
         if create:
             self.dir.mkdir(parents=True, exist_ok=True)
             with init_lock(self.url, spec.name):
@@ -119,15 +120,6 @@ class StudyView:
                             direction=spec.objective.direction,
                         )
                     )
-            local = self.url == default_storage(study_dir)
-            info: dict[str, Any] = {
-                "name": spec.name,
-                "storage": None if local else without_password(self.url),
-                "spec": spec.model_dump(mode="json", by_alias=True),
-            }
-            if overrides:
-                info["overrides"] = overrides
-            write_study_info(self.dir, info)
         else:
             self.storage = open_storage(self.url)
             self.board = ClaimBoard(
@@ -315,6 +307,19 @@ class StudyView:
                 )
                 count += 1
         return count
+
+    def record_spec(self) -> None:
+        """Write ``study.json`` (the spec, the storage URL without its password, and any
+        command-line overrides); called once :meth:`check_unchanged` has passed."""
+        local = self.url == default_storage(self.dir)
+        info: dict[str, Any] = {
+            "name": self.spec.name,
+            "storage": None if local else without_password(self.url),
+            "spec": self.spec.model_dump(mode="json", by_alias=True),
+        }
+        if self._overrides:
+            info["overrides"] = self._overrides
+        write_study_info(self.dir, info)
 
     def check_unchanged(self) -> None:
         """Stop before any work if the spec or the pictures would change recorded runs."""
