@@ -192,3 +192,31 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_pat
     )
     assert main(["train", "--resume", str(run)]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(
+        demo_data,
+        optim={"epochs": 3},
+        runtime={"threads": 1},
+        sampling={"positive_fraction": 0.5},
+    )
+    whole = train_run(config, tmp_path / "whole", progress=False)
+
+    def stop_after_first(epoch: int, values: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "cut", reporter=stop_after_first, progress=False)
+    cut = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert cut["status"] == "interrupted" and cut["epochs_done"] == 1
+    (tmp_path / "cut" / ".checkpoint.pt.left-by-a-kill").write_bytes(b"partial")
+    resumed = train_run(config, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["final"] == whole["final"]
+    assert not list((tmp_path / "cut").glob(".checkpoint.pt.*"))
+    assert resumed["provenance"]["threads"] == 1
+    assert resumed["provenance"]["device"] == "cpu"
+    assert {"torch", "smp", "segtune", "device_name"} <= set(resumed["provenance"])

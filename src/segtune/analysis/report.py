@@ -12,8 +12,8 @@ from segtune.analysis import figures as F
 from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
-from segtune.metrics import describe_metric
 from segtune.faults import fault_point
+from segtune.metrics import describe_metric
 from segtune.records import atomic_write_text
 
 RUN_COLUMNS = (

@@ -43,7 +43,15 @@ def without_password(url: str) -> str:
         return redact(url)
     if parsed.password is None:
         return url
-    return parsed.set(password=None).render_as_string(hide_password=False)
+    bare = sa.engine.URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    return bare.render_as_string(hide_password=False)
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
