@@ -125,7 +125,7 @@ def main() -> None:
         base = test_protocol(tmp / "run" / "checkpoint.pt", a.device, tmp / "cache")
         print(
             f"baseline run: {time.perf_counter() - t0:.0f} s, validation F1 "
-            f"{summary['final']['val/f1']:.3f} (threshold 0.5)"
+            f"{summary.final['val/f1']:.3f} (threshold 0.5)"
         )
         print(
             f"{'model':28s} {'precision':>9s} {'recall':>7s} {'F1':>6s}  (test/, best threshold in 0.01 steps)"

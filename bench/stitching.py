@@ -20,7 +20,7 @@ import torch
 from _common import machine, parser  # isort: skip
 from segtune.config import ModelConfig, PagesConfig
 from segtune.data.tiles import blend_window
-from segtune.evaluate import predict_probabilities
+from segtune.infer import predict_probabilities
 from segtune.model import build_model, normalise
 
 

@@ -85,9 +85,8 @@ def run_study(data: Path, folder: Path, pruner: str, objective: str, epochs: int
     with Timer() as t:
         runner.run()
     summary = load_study_summary(folder)
-    split, name = objective.split("/")
     curves = {
-        point_key(r.params): [float(row[name]) for row in r.history if row["split"] == split]
+        point_key(r.params): [float(row[objective]) for row in r.history if objective in row]
         for r in summary.runs
     }
     order = runner.run_order(spec.stages[0], {point_key(p): p for p in _points()})

@@ -28,7 +28,7 @@ def checkpoint(
             "blend": "gaussian" if request.param else "mean",
         },
     )
-    assert train_run(config, run, progress=False)["status"] == "completed"
+    assert train_run(config, run, progress=False).status == "completed"
     return run / "checkpoint.pt"
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from segtune.cli import main
 from segtune.config import build_run_config
 from segtune.data.synthetic import make_picture
-from segtune.records import RunRecords
+from segtune.records import RunFolder, RunRecord
 from segtune.train import train_run
 from tests.conftest import DEEPCRACK, TINY_MODEL, tiny_config, tiny_tree
 
@@ -46,8 +46,8 @@ def test_tiny_network_overfits_one_picture(tmp_path: Path) -> None:
         loss={"bce_weight": 0.5, "pos_weight": 2.0},
     )
     summary = train_run(config, tmp_path / "run", progress=False)
-    assert summary["status"] == "completed"
-    assert summary["final"]["val/f1"] > 0.9, summary["final"]
+    assert summary.status == "completed"
+    assert summary.final["val/f1"] > 0.9, summary.final
 
 
 def test_same_seed_gives_identical_metrics(demo_data: Path, tmp_path: Path) -> None:
@@ -56,22 +56,20 @@ def test_same_seed_gives_identical_metrics(demo_data: Path, tmp_path: Path) -> N
     train_run(config, tmp_path / "b", progress=False)
     a = (tmp_path / "a" / "metrics.csv").read_text()
     assert a == (tmp_path / "b" / "metrics.csv").read_text()
-    rows = RunRecords(tmp_path / "a").read_metrics()
-    assert [(r["epoch"], r["split"]) for r in rows] == [
-        (1, "train"),
-        (1, "val"),
-        (2, "train"),
-        (2, "val"),
-    ]
+    rows = RunFolder(tmp_path / "a").read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    header = a.splitlines()[0].split(",")
+    assert header[:2] == ["epoch", "train/loss"] and "val/recall" in header
+    assert all(c == "epoch" or c.split("/")[0] in ("train", "val") for c in header)
 
 
 def test_huge_learning_rate_fails_with_a_reason(demo_data: Path, tmp_path: Path) -> None:
     config = tiny_config(demo_data, optim={"epochs": 3, "learning_rate": 1e6})
     summary = train_run(config, tmp_path / "run", progress=False)
-    assert summary["status"] == "failed"
-    failure = summary["failure"]
-    assert failure["epoch"] == 1 and failure["step"] >= 1
-    assert "non-finite" in failure["reason"] or "diverged" in failure["reason"]
+    assert summary.status == "failed"
+    failure = summary.failure
+    assert failure is not None and failure.epoch == 1 and (failure.step or 0) >= 1
+    assert "non-finite" in failure.reason or "diverged" in failure.reason
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
 
 
@@ -79,11 +77,11 @@ def test_resume_continues_from_the_checkpoint(demo_data: Path, tmp_path: Path) -
     one = tiny_config(demo_data, optim={"epochs": 1})
     train_run(one, tmp_path / "run", progress=False)
     two = build_run_config(tiny_tree(demo_data, optim={"epochs": 2}))
-    RunRecords(tmp_path / "run").write_config(two)
+    RunFolder(tmp_path / "run").write_config(two)
     summary = train_run(two, tmp_path / "run", resume=True, progress=False)
-    assert summary["status"] == "completed" and summary["epochs_done"] == 2
-    epochs = [r["epoch"] for r in RunRecords(tmp_path / "run").read_metrics()]
-    assert epochs == [1, 1, 2, 2]
+    assert summary.status == "completed" and summary.epochs_done == 2
+    epochs = [r["epoch"] for r in RunFolder(tmp_path / "run").read_metrics()]
+    assert epochs == [1, 2]
 
 
 def test_micro_batches_and_positive_sampling_run(demo_data: Path, tmp_path: Path) -> None:
@@ -94,8 +92,8 @@ def test_micro_batches_and_positive_sampling_run(demo_data: Path, tmp_path: Path
         pages={"resize": {"scale": 0.75}, "blend": "gaussian"},
     )
     summary = train_run(config, tmp_path / "run", progress=False)
-    assert summary["status"] == "completed"
-    assert 0.0 <= summary["final"]["val/recall"] <= 1.0
+    assert summary.status == "completed"
+    assert 0.0 <= summary.final["val/recall"] <= 1.0
 
 
 @pytest.mark.skipif(not DEEPCRACK.is_dir(), reason="../shared/data/deepcrack not present")
@@ -134,8 +132,8 @@ def test_train_cli_on_deepcrack_writes_every_record(
     assert main(args) == 0
     for name in RECORD_FILES:
         assert (tmp_path / "run" / name).is_file(), name
-    splits = {r["split"] for r in RunRecords(tmp_path / "run").read_metrics()}
-    assert splits == {"train", "val"}
+    rows = RunFolder(tmp_path / "run").read_metrics()
+    assert {k.split("/")[0] for row in rows for k in row if k != "epoch"} == {"train", "val"}
     previews = json.loads((tmp_path / "run" / "previews" / "previews.json").read_text())
     assert len(previews["pictures"]) == 2 and {"tp", "fp", "fn"} <= set(previews["pictures"][0])
     assert "Validation recall, pixel-level, threshold 0.5" in capsys.readouterr().out
@@ -158,7 +156,7 @@ def test_pruned_run_is_recorded_as_pruned(demo_data: Path, tmp_path: Path) -> No
 
     config = tiny_config(demo_data, optim={"epochs": 3})
     summary = train_run(config, tmp_path / "run", reporter=prune, progress=False)
-    assert summary["status"] == "pruned" and summary["epochs_done"] == 1
+    assert summary.status == "pruned" and summary.epochs_done == 1
 
 
 def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_path: Path) -> None:
@@ -183,12 +181,12 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_pat
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and summary["epochs_done"] >= 1
+    summary = RunRecord.load(run / "summary.json")
+    assert summary.status == "interrupted" and summary.epochs_done >= 1
     assert "--resume" in err
-    records = RunRecords(run)
+    records = RunFolder(run)
     records.write_config(
-        build_run_config(tiny_tree(demo_data, optim={"epochs": summary["epochs_done"] + 1}))
+        build_run_config(tiny_tree(demo_data, optim={"epochs": summary.epochs_done + 1}))
     )
     assert main(["train", "--resume", str(run)]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
@@ -215,8 +213,44 @@ def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
     assert cut["status"] == "interrupted" and cut["epochs_done"] == 1
     (tmp_path / "cut" / ".checkpoint.pt.left-by-a-kill").write_bytes(b"partial")
     resumed = train_run(config, tmp_path / "cut", resume=True, progress=False)
-    assert resumed["final"] == whole["final"]
+    assert resumed.final == whole.final
     assert not list((tmp_path / "cut").glob(".checkpoint.pt.*"))
-    assert resumed["provenance"]["threads"] == 1
-    assert resumed["provenance"]["device"] == "cpu"
-    assert {"torch", "smp", "segtune", "device_name"} <= set(resumed["provenance"])
+    assert resumed.provenance.threads == 1
+    assert resumed.provenance.device == "cpu"
+    assert {"torch", "smp", "segtune", "device_name"} <= set(resumed.provenance.model_dump())
+
+
+def test_run_record_round_trips_and_old_summaries_still_load(tmp_path: Path) -> None:
+    old = {  # summary.json of segtune 0.1: no version, untyped
+        "status": "completed",
+        "epochs_done": 2,
+        "epochs": 2,
+        "threshold": 0.5,
+        "final": {"val/recall": 0.75},
+        "best": {"val/recall": {"value": 0.8, "epoch": 1}},
+        "timings": {"train_s": 1.0, "eval_s": 0.5},
+        "failure": None,
+        "train_pictures": ["a"],
+        "val_pictures": ["b"],
+        "metric_words": {},
+    }
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(old))
+    record = RunRecord.load(path)
+    assert record.version == 1 and record.final["val/recall"] == 0.75
+    assert record.best["val/recall"].epoch == 1 and record.timings.total_s == 1.5
+    assert record.provenance is None and record.finished
+    record.save(tmp_path / "again.json")
+    again = RunRecord.load(tmp_path / "again.json")
+    assert again == record
+
+
+def test_old_metrics_csv_reads_split_named(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,split,loss,recall\n1,train,0.5,0.1\n1,val,,0.2\n2,train,0.4,0.3\n2,val,,0.4\n"
+    )
+    rows = RunFolder(tmp_path).read_metrics()
+    assert rows == [
+        {"epoch": 1, "train/loss": 0.5, "train/recall": 0.1, "val/recall": 0.2},
+        {"epoch": 2, "train/loss": 0.4, "train/recall": 0.3, "val/recall": 0.4},
+    ]

@@ -49,12 +49,12 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from segtune.config import load_run_config
-    from segtune.records import RunRecords
+    from segtune.records import RunFolder
     from segtune.train import train_run
 
     if args.resume:
         run_dir = Path(args.resume)
-        records = RunRecords(run_dir)
+        records = RunFolder(run_dir)
         if not records.config_path.exists():
             raise SegtuneError(f"{run_dir}: not a run folder (no config.yaml)")
         config = records.read_config()
@@ -74,16 +74,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 143 if _Terminated.seen else 130
-    status = summary["status"]
+    status = summary.status
     if status == "failed":
-        print(f"run failed: {summary['failure']['reason']} (records in {run_dir})", file=sys.stderr)
+        reason = summary.failure.reason if summary.failure else "unknown"
+        print(f"run failed: {reason} (records in {run_dir})", file=sys.stderr)
         return 1
     from segtune.metrics import describe_metric
 
     print(f"run {status}: {run_dir}")
     for key in ("val/recall", "val/precision", "val/f1", "val/ap", "train/recall", "train/f1"):
-        if key in summary["final"]:
-            print(f"  {describe_metric(key, config.eval.threshold)}: {summary['final'][key]:.4f}")
+        if key in summary.final:
+            print(f"  {describe_metric(key, config.eval.threshold)}: {summary.final[key]:.4f}")
     return 0
 
 

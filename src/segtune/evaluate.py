@@ -1,4 +1,4 @@
-"""Tiled prediction of whole pictures and per-split evaluation on stitched pictures."""
+"""Per-split evaluation on full stitched pictures (prediction: :mod:`segtune.infer`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from torch import nn
 from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
-from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
+from segtune.data.tiles import resize_probabilities
+from segtune.infer import predict_probabilities
 from segtune.metrics import (
     Counts,
     PictureCounts,
@@ -21,44 +22,12 @@ from segtune.metrics import (
     confusion_counts,
     split_metrics,
 )
-from segtune.model import normalise
-from segtune.runtime import autocast
-
-
-@torch.inference_mode()
-def predict_probabilities(
-    model: nn.Module,
-    image: NDArray[np.uint8],
-    pages: PagesConfig,
-    device: torch.device,
-    *,
-    amp_dtype: torch.dtype | None = None,
-    batch_pages: int = 8,
-) -> NDArray[np.float32]:
-    """Probability map (H, W) of one (already resized) picture: tile, predict, stitch.
-
-    Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
-    """
-    model.eval()
-    h, w = image.shape[:2]
-    size = pages.page_size
-    origins = page_origins(h, w, size, pages.patch_overlap)
-    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap, device)
-    for start in range(0, len(origins), batch_pages):
-        chunk = origins[start : start + batch_pages]
-        batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp_dtype):
-            logits = model(normalise(x))
-        stitcher.add_batch(torch.sigmoid(logits.float())[:, 0], chunk)
-    return stitcher.finalize()
 
 
 @dataclass
 class SplitResult:
-    """Evaluation of one split: metric values, per-picture counts, preview maps."""
+    """Evaluation of one split: metric values, counts of every picture, preview maps
+    (the first ``keep_previews`` pictures)."""
 
     metrics: dict[str, float]
     histogram: ProbabilityHistogram
@@ -103,10 +72,8 @@ def evaluate_split(
         c = confusion_counts(prob, mask, threshold)
         counts += c
         hist.add(prob, mask)
+        result.pictures.append(PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum())))
         if i < keep_previews:
-            result.pictures.append(
-                PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum()))
-            )
             result.previews.append(prob)
         if on_picture is not None:
             on_picture()

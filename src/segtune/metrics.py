@@ -8,6 +8,7 @@ positive when its probability is >= the threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +29,8 @@ METRIC_WORDS = {
     "tn": "true-negative pixels",
 }
 THRESHOLD_FREE = {"ap", "best_f1", "best_threshold"}
+LOWER_IS_BETTER = {"loss", "fp", "fn", "no_positive_prediction"}
+Direction = Literal["maximize", "minimize"]
 COUNT_METRICS = ("tp", "fp", "fn", "tn")
 DERIVED_METRICS = ("precision", "recall", "f1", "iou")
 
@@ -40,6 +43,21 @@ def split_of(key: str) -> str:
             f"metric key {key!r} must be '<split>/<name>' with split in {list(SPLIT_WORDS)}"
         )
     return split
+
+
+def direction_of(key: str) -> Direction:
+    """Whether a larger value of a metric key is better (``maximize``) or worse."""
+    return "minimize" if key.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "maximize"
+
+
+def better(a: float, b: float, direction: Direction) -> bool:
+    """Whether value ``a`` is strictly better than ``b`` in ``direction``."""
+    return a > b if direction == "maximize" else a < b
+
+
+def ranking(value: float, direction: Direction) -> float:
+    """A sort key that puts the best value first (ascending sort)."""
+    return -value if direction == "maximize" else value
 
 
 def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = False) -> str:

@@ -17,7 +17,7 @@ from segtune.config import RunConfig, build_run_config
 from segtune.data.io import IMAGE_SUFFIXES, read_image
 from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
-from segtune.evaluate import predict_probabilities
+from segtune.infer import predict_probabilities
 from segtune.model import build_model
 from segtune.progress import Progress
 from segtune.records import atomic_write_bytes

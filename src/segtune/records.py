@@ -1,11 +1,11 @@
 """Run records: the only interface between training and analysis.
 
 A run folder holds ``config.yaml`` (resolved config), ``metrics.csv`` (one row per
-epoch and split), ``summary.json`` (status, final and best values, timings, failure
-reason), ``checkpoint.pt`` (weights + config + optimiser state) and ``previews/``
-(probability maps and TP/FP/FN counts of the first K validation pictures).
-Every file is written to a temporary name and renamed, so a killed run never leaves a
-half-written record.
+epoch, one split-named column per metric: ``val/recall``), ``summary.json`` (a
+:class:`RunRecord`), ``checkpoint.pt`` (weights + config + optimiser state) and
+``previews/`` (probability maps of the first K validation pictures). :class:`RunFolder`
+reads and writes them; every file is written to a temporary name and renamed, so a
+killed run never leaves a half-written record.
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from segtune.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
 from segtune.faults import fault_point
 from segtune.metrics import PictureCounts, ProbabilityHistogram
 
-METRIC_COLUMNS = (
-    "epoch",
-    "split",
-    "loss",
+RECORD_VERSION = 2
+_SPLIT_METRICS = (
     "tp",
     "fp",
     "fn",
@@ -45,6 +44,110 @@ METRIC_COLUMNS = (
     "best_f1",
     "no_positive_prediction",
 )
+# metrics.csv: one row per epoch; every metric column is split-named, like every key.
+METRIC_COLUMNS = (
+    "epoch",
+    "train/loss",
+    *(f"train/{m}" for m in _SPLIT_METRICS),
+    *(f"val/{m}" for m in _SPLIT_METRICS),
+)
+INTEGER_METRICS = ("tp", "fp", "fn", "tn", "no_positive_prediction")
+RunStatus = Literal["running", "completed", "failed", "pruned", "interrupted"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Failure(_Record):
+    """Why a run stopped early: at which epoch (and step) and the reason."""
+
+    epoch: int
+    step: int | None = None
+    reason: str
+
+
+class BestValue(_Record):
+    value: float
+    epoch: int
+
+
+class Timings(_Record):
+    train_s: float = 0.0
+    eval_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.train_s + self.eval_s
+
+
+class Provenance(_Record):
+    """Where a run ran: results are bitwise reproducible only on the same device with
+    the same thread count and library versions."""
+
+    device: str
+    device_name: str = ""
+    threads: int
+    torch: str
+    smp: str
+    segtune: str
+    data: str | None = None  # fingerprint of the pictures (segtune.study.identity)
+
+
+class PictureRecord(_Record):
+    """TP/FP/FN pixels of one validation picture at the run's final epoch."""
+
+    stem: str
+    tp: int
+    fp: int
+    fn: int
+    positives: int
+
+
+class RunRecord(_Record):
+    """``summary.json``: the typed, versioned record of one run.
+
+    ``version`` 1 is the untyped summary of segtune 0.1 (no ``version`` key); it loads
+    with the fields it has.
+    """
+
+    version: int = RECORD_VERSION
+    status: RunStatus
+    epochs_done: int = 0
+    epochs: int
+    threshold: float
+    final: dict[str, float] = Field(default_factory=dict)
+    best: dict[str, BestValue] = Field(default_factory=dict)
+    timings: Timings = Timings()
+    failure: Failure | None = None
+    provenance: Provenance | None = None
+    train_pictures: list[str] = Field(default_factory=list)
+    val_pictures: list[str] = Field(default_factory=list)
+    pictures: list[PictureRecord] = Field(default_factory=list)
+    metric_words: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_versions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "version" not in data:
+            data = {**data, "version": 1}
+        return data
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "pruned")
+
+    def value(self, key: str) -> float | None:
+        return self.final.get(key)
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord:
+        return cls.model_validate_json(path.read_text())
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+
+
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
 
 
@@ -83,7 +186,7 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-class RunRecords:
+class RunFolder:
     """Reads and writes the record files of one run folder."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -115,6 +218,7 @@ class RunRecords:
         atomic_write_text(self.config_path, dump_yaml(config_to_dict(config)))
 
     def write_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One row per epoch: ``{"epoch": 1, "train/loss": …, "val/recall": …}``."""
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -122,8 +226,8 @@ class RunRecords:
             writer.writerow({k: _fmt(row.get(k, "")) for k in METRIC_COLUMNS})
         atomic_write_text(self.metrics_path, buf.getvalue())
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.summary_path, summary)
+    def write_record(self, record: RunRecord) -> None:
+        record.save(self.summary_path)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         import torch
@@ -206,16 +310,18 @@ class RunRecords:
         return build_run_config(load_yaml(self.config_path), str(self.config_path))
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """Rows of ``metrics.csv`` (one per epoch, split-named keys, empty cells left out);
+        the one-row-per-epoch-and-split layout of segtune 0.1 is read into the same form."""
         if not self.metrics_path.exists():
             return []
         with self.metrics_path.open(newline="") as fh:
-            return [
-                {k: (_parse(v) if k != "split" else v) for k, v in row.items()}
-                for row in csv.DictReader(fh)
-            ]
+            raw = list(csv.DictReader(fh))
+        if raw and "split" in raw[0]:
+            return _from_long_rows(raw)
+        return [{k: _parse(v) for k, v in row.items() if v != ""} for row in raw]
 
-    def read_summary(self) -> dict[str, Any]:
-        return dict(json.loads(self.summary_path.read_text()))
+    def read_record(self) -> RunRecord:
+        return RunRecord.load(self.summary_path)
 
     def read_previews(self) -> dict[str, Any]:
         path = self.previews_dir / "previews.json"
@@ -231,6 +337,17 @@ def _save_png(path: Path, image: Image.Image) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _from_long_rows(raw: list[dict[str, str]]) -> list[dict[str, Any]]:
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for row in raw:
+        epoch = int(row["epoch"])
+        out = by_epoch.setdefault(epoch, {"epoch": epoch})
+        for name, value in row.items():
+            if name not in ("epoch", "split") and value != "":
+                out[f"{row['split']}/{name}"] = _parse(value)
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def _fmt(value: Any) -> Any:

@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,14 +21,24 @@ from segtune.config import RunConfig, config_to_dict
 from segtune.data.cache import PictureCache, default_cache_dir
 from segtune.data.pages import EpochSampler, load_split, page_loader
 from segtune.data.pairs import Picture, sample_subset
-from segtune.data.subsets import Subsets, resolve_subsets
+from segtune.data.subsets import Subsets, resolve_subsets, subset_seed
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
 from segtune.loss import segmentation_loss
-from segtune.metrics import describe_metric
+from segtune.metrics import PictureCounts, better, describe_metric, direction_of
 from segtune.model import build_model, normalise
 from segtune.progress import Progress
-from segtune.records import RunRecords
+from segtune.records import (
+    INTEGER_METRICS,
+    BestValue,
+    Failure,
+    PictureRecord,
+    Provenance,
+    RunFolder,
+    RunRecord,
+    RunStatus,
+    Timings,
+)
 from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
@@ -61,17 +72,17 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     guard: WriteGuard | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train and evaluate one configuration, writing its run records to ``run_dir``.
 
     Returns:
-        The run's ``summary.json`` content. Its ``status`` is ``completed``, ``failed``
+        The run's record (``summary.json``). Its ``status`` is ``completed``, ``failed``
         (non-finite loss or prediction, with epoch, step and reason), ``pruned``, or
         ``interrupted`` (Ctrl-C or SIGTERM; the exception is re-raised after recording).
         A resumed run continues from its last epoch checkpoint and ends with the same
         values as an uninterrupted one (same device and thread count).
     """
-    records = RunRecords(run_dir)
+    folder = RunFolder(run_dir)
     subsets = subsets or resolve_subsets(config.data)
     if config.runtime.threads is not None:
         torch.set_num_threads(config.runtime.threads)
@@ -80,7 +91,9 @@ def train_run(
     amp_dtype = autocast_dtype(config.runtime.precision, device)
     cache = PictureCache(config.data.cache_dir or default_cache_dir())
     train_pictures = load_split(subsets.train, cache, config.pages)
-    train_eval = sample_subset(subsets.train, config.eval.train_eval_pictures, config.data.seed + 2)
+    train_eval = sample_subset(
+        subsets.train, config.eval.train_eval_pictures, subset_seed(config.data.seed, "train_eval")
+    )
 
     model = build_model(config.model).to(device)
     if device.type == "cuda":
@@ -88,29 +101,28 @@ def train_run(
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
 
-    history: list[dict[str, Any]] = []
-    timings = {"train_s": 0.0, "eval_s": 0.0}
+    ledger = _Ledger(folder, config, subsets, _provenance(device))
     start_epoch = 1
     if resume:
-        records.remove_temporary_files()  # left by a write that was killed
-    if resume and records.checkpoint_path.exists():
-        state = records.load_checkpoint()
+        folder.remove_temporary_files()  # left by a write that was killed
+    if resume and folder.checkpoint_path.exists():
+        state = folder.load_checkpoint()
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"]) + 1
         # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
-        history = [r for r in records.read_metrics() if int(r["epoch"]) < start_epoch]
-        timings = state.get("timings", timings)
+        ledger.history = [r for r in folder.read_metrics() if int(r["epoch"]) < start_epoch]
+        ledger.timings = state.get("timings", ledger.timings)
         _set_rng_state(state.get("rng"))
-    records.write_config(config)
-    summary = _summary(config, "running", history, timings, subsets)
-    records.write_summary(summary)
+    folder.write_config(config)
+    ledger.write("running")
 
     loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
-    epoch, status = start_epoch, "completed"
-    failure: dict[str, Any] | None = None
+    epoch = start_epoch
+    status: RunStatus = "completed"
+    failure: Failure | None = None
     val: SplitResult | None = None
     try:
         for epoch in range(start_epoch, config.optim.epochs + 1):
@@ -131,13 +143,13 @@ def train_run(
                 config.eval.preview_pictures,
             )
             train = _evaluate(config, model, "train", train_eval, cache, device, amp_dtype, 0)
-            timings["train_s"] += t1 - t0
-            timings["eval_s"] += time.perf_counter() - t1
+            ledger.timings["train_s"] += t1 - t0
+            ledger.timings["eval_s"] += time.perf_counter() - t1
             if guard is not None:
                 guard()
-            history.extend(_rows(epoch, train_loss, train, val))
-            records.write_metrics(history)
-            records.save_checkpoint(
+            values = {"train/loss": train_loss, **train.metrics, **val.metrics}
+            ledger.add_epoch(epoch, values, val.pictures)
+            folder.save_checkpoint(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -145,41 +157,34 @@ def train_run(
                     "rng": _rng_state(),
                     "epoch": epoch,
                     "config": config_to_dict(config),
-                    "timings": timings,
+                    "timings": ledger.timings,
                     "metrics": val.metrics,
                 }
             )
-            values = {"train/loss": train_loss, **train.metrics, **val.metrics}
             if progress:
                 print(_epoch_line(epoch, config, values), file=sys.stderr, flush=True)
-            summary = _summary(config, "running", history, timings, subsets)
-            records.write_summary(summary)
+            ledger.write("running")
             if reporter is not None:
                 reporter(epoch, values)
     except RunAbandoned:
         raise
     except (NonFiniteLoss, FloatingPointError) as exc:
         status = "failed"
-        failure = {"epoch": epoch, "step": getattr(exc, "step", None), "reason": str(exc)}
+        failure = Failure(epoch=epoch, step=getattr(exc, "step", None), reason=str(exc))
     except KeyboardInterrupt:
-        records.write_summary(_summary(config, "interrupted", history, timings, subsets))
+        ledger.write("interrupted")
         raise
     except Exception as exc:
         if type(exc).__name__ != "TrialPruned":  # optuna's, raised by a study's reporter
-            reason = f"{type(exc).__name__}: {exc}"
-            failure = {"epoch": epoch, "step": None, "reason": reason}
-            records.write_summary(
-                _summary(config, "failed", history, timings, subsets, failure=failure)
-            )
+            failure = Failure(epoch=epoch, reason=f"{type(exc).__name__}: {exc}")
+            ledger.write("failed", failure)
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
         # Previews and the PR curve describe the final state: written once, not per epoch.
-        _write_previews(records, config, val, subsets.val, cache)
-        records.write_pr_curve(val.histogram)
-    summary = _summary(config, status, history, timings, subsets, failure=failure)
-    records.write_summary(summary)
-    return summary
+        _write_previews(folder, config, val, subsets.val, cache)
+        folder.write_pr_curve(val.histogram)
+    return ledger.write(status, failure)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -297,35 +302,20 @@ def _evaluate(
     )
 
 
-def _rows(
-    epoch: int, train_loss: float, train: SplitResult, val: SplitResult
-) -> list[dict[str, Any]]:
-    rows = []
-    for split, result in (("train", train), ("val", val)):
-        row: dict[str, Any] = {"epoch": epoch, "split": split}
-        row["loss"] = train_loss if split == "train" else ""
-        for key, value in result.metrics.items():
-            name = key.split("/", 1)[1]
-            row[name] = (
-                int(value) if name in ("tp", "fp", "fn", "tn", "no_positive_prediction") else value
-            )
-        rows.append(row)
-    return rows
-
-
 def _write_previews(
-    records: RunRecords,
+    records: RunFolder,
     config: RunConfig,
     val: SplitResult,
     pictures: Sequence[Picture],
     cache: PictureCache,
 ) -> None:
-    if not val.pictures:
+    if not val.previews:
         return
-    picked = pictures[: len(val.pictures)]
+    picked = pictures[: len(val.previews)]
     images = [np.asarray(cache.get(p.image, "image")) for p in picked]
     masks = [np.asarray(cache.get(p.mask, "mask")).astype(bool) for p in picked]
-    records.write_previews(val.pictures, val.previews, images, masks, config.eval.threshold)
+    counts = val.pictures[: len(val.previews)]
+    records.write_previews(counts, val.previews, images, masks, config.eval.threshold)
 
 
 def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
@@ -339,60 +329,80 @@ def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
     )
 
 
-def _summary(
-    config: RunConfig,
-    status: str,
-    history: Sequence[dict[str, Any]],
-    timings: dict[str, float],
-    subsets: Subsets,
-    failure: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """summary.json: status, last-epoch values, best values (with epoch), timings."""
-    final: dict[str, float] = {}
-    best: dict[str, dict[str, float]] = {}
-    last_epoch = max((int(r["epoch"]) for r in history), default=0)
-    for row in history:
-        for name, value in row.items():
-            if name in ("epoch", "split") or value in ("", None):
-                continue
-            key = f"{row['split']}/{name}"
-            number = float(value)
-            if row["epoch"] == last_epoch:
-                final[key] = number
-            previous = best.get(key, {}).get("value")
-            lower_is_better = name in ("loss", "fp", "fn")
-            if previous is None or (number < previous if lower_is_better else number > previous):
-                best[key] = {"value": number, "epoch": int(row["epoch"])}
-    return {
-        "status": status,
-        "epochs_done": last_epoch,
-        "epochs": config.optim.epochs,
-        "threshold": config.eval.threshold,
-        "final": final,
-        "best": best,
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "failure": failure,
-        "provenance": _provenance(config),
-        "train_pictures": [p.stem for p in subsets.train],
-        "val_pictures": [p.stem for p in subsets.val],
-        "metric_words": {k: describe_metric(k, config.eval.threshold) for k in sorted(final)},
-    }
+@dataclass
+class _Ledger:
+    """What a run has recorded so far; writes ``metrics.csv`` and ``summary.json``."""
+
+    folder: RunFolder
+    config: RunConfig
+    subsets: Subsets
+    provenance: Provenance
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
+    pictures: list[PictureRecord] = field(default_factory=list)
+
+    def add_epoch(
+        self, epoch: int, values: dict[str, float], val_pictures: Sequence[PictureCounts]
+    ) -> None:
+        row: dict[str, Any] = {"epoch": epoch}
+        for key, value in values.items():
+            integer = key.split("/", 1)[1] in INTEGER_METRICS
+            row[key] = int(value) if integer else value
+        self.history.append(row)
+        self.pictures = [
+            PictureRecord(stem=p.stem, tp=p.tp, fp=p.fp, fn=p.fn, positives=p.positives)
+            for p in val_pictures
+        ]
+        self.folder.write_metrics(self.history)
+
+    def write(self, status: RunStatus, failure: Failure | None = None) -> RunRecord:
+        """summary.json: status, last-epoch values, best values (with epoch), timings."""
+        final: dict[str, float] = {}
+        best: dict[str, BestValue] = {}
+        last_epoch = max((int(r["epoch"]) for r in self.history), default=0)
+        for row in self.history:
+            for key, value in row.items():
+                if key == "epoch" or value in ("", None):
+                    continue
+                number = float(value)
+                if row["epoch"] == last_epoch:
+                    final[key] = number
+                previous = best.get(key)
+                if previous is None or better(number, previous.value, direction_of(key)):
+                    best[key] = BestValue(value=number, epoch=int(row["epoch"]))
+        threshold = self.config.eval.threshold
+        record = RunRecord(
+            status=status,
+            epochs_done=last_epoch,
+            epochs=self.config.optim.epochs,
+            threshold=threshold,
+            final=final,
+            best=best,
+            timings=Timings(**{k: round(v, 3) for k, v in self.timings.items()}),
+            failure=failure,
+            provenance=self.provenance,
+            train_pictures=[p.stem for p in self.subsets.train],
+            val_pictures=[p.stem for p in self.subsets.val],
+            pictures=self.pictures,
+            metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
+        )
+        self.folder.write_record(record)
+        return record
 
 
-def _provenance(config: RunConfig) -> dict[str, Any]:
-    """Where the run ran: results are bitwise reproducible only on the same device with
+def _provenance(device: torch.device) -> Provenance:
+    """Where the run runs: results are bitwise reproducible only on the same device with
     the same thread count and library versions."""
     import segmentation_models_pytorch as smp
 
     from segtune import __version__
 
-    device = resolve_device(config.runtime.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {
-        "device": str(device),
-        "device_name": name or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "smp": getattr(smp, "__version__", "unknown"),
-        "segtune": __version__,
-    }
+    return Provenance(
+        device=str(device),
+        device_name=name or platform.machine(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        smp=getattr(smp, "__version__", "unknown"),
+        segtune=__version__,
+    )

@@ -43,14 +43,12 @@ def fake_run(
     history = [
         {
             "epoch": e,
-            "split": split,
-            "loss": 0.5 / e if split == "train" else "",
-            "recall": recall * e / 2,
-            "precision": 0.5,
-            "f1": 0.4,
+            "train/loss": 0.5 / e,
+            **{f"{split}/recall": recall * e / 2 for split in ("train", "val")},
+            **{f"{split}/precision": 0.5 for split in ("train", "val")},
+            **{f"{split}/f1": 0.4 for split in ("train", "val")},
         }
         for e in (1, 2)
-        for split in ("train", "val")
     ]
     final = {
         "val/recall": recall,

@@ -135,7 +135,7 @@ def test_sigterm_is_an_interrupt_and_the_point_resumes_from_its_checkpoint(
     final = json.loads((folder / "summary.json").read_text())
     assert final["status"] == "completed" and final["epochs_done"] == 12
     epochs = [int(r.split(",")[0]) for r in (folder / "metrics.csv").read_text().splitlines()[1:]]
-    assert epochs == sorted(epochs) and len(epochs) == 24 and done >= 1
+    assert epochs == list(range(1, 13)) and done >= 1
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import describe_metric
+from segtune.metrics import better, describe_metric
 
 # Okabe–Ito colour-blind-safe palette.
 TP_COLOUR, FP_COLOUR, FN_COLOUR = "#0072B2", "#E69F00", "#CC79A7"
@@ -148,11 +148,10 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
     keys = (f"train/{metric}", f"val/{metric}")
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3))
     for key, colour in zip(keys, LINE_COLOURS, strict=False):
-        split = key.split("/")[0]
-        rows = [r for r in run.history if r["split"] == split and r.get(metric, "") != ""]
+        rows = [r for r in run.history if key in r]
         ax.plot(
             [r["epoch"] for r in rows],
-            [float(r[metric]) for r in rows],
+            [float(r[key]) for r in rows],
             marker="o",
             color=colour,
             label=describe_metric(key, run.threshold, short=True),
@@ -161,10 +160,10 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel(describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1))
     ax.legend(fontsize=8)
-    loss_rows = [r for r in run.history if r["split"] == "train" and r.get("loss", "") != ""]
+    loss_rows = [r for r in run.history if "train/loss" in r]
     ax_loss.plot(
         [r["epoch"] for r in loss_rows],
-        [float(r["loss"]) for r in loss_rows],
+        [float(r["train/loss"]) for r in loss_rows],
         marker="o",
         color=LINE_COLOURS[2],
         gid="train/loss",
@@ -210,10 +209,7 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                         continue
                     i, j = grid[a].index(r.params[a]), grid[b].index(r.params[b])
                     v = r.final[key]
-                    better = np.isnan(table[i, j]) or (
-                        v > table[i, j] if summary.direction == "maximize" else v < table[i, j]
-                    )
-                    if better:
+                    if np.isnan(table[i, j]) or better(v, table[i, j], summary.direction):
                         table[i, j] = v
                 image = ax.imshow(
                     table,

@@ -12,6 +12,7 @@ from segtune.analysis import figures as F
 from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
+from segtune.data.subsets import subset_seed
 from segtune.faults import fault_point
 from segtune.metrics import describe_metric
 from segtune.records import atomic_write_text
@@ -46,7 +47,8 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
 
     # Setup
     train_eval = (
-        f"a fixed seeded sample of {s.train_eval_pictures} of the training pictures"
+        f"a fixed sample of {s.train_eval_pictures} of the training pictures "
+        f"(seed {subset_seed(s.seed, 'train_eval')})"
         if s.train_eval_pictures
         else f"all {s.train_pictures} pictures of the training subset"
     )
@@ -56,7 +58,10 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
             ["Item", "Value"],
             [
                 ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
-                ["Validation subset", f"{s.val_pictures} pictures (seed {s.seed + 1})"],
+                [
+                    "Validation subset",
+                    f"{s.val_pictures} pictures (seed {subset_seed(s.seed, 'val')})",
+                ],
                 ["Objective", f"{objective}, {s.direction}"],
                 [
                     "Threshold",

@@ -14,8 +14,8 @@ import optuna
 from optuna.trial import TrialState
 
 from segtune.config import flatten, load_yaml
-from segtune.metrics import PictureCounts
-from segtune.records import RunRecords
+from segtune.metrics import Direction, PictureCounts, ranking
+from segtune.records import RunFolder, RunRecord
 from segtune.study.claims import ClaimBoard
 from segtune.study.spec import ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
@@ -38,6 +38,7 @@ class RunSummary:
     pr_curve: dict[str, Any] | None = None
     failure: str | None = None
     also_in: list[str] = field(default_factory=list)  # stages that reused this very run
+    record: RunRecord | None = None
 
     @property
     def label(self) -> str:
@@ -54,7 +55,7 @@ class StudySummary:
     name: str
     study_dir: Path
     objective: str
-    direction: str
+    direction: Direction
     top_k: int
     threshold: float
     seed: int
@@ -77,12 +78,11 @@ class StudySummary:
     def ranked(self) -> list[RunSummary]:
         """Runs with a value for the objective, best first (ties by stage and trial)."""
         scored = [r for r in self.runs if r.status == "completed" and self.objective in r.final]
-        sign = -1.0 if self.direction == "maximize" else 1.0
         order = list(self.searched)
         return sorted(
             scored,
             key=lambda r: (
-                sign * r.final[self.objective],
+                ranking(r.final[self.objective], self.direction),
                 order.index(r.stage) if r.stage in order else 0,
                 r.trial,
             ),
@@ -104,15 +104,15 @@ def read_run(
     trained with); a run whose summary says ``running`` while no live worker holds it
     (``live``) is shown as ``interrupted``.
     """
-    records = RunRecords(run_dir)
+    records = RunFolder(run_dir)
     if not records.summary_path.exists():
         return RunSummary(stage, trial, run_dir, params, "missing", failure="no summary.json")
-    s = records.read_summary()
+    s = records.read_record()
     previews = records.read_previews()
     if records.config_path.exists():
         trained = flatten(load_yaml(records.config_path))
         params = {k: trained.get(k, v) for k, v in params.items()}
-    status = s["status"]
+    status: str = s.status
     if status == "running" and not live:
         status = "interrupted"
     return RunSummary(
@@ -121,16 +121,17 @@ def read_run(
         run_dir=run_dir,
         params=params,
         status=status,
-        final=dict(s.get("final", {})),
-        epochs_done=int(s.get("epochs_done", 0)),
-        threshold=float(s.get("threshold", 0.5)),
+        final=dict(s.final),
+        epochs_done=s.epochs_done,
+        threshold=s.threshold,
         pictures=[
             PictureCounts(p["index"], p["stem"], p["tp"], p["fp"], p["fn"], p["positives"])
             for p in previews.get("pictures", [])
         ],
         history=records.read_metrics(),
         pr_curve=records.read_pr_curve(),
-        failure=(s.get("failure") or {}).get("reason"),
+        failure=s.failure.reason if s.failure else None,
+        record=s,
     )
 
 

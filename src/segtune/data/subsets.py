@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from segtune.config import DataConfig
 from segtune.data.pairs import Picture, load_pictures, sample_subset
 from segtune.errors import ConfigError
+
+SubsetName = Literal["train", "val", "train_eval"]
+_SEED_OFFSETS: dict[str, int] = {"train": 0, "val": 1, "train_eval": 2}
+
+
+def subset_seed(seed: int, subset: SubsetName) -> int:
+    """The sampling seed of a subset: ``data.seed`` for training pictures, ``+ 1`` for
+    validation pictures, ``+ 2`` for the training pictures evaluated each epoch."""
+    return seed + _SEED_OFFSETS[subset]
 
 
 @dataclass(frozen=True)
@@ -18,10 +28,12 @@ class Subsets:
 
 
 def resolve_subsets(data: DataConfig) -> Subsets:
-    """Find the data folders/manifests and sample the subsets (val with ``seed + 1``)."""
+    """Find the data folders/manifests and sample the subsets (seeds: :func:`subset_seed`)."""
     if data.train is None or data.val is None:
         raise ConfigError("data.train and data.val: both are required to train")
     return Subsets(
-        sample_subset(load_pictures(data.train), data.train_subset, data.seed),
-        sample_subset(load_pictures(data.val), data.val_subset, data.seed + 1),
+        sample_subset(
+            load_pictures(data.train), data.train_subset, subset_seed(data.seed, "train")
+        ),
+        sample_subset(load_pictures(data.val), data.val_subset, subset_seed(data.seed, "val")),
     )

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segtune.records import RunRecords, write_json
-
-FINISHED = ("completed", "pruned")
+from segtune.records import RunFolder, RunRecord, write_json
 
 
 def point_folder_name(point: str, params: dict[str, Any]) -> str:
@@ -45,7 +43,7 @@ class PointFolder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.records = RunRecords(path)
+        self.records = RunFolder(path)
 
     @property
     def info_path(self) -> Path:
@@ -60,19 +58,19 @@ class PointFolder:
     def write_info(self, point: str, params: dict[str, Any], fingerprint: str) -> None:
         write_json(self.info_path, {"point": point, "params": params, "fingerprint": fingerprint})
 
-    def summary(self) -> dict[str, Any] | None:
+    def summary(self) -> RunRecord | None:
         try:
-            return self.records.read_summary()
+            return self.records.read_record()
         except (OSError, ValueError):
             return None
 
-    def finished(self, fingerprint: str) -> dict[str, Any] | None:
+    def finished(self, fingerprint: str) -> RunRecord | None:
         """The summary of a run of this fingerprint that finished (a worker killed after
         the run and before telling the study leaves one); None otherwise."""
         info, summary = self.info(), self.summary()
         if info is None or summary is None or info.get("fingerprint") != fingerprint:
             return None
-        return summary if summary.get("status") in FINISHED else None
+        return summary if summary.finished else None
 
     def prepare(self, fingerprint: str) -> Attempt:
         """Get the folder ready for an attempt of ``fingerprint``: remove the temporary
@@ -85,7 +83,7 @@ class PointFolder:
         if summary is None and info is None:
             return Attempt(resume=False, archived=None)
         same = info is not None and info.get("fingerprint") == fingerprint
-        unfinished = summary is not None and summary.get("status") in ("running", "interrupted")
+        unfinished = summary is not None and summary.status in ("running", "interrupted")
         if same and unfinished and self.records.checkpoint_path.exists():
             return Attempt(resume=True, archived=None)
         return Attempt(resume=False, archived=self._archive())

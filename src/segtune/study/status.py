@@ -10,7 +10,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from segtune.metrics import describe_metric
+from segtune.metrics import better, describe_metric
 from segtune.study.view import StudyView
 
 
@@ -85,7 +85,6 @@ def study_status(runner: StudyView) -> StudyStatus:
     spec = runner.spec
     stages = []
     best: dict[str, Any] | None = None
-    sign = 1.0 if spec.objective.direction == "maximize" else -1.0
     now = time.time()
     for stage in spec.stages:
         points = runner.stage_points(stage).points
@@ -121,7 +120,7 @@ def study_status(runner: StudyView) -> StudyStatus:
             if (
                 t.state == TrialState.COMPLETE
                 and t.value is not None
-                and (best is None or sign * t.value > sign * best["value"])
+                and (best is None or better(t.value, best["value"], spec.objective.direction))
             ):
                 best = {
                     "value": t.value,

@@ -38,6 +38,7 @@ from segtune.config import RunConfig
 from segtune.data.subsets import Subsets, resolve_subsets
 from segtune.errors import SegtuneError
 from segtune.faults import fault_point
+from segtune.records import RunRecord
 from segtune.study.claims import Claim, Heartbeat, PointIdentity, worker_id
 from segtune.study.folders import PointFolder, point_folder_name
 from segtune.study.identity import fingerprint, run_identity
@@ -215,7 +216,7 @@ class StudyRunner(StudyView):
         of the same identity in any stage (a refined grid holds its source's best points)."""
         summary = folder.finished(ident.fingerprint)
         if summary is not None:
-            value = summary.get("final", {}).get(self.spec.objective.metric)
+            value = summary.final.get(self.spec.objective.metric)
             state = self._tell_recorded(study, stage, claim, params, folder.path, summary, value)
             self._say(stage, claim, f"{state}, recorded from its finished run (not retrained)")
             return True
@@ -252,10 +253,10 @@ class StudyRunner(StudyView):
         claim: Claim,
         params: dict[str, ParamValue],
         run_dir: Path,
-        summary: dict[str, Any],
+        summary: RunRecord,
         value: float | None,
     ) -> str:
-        completed = summary.get("status") == "completed" and value is not None
+        completed = summary.status == "completed" and value is not None
         state = TrialState.COMPLETE if completed else TrialState.PRUNED
         history = {
             int(epoch): v
@@ -331,8 +332,8 @@ class StudyRunner(StudyView):
         config = self._local(config)
         metric = self.spec.objective.metric
         if resume:  # the pruner sees the epochs the interrupted attempt already ran
-            for epoch, value in _objective_history(folder.path, metric).items():
-                trial.report(value, epoch)
+            for epoch, earlier in _objective_history(folder.path, metric).items():
+                trial.report(earlier, epoch)
 
         def report(epoch: int, values: dict[str, float]) -> None:
             value = values.get(metric)
@@ -384,10 +385,10 @@ class StudyRunner(StudyView):
         except Exception as exc:
             return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
         fault_point("summary_written")
-        status = summary["status"]
-        value = summary["final"].get(metric)
+        status = summary.status
+        value = summary.final.get(metric)
         shown = f"{metric} {value:.4f}" if value is not None else "no value"
-        seconds = sum(summary["timings"].values())
+        seconds = summary.timings.total_s
         line = f"{status}, {shown} ({seconds:.1f} s)" + (" [resumed]" if resume else "")
         if status == "completed" and value is not None:
             study.tell(trial, value)
@@ -399,7 +400,7 @@ class StudyRunner(StudyView):
             fault_point("told")
             self._finish(claim, "pruned")
             return Outcome("pruned", line)
-        reason = (summary.get("failure") or {}).get("reason", f"run ended {status}")
+        reason = summary.failure.reason if summary.failure else f"run ended {status}"
         return self._failed(study, trial, claim, folder, reason, line)
 
     def _finish(self, claim: Claim, state: str, reason: str | None = None) -> None:
@@ -449,15 +450,10 @@ class StudyRunner(StudyView):
 
 def _objective_history(run_dir: Path, metric: str) -> dict[int, float]:
     """``epoch → value`` of the objective from a run folder's ``metrics.csv``."""
-    from segtune.records import RunRecords
+    from segtune.records import RunFolder
 
-    split, _, name = metric.partition("/")
-    out: dict[int, float] = {}
-    for row in RunRecords(run_dir).read_metrics():
-        value = row.get(name)
-        if row.get("split") == split and isinstance(value, int | float):
-            out[int(row["epoch"])] = float(value)
-    return out
+    rows = RunFolder(run_dir).read_metrics()
+    return {int(r["epoch"]): float(r[metric]) for r in rows if metric in r}
 
 
 def _suggest(trial: optuna.Trial, key: str, spec: Range | list[ParamValue]) -> ParamValue:

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from segtune.config import RunConfig
 from segtune.data.subsets import Subsets
 from segtune.errors import ConfigError, SegtuneError
+from segtune.metrics import ranking
 from segtune.records import write_json
 from segtune.study.claims import ClaimBoard, PointIdentity, PointState
 from segtune.study.identity import (
@@ -210,8 +211,10 @@ class StudyView:
         done = [
             t for t in self.trials(stage) if t.state == TrialState.COMPLETE and t.value is not None
         ]
-        sign = -1.0 if self.spec.objective.direction == "maximize" else 1.0
-        return sorted(done, key=lambda t: (sign * float(t.value or 0.0), point_key(t.params)))
+        direction = self.spec.objective.direction
+        return sorted(
+            done, key=lambda t: (ranking(float(t.value or 0.0), direction), point_key(t.params))
+        )
 
     def stage_finished(self, stage: Stage) -> bool:
         sp = self.stage_points(stage)
@@ -285,7 +288,7 @@ class StudyView:
         run folder's ``config.yaml``; returns how many were recorded."""
         if self.board.identities():
             return 0
-        from segtune.records import RunRecords
+        from segtune.records import RunFolder
 
         count = 0
         data_fp = self.data_fingerprint()
@@ -296,7 +299,7 @@ class StudyView:
                 row = claims.get(point) if point else None
                 if row is None or row.trial_number != t.number or "run_dir" not in t.user_attrs:
                     continue
-                records = RunRecords(self.dir / t.user_attrs["run_dir"])
+                records = RunFolder(self.dir / t.user_attrs["run_dir"])
                 if not records.config_path.exists():
                     continue
                 identity = run_identity(records.read_config(), data_fp)

@@ -1,0 +1,48 @@
+"""Tiled inference: a whole picture's probability map from page predictions.
+
+The one place where a model meets a picture larger than its pages (like MONAI's
+inferers): evaluation, ``segtune predict`` and exports use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from segtune.config import PagesConfig
+from segtune.data.tiles import Stitcher, extract_page, page_origins
+from segtune.model import normalise
+from segtune.runtime import autocast
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: nn.Module,
+    image: NDArray[np.uint8],
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+) -> NDArray[np.float32]:
+    """Probability map (H, W) of one (already resized) picture: tile, predict, stitch.
+
+    Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
+    """
+    model.eval()
+    h, w = image.shape[:2]
+    size = pages.page_size
+    origins = page_origins(h, w, size, pages.patch_overlap)
+    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap, device)
+    for start in range(0, len(origins), batch_pages):
+        chunk = origins[start : start + batch_pages]
+        batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(normalise(x))
+        stitcher.add_batch(torch.sigmoid(logits.float())[:, 0], chunk)
+    return stitcher.finalize()
