@@ -122,7 +122,7 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         summary = train_run(config, tmp / "run", progress=False)
-        base = test_protocol(tmp / "run" / "checkpoint.pt", a.device, tmp / "cache")
+        base = test_protocol(tmp / "run" / "model.pt", a.device, tmp / "cache")
         print(
             f"baseline run: {time.perf_counter() - t0:.0f} s, validation F1 "
             f"{summary.final['val/f1']:.3f} (threshold 0.5)"
@@ -162,7 +162,7 @@ def main() -> None:
         runner.run()
         best = runner.ranked("grid")[0]
         tuned = test_protocol(
-            tmp / "study" / best.user_attrs["run_dir"] / "checkpoint.pt", a.device, tmp / "cache"
+            tmp / "study" / best.user_attrs["run_dir"] / "model.pt", a.device, tmp / "cache"
         )
         print(
             f"loss study: bce_weight x pos_weight = 2 x 2, {a.study_epochs} epoch(s) each, selected by "

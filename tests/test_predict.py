@@ -10,6 +10,7 @@ from segtune.cli import main
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import load_pictures
 from segtune.evaluate import evaluate_split
+from segtune.model import normalise
 from segtune.predict import Predictor
 from segtune.train import train_run
 from tests.conftest import tiny_config
@@ -29,7 +30,8 @@ def checkpoint(
         },
     )
     assert train_run(config, run, progress=False).status == "completed"
-    return run / "checkpoint.pt"
+    assert not (run / "checkpoint.pt").exists()  # the resume state goes once complete
+    return run / "model.pt"
 
 
 @pytest.mark.parametrize("size", [(20, 27), (32, 32), (75, 50)], ids=["smaller", "equal", "larger"])
@@ -106,3 +108,31 @@ def test_best_threshold_comes_from_the_run(checkpoint: Path) -> None:
     assert predictor.threshold("best") == predictor.best_threshold
     with pytest.raises(Exception, match="must be in"):
         predictor.threshold("1.5")
+
+
+def test_model_pt_loads_weights_only_in_plain_smp(checkpoint: Path, demo_data: Path) -> None:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = state["config"]["model"]
+    net = smp.create_model(
+        cfg["arch"],
+        encoder_name=cfg["encoder"],
+        encoder_weights=None,
+        encoder_depth=cfg["encoder_depth"],
+        decoder_channels=cfg["decoder_channels"],
+        classes=1,
+    )
+    net.load_state_dict(state["model"])
+    net.eval()
+    norm = state["normalisation"]
+    size = state["pages"]["page_size"]
+    page = torch.rand(1, 3, size, size) * 255
+    mean = torch.tensor(norm["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(norm["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        plain = torch.sigmoid(net((page / norm["scale"] - mean) / std))
+        ours = torch.sigmoid(Predictor.load(checkpoint, "cpu").model(normalise(page)))
+    assert torch.allclose(plain, ours, atol=1e-6)
+    assert state["epoch"] == 1 and 0.0 < state["best_threshold"] < 1.0

@@ -18,7 +18,7 @@ RECORD_FILES = (
     "config.yaml",
     "metrics.csv",
     "summary.json",
-    "checkpoint.pt",
+    "model.pt",
     "pr_curve.json",
     "previews/previews.json",
 )
@@ -74,9 +74,12 @@ def test_huge_learning_rate_fails_with_a_reason(demo_data: Path, tmp_path: Path)
 
 
 def test_resume_continues_from_the_checkpoint(demo_data: Path, tmp_path: Path) -> None:
-    one = tiny_config(demo_data, optim={"epochs": 1})
+    one = tiny_config(demo_data, optim={"epochs": 1}, records={"keep_resume_state": True})
     train_run(one, tmp_path / "run", progress=False)
-    two = build_run_config(tiny_tree(demo_data, optim={"epochs": 2}))
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()  # kept on request
+    two = build_run_config(
+        tiny_tree(demo_data, optim={"epochs": 2}, records={"keep_resume_state": True})
+    )
     RunFolder(tmp_path / "run").write_config(two)
     summary = train_run(two, tmp_path / "run", resume=True, progress=False)
     assert summary.status == "completed" and summary.epochs_done == 2

@@ -58,6 +58,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not records.config_path.exists():
             raise SegtuneError(f"{run_dir}: not a run folder (no config.yaml)")
         config = records.read_config()
+        if not records.checkpoint_path.exists():
+            raise SegtuneError(
+                f"{run_dir}: no resume state (checkpoint.pt) to continue from; a completed "
+                "run keeps it only with records.keep_resume_state: true"
+            )
         resume = True
     else:
         config = load_run_config(Path(args.config) if args.config else None, args.set)

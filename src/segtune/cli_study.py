@@ -127,7 +127,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("predict", help="predict masks for new pictures with a checkpoint")
-    p.add_argument("checkpoint", help="checkpoint.pt of a run")
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder, or a checkpoint.pt)")
     p.add_argument("pictures", nargs="+", help="picture files or folders")
     p.add_argument("--out", required=True, help="output folder for <stem>.png masks")
     p.add_argument(

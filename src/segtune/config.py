@@ -112,6 +112,12 @@ class RuntimeConfig(_Frozen):
     threads: int | None = Field(None, ge=1, le=1024)
 
 
+class RecordsConfig(_Frozen):
+    # Keep the resume checkpoint (optimiser state: most of a run folder's size) after the
+    # run completes; a completed run keeps only its weights-only model.pt by default.
+    keep_resume_state: bool = False
+
+
 class RunConfig(_Frozen):
     """Everything one run needs; written resolved to ``config.yaml`` in the run folder."""
 
@@ -123,6 +129,7 @@ class RunConfig(_Frozen):
     sampling: SamplingConfig = SamplingConfig()
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    records: RecordsConfig = RecordsConfig()
 
     @model_validator(mode="after")
     def _micro_batch(self) -> RunConfig:

@@ -35,18 +35,25 @@ class Predictor:
 
     @classmethod
     def load(cls, checkpoint: Path, device: str = "auto") -> Predictor:
+        """Load a run's ``model.pt`` (weights-only), or the ``checkpoint.pt`` of an older
+        or unfinished run; a run folder means its ``model.pt``."""
+        if checkpoint.is_dir():
+            checkpoint = checkpoint / "model.pt"
         if not checkpoint.is_file():
             raise SegtuneError(f"{checkpoint}: checkpoint not found")
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            try:
+                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            except Exception:  # checkpoint.pt of segtune 0.1 (pickled metadata)
+                state = torch.load(checkpoint, map_location="cpu", weights_only=False)
             config = build_run_config(state["config"], str(checkpoint))
-        except (KeyError, RuntimeError, OSError, EOFError) as exc:
+        except (KeyError, RuntimeError, OSError, EOFError, TypeError) as exc:
             raise SegtuneError(f"{checkpoint}: not a segtune checkpoint ({exc})") from exc
         dev = resolve_device(device)
         model = build_model(config.model)
         model.load_state_dict(state["model"])
         model.to(dev).eval()
-        best = state.get("metrics", {}).get("val/best_threshold")
+        best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
         return cls(model, config, dev, None if best is None else float(best))
 
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:

@@ -3,7 +3,10 @@
 A run folder holds ``config.yaml`` (resolved config), ``metrics.csv`` (one row per
 epoch, one split-named column per metric: ``val/recall``), ``summary.json`` (a
 :class:`RunRecord`), ``checkpoint.pt`` (weights + config + optimiser state) and
-``previews/`` (probability maps of the first K validation pictures). :class:`RunFolder`
+``previews/`` (probability maps of the first K validation pictures), ``model.pt`` (the
+weights of the selected epoch with plain metadata: loads with
+``torch.load(weights_only=True)``) and, while the run is unfinished, ``checkpoint.pt``
+(the resume state: weights, optimiser, grad scaler, RNG states). :class:`RunFolder`
 reads and writes them; every file is written to a temporary name and renamed, so a
 killed run never leaves a half-written record.
 """
@@ -207,7 +210,13 @@ class RunFolder:
 
     @property
     def checkpoint_path(self) -> Path:
+        """The resume state (deleted when the run completes, unless kept)."""
         return self.dir / "checkpoint.pt"
+
+    @property
+    def model_path(self) -> Path:
+        """Weights of the selected epoch plus plain metadata (what predict takes)."""
+        return self.dir / "model.pt"
 
     @property
     def previews_dir(self) -> Path:
@@ -235,6 +244,18 @@ class RunFolder:
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write_bytes(self.checkpoint_path, buf.getvalue(), boundary="checkpoint_write")
+
+    def save_model(self, state: dict[str, Any]) -> None:
+        """Write ``model.pt``: tensors and plain Python values only, so that it loads
+        with ``torch.load(path, weights_only=True)``."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.model_path, buf.getvalue())
+
+    def remove_resume_state(self) -> None:
+        self.checkpoint_path.unlink(missing_ok=True)
 
     def remove_temporary_files(self) -> list[Path]:
         """Delete what killed writes left behind (``.<name>.<random>`` beside a record)."""

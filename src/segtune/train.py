@@ -181,10 +181,34 @@ def train_run(
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
-        # Previews and the PR curve describe the final state: written once, not per epoch.
+        # Previews, the PR curve and model.pt describe the final state: written once.
         _write_previews(folder, config, val, subsets.val, cache)
         folder.write_pr_curve(val.histogram)
-    return ledger.write(status, failure)
+        folder.save_model(_model_file(model, config, epoch, val.metrics))
+    record = ledger.write(status, failure)
+    if record.finished and not config.records.keep_resume_state:
+        folder.remove_resume_state()
+    return record
+
+
+def _model_file(
+    model: nn.Module, config: RunConfig, epoch: int, val: dict[str, float]
+) -> dict[str, Any]:
+    """``model.pt``: the weights and what is needed to use them without segtune."""
+    from segtune import __version__
+    from segtune.model import IMAGENET_MEAN, IMAGENET_STD
+
+    best = val.get("val/best_threshold")
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": config_to_dict(config),
+        "epoch": epoch,
+        "threshold": config.eval.threshold,
+        "best_threshold": None if best is None else float(best),
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
+        "pages": config_to_dict(config.pages),
+        "segtune": __version__,
+    }
 
 
 def _rng_state() -> dict[str, Any]:

@@ -37,7 +37,7 @@ def test_records_reports_and_cache_follow_the_umask(finished_study: Path) -> Non
     expected = 0o666 & ~mask
     files = [
         *finished_study.glob("runs/grid/*/summary.json"),
-        *finished_study.glob("runs/grid/*/checkpoint.pt"),
+        *finished_study.glob("runs/grid/*/model.pt"),
         *finished_study.glob("runs/grid/*/previews/*.png"),
         finished_study / "study.json",
         finished_study / "report" / "report.html",

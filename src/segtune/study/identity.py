@@ -29,6 +29,7 @@ WHERE_KEYS = frozenset(
         "runtime.num_workers",
         "runtime.threads",
         "eval.preview_pictures",
+        "records.keep_resume_state",
     }
 )
 DATA_KEY = "data.pictures"
