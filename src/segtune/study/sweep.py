@@ -331,11 +331,14 @@ class StudyRunner(StudyView):
 
         config = self._local(config)
         metric = self.spec.objective.metric
-        if resume:  # the pruner sees the epochs the interrupted attempt already ran
-            for epoch, earlier in _objective_history(folder.path, metric).items():
-                trial.report(earlier, epoch)
+        # A resumed run's pruner sees the epochs the interrupted attempt ran before the
+        # epoch it resumes at (metrics.csv may hold one more, not checkpointed: skipped).
+        earlier = _objective_history(folder.path, metric) if resume else {}
 
         def report(epoch: int, values: dict[str, float]) -> None:
+            for done in sorted(e for e in earlier if e < epoch):
+                trial.report(earlier.pop(done), done)
+            earlier.clear()
             value = values.get(metric)
             if value is None or math.isnan(value):
                 return
