@@ -257,3 +257,32 @@ def test_old_metrics_csv_reads_split_named(tmp_path: Path) -> None:
         {"epoch": 1, "train/loss": 0.5, "train/recall": 0.1, "val/recall": 0.2},
         {"epoch": 2, "train/loss": 0.4, "train/recall": 0.3, "val/recall": 0.4},
     ]
+
+
+# Final values of this run recorded with segtune 0.1 (commit a4de81e) at 1 CPU thread on
+# the CI machine kind: refactors of the run and its records must not change them.
+RECORDED_0_1 = {
+    "train/loss": 0.19562358491950566,
+    "val/recall": 0.7452229299363057,
+    "val/precision": 0.3179347826086957,
+    "val/f1": 0.44571428571428573,
+    "val/ap": 0.6116349552032718,
+    "val/tp": 117.0,
+    "val/fp": 251.0,
+}
+
+
+def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Path) -> None:
+    config = build_run_config(
+        tiny_tree(
+            demo_data,
+            optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01},
+            sampling={"positive_fraction": 0.5},
+            loss={"bce_weight": 0.8, "pos_weight": 10.0},
+            eval={"preview_pictures": 0},
+            runtime={"threads": 1},
+        )
+    )
+    final = train_run(config, tmp_path / "run", progress=False).final
+    for key, value in RECORDED_0_1.items():
+        assert final[key] == pytest.approx(value, abs=2e-3), key
