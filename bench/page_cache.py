@@ -1,5 +1,6 @@
 """Random page reads per second: segtune's decoded-picture cache vs decoding the file
-each time, for DeepCrack train JPEGs and for generated 2048×2048 PNG pictures.
+each time, for DeepCrack train JPEGs and for generated 2048×2048 PNG pictures; and the
+cache capped at a tenth of the decoded data (``data.cache_max_gb``, LRU eviction).
 
     .venv/bin/python bench/page_cache.py [--reads 300] [--page 256]
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import DEEPCRACK, Timer, machine, parser  # isort: skip
-from segtune.data.cache import PictureCache
+from segtune.data.cache import PictureCache, cache_size
 from segtune.data.io import read_image
 from segtune.data.pairs import load_pictures
 from segtune.data.synthetic import make_picture
@@ -46,10 +47,20 @@ def measure(paths: list[Path], reads: int, page: int, cache_dir: Path) -> dict[s
     with Timer() as t_decode:
         for i, y, x in plan:
             checksum += int(extract_page(read_image(paths[i]), (y, x), page)[0][0, 0, 0])
+    capped_dir = cache_dir.with_name(cache_dir.name + "-capped")
+    total = sum(np.asarray(cache.get(p, "image")).nbytes + 128 for p in paths)
+    capped = PictureCache(capped_dir, max_bytes=max(1, total // 10))
+    with Timer() as t_capped:
+        for i, y, x in plan:
+            checksum += int(extract_page(capped.get(paths[i], "image"), (y, x), page)[0][0, 0, 0])
+    assert checksum >= 0
+    _, size = cache_size(capped_dir)
     return {
         "mapped": reads / t_mapped.seconds,
         "cache": reads / t_cache.seconds,
         "decode": reads / t_decode.seconds,
+        "capped": reads / t_capped.seconds,
+        "capped_fill": size / total,
     }
 
 
@@ -79,17 +90,21 @@ def main() -> None:
         sets["generated PNG 2048x2048"] = big
         print(
             f"{'pictures':32s} {'decode/s':>10s} {'cache/s':>10s} {'mapped/s':>10s} "
-            f"{'cache÷decode':>13s} {'mapped÷decode':>14s}"
+            f"{'cache÷decode':>13s} {'mapped÷decode':>14s} {'capped/s':>10s} "
+            f"{'capped÷decode':>14s} {'capped fill':>12s}"
         )
         for name, paths in sets.items():
             r = measure(paths, args.reads, args.page, tmpdir / f"cache-{len(name)}")
             print(
                 f"{name:32s} {r['decode']:10.1f} {r['cache']:10.1f} {r['mapped']:10.1f} "
-                f"{r['cache'] / r['decode']:13.1f} {r['mapped'] / r['decode']:14.1f}"
+                f"{r['cache'] / r['decode']:13.1f} {r['mapped'] / r['decode']:14.1f} "
+                f"{r['capped']:10.1f} {r['capped'] / r['decode']:14.2f} {r['capped_fill']:12.2f}"
             )
     print(
         f"page {args.page}px, {args.reads} random reads per column; 'cache' opens the memory map "
-        "on every read, 'mapped' keeps it open (as a training run does)"
+        "on every read, 'mapped' keeps it open (as a training run does); 'capped' goes "
+        "through a cache capped at a tenth of the decoded data ('capped fill': its final "
+        "size ÷ the data's)"
     )
 
 

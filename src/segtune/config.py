@@ -40,6 +40,9 @@ class DataConfig(_Frozen):
     val_subset: int | None = Field(None, ge=1)
     seed: int = 0
     cache_dir: Path | None = None
+    # Cap of the decoded-picture cache in GB (least recently used entries are evicted);
+    # None: no cap. The cache holds the raw decoded pictures (H × W × 3 bytes each).
+    cache_max_gb: float | None = Field(None, gt=0)
 
 
 class PagesConfig(_Frozen):

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from segtune.config import RunConfig, config_to_dict
-from segtune.data.cache import PictureCache, default_cache_dir
+from segtune.data.cache import PictureCache, open_cache
 from segtune.data.pages import EpochSampler, load_split, page_loader
 from segtune.data.pairs import Picture, sample_subset
 from segtune.data.subsets import Subsets, resolve_subsets, subset_seed
@@ -89,7 +89,7 @@ def train_run(
     seed_everything(config.runtime.seed)
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)
-    cache = PictureCache(config.data.cache_dir or default_cache_dir())
+    cache = open_cache(config.data)
     train_pictures = load_split(subsets.train, cache, config.pages)
     train_eval = sample_subset(
         subsets.train, config.eval.train_eval_pictures, subset_seed(config.data.seed, "train_eval")

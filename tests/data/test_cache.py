@@ -63,3 +63,47 @@ def test_damaged_entry_is_rebuilt(tmp_path: Path) -> None:
     entry = next((tmp_path / "cache").glob("*.npy"))
     entry.write_bytes(b"garbage")
     assert int(cache.get(tmp_path / "a.png", "image")[0, 0, 0]) == 5
+
+
+ENTRY_BYTES = 20 * 30 * 3 + 128  # one decoded 20×30 RGB picture in .npy
+
+
+def _entries(root: Path) -> int:
+    return len(list(root.glob("*.npy")))
+
+
+def test_cap_evicts_the_least_recently_used_entry(tmp_path: Path) -> None:
+    for name, value in (("a", 1), ("b", 2), ("c", 3)):
+        _write(tmp_path / f"{name}.png", value)
+    cache = PictureCache(tmp_path / "cache", max_bytes=2 * ENTRY_BYTES)
+    int(cache.get(tmp_path / "a.png", "image")[0, 0, 0])  # mapped, then released
+    time.sleep(0.02)
+    int(cache.get(tmp_path / "b.png", "image")[0, 0, 0])
+    time.sleep(0.02)
+    int(cache.get(tmp_path / "a.png", "image")[0, 0, 0])  # a used again: b is now oldest
+    time.sleep(0.02)
+    assert int(cache.get(tmp_path / "c.png", "image")[0, 0, 0]) == 3
+    assert _entries(tmp_path / "cache") == 2
+    keys = {p.stem for p in (tmp_path / "cache").glob("*.npy")}
+    assert cache.key(tmp_path / "b.png", "image") not in keys
+    assert cache.key(tmp_path / "a.png", "image") in keys
+    assert int(cache.get(tmp_path / "b.png", "image")[0, 0, 0]) == 2  # decoded again
+
+
+def test_a_mapped_entry_is_never_evicted(tmp_path: Path) -> None:
+    for name, value in (("a", 1), ("b", 2), ("c", 3)):
+        _write(tmp_path / f"{name}.png", value)
+    cache = PictureCache(tmp_path / "cache", max_bytes=ENTRY_BYTES)
+    held = cache.get(tmp_path / "a.png", "image")  # e.g. another worker trains on it
+    view = np.asarray(held)[:, :10]
+    del held
+    time.sleep(0.02)
+    cache.get(tmp_path / "b.png", "image")
+    cache.get(tmp_path / "c.png", "image")
+    keys = {p.stem for p in (tmp_path / "cache").glob("*.npy")}
+    assert cache.key(tmp_path / "a.png", "image") in keys  # the view keeps it mapped
+    assert int(view[0, 0, 0]) == 1
+    del view
+    time.sleep(0.02)
+    cache.get(tmp_path / "a.png", "image")  # the others are now unmapped: evicted to fit
+    assert _entries(tmp_path / "cache") <= 2

@@ -3,21 +3,29 @@
 Entries are keyed by the file's absolute path, size, modification time and the resize
 applied, so a changed file gets a new entry. Entries are written to a temporary file
 and renamed into place, so concurrent workers never see a half-written entry.
+
+The default place is host-local (``$SEGTUNE_CACHE`` or ``~/.cache/segtune``), not the
+study folder that machines share. With a cap (``data.cache_max_gb``) the least recently
+used entries are evicted when a new one would exceed it; a process holds a shared
+``flock`` on every entry it has mapped, and an entry that any process holds is never
+evicted, so several workers of one host can share a capped cache.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from segtune.config import DataConfig
 from segtune.data.io import read_image, read_mask
-from segtune.data.tiles import resize_image, resize_mask, resized_shape
 from segtune.records import FILE_MODE
 
 Kind = Literal["image", "mask"]
@@ -29,11 +37,27 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "segtune"
 
 
-class PictureCache:
-    """Decoded pictures on disk, shared by every run and worker that uses ``root``."""
+def open_cache(data: DataConfig) -> PictureCache:
+    """The cache a run uses: ``data.cache_dir`` (else host-local), ``data.cache_max_gb``."""
+    cap = None if data.cache_max_gb is None else int(data.cache_max_gb * 1e9)
+    return PictureCache(data.cache_dir or default_cache_dir(), cap)
 
-    def __init__(self, root: Path) -> None:
+
+def cache_size(root: Path) -> tuple[int, int]:
+    """``(entries, bytes)`` of a cache folder (0, 0 when it does not exist)."""
+    if not root.is_dir():
+        return 0, 0
+    sizes = [p.stat().st_size for p in root.glob("*.npy")]
+    return len(sizes), sum(sizes)
+
+
+class PictureCache:
+    """Decoded pictures on disk, shared by every run and worker that uses ``root``;
+    at most ``max_bytes`` of them (least recently used evicted) when given."""
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
+        self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
 
     def key(
@@ -54,7 +78,9 @@ class PictureCache:
         entry = self.root / f"{self.key(path, kind, scale, longest_side)}.npy"
         if entry.exists():
             try:
-                return np.load(entry, mmap_mode="r")
+                return self._map(entry, touch=self.max_bytes is not None)
+            except FileNotFoundError:
+                pass  # evicted meanwhile: decoded again below
             except (OSError, ValueError):
                 entry.unlink(missing_ok=True)  # a damaged entry is rebuilt below
         array = self._decode(path, kind, scale, longest_side)
@@ -67,7 +93,48 @@ class PictureCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return np.load(entry, mmap_mode="r")
+        mapped = self._map(entry, touch=False)
+        if self.max_bytes is not None:
+            self.evict(keep=entry)
+        return mapped
+
+    @staticmethod
+    def _map(entry: Path, touch: bool) -> NDArray[np.generic]:
+        """Memory-map an entry, holding a shared lock on it while the array lives."""
+        fd = os.open(entry, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            array = np.load(entry, mmap_mode="r")
+        except BaseException:
+            os.close(fd)
+            raise
+        weakref.finalize(array, os.close, fd)
+        if touch:
+            os.utime(entry)  # last use, for least-recently-used eviction
+        return cast("NDArray[np.generic]", array)
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Delete least recently used entries until the cache fits ``max_bytes``; an
+        entry that a process has mapped is skipped. Returns the bytes freed."""
+        if self.max_bytes is None:
+            return 0
+        entries = []
+        for p in self.root.glob("*.npy"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime_ns, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        freed = 0
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if p == keep or not _try_delete_unused(p):
+                continue
+            total -= size
+            freed += size
+        return freed
 
     def image(
         self, path: Path, scale: float | None = None, longest_side: int | None = None
@@ -85,6 +152,9 @@ class PictureCache:
     def _decode(
         path: Path, kind: Kind, scale: float | None, longest_side: int | None
     ) -> NDArray[np.generic]:
+        # Imported here: the read-only commands (status) use this module without torch.
+        from segtune.data.tiles import resize_image, resize_mask, resized_shape
+
         if kind == "image":
             image = read_image(path)
             shape = resized_shape(image.shape[0], image.shape[1], scale, longest_side)
@@ -92,3 +162,21 @@ class PictureCache:
         mask = read_mask(path)
         shape = resized_shape(mask.shape[0], mask.shape[1], scale, longest_side)
         return resize_mask(mask, shape)
+
+
+def _try_delete_unused(entry: Path) -> bool:
+    """Delete ``entry`` unless some process holds a lock on it (has it mapped)."""
+    try:
+        fd = os.open(entry, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        entry.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)

@@ -25,6 +25,7 @@ WHERE_KEYS = frozenset(
         "data.train",
         "data.val",
         "data.cache_dir",
+        "data.cache_max_gb",
         "runtime.device",
         "runtime.num_workers",
         "runtime.threads",

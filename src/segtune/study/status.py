@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
+from segtune.data.cache import cache_size, default_cache_dir
 from segtune.metrics import better, describe_metric
 from segtune.study.view import StudyView
 
@@ -40,6 +42,7 @@ class StudyStatus:
     best: dict[str, Any] | None
     objective: str
     threshold: float
+    cache: tuple[Path, int, int, float | None] | None = None  # folder, entries, bytes, cap GB
 
     @property
     def duplicates(self) -> int:
@@ -73,6 +76,10 @@ class StudyStatus:
                 f"best run by {words}: {self.best['value']:.4f} — stage "
                 f"{self.best['stage']}, {params} ({self.best['run_dir']})"
             )
+        if self.cache is not None:
+            folder, entries, size, cap = self.cache
+            capped = f" of {cap:g} GB" if cap is not None else " (no cap: data.cache_max_gb)"
+            out.append(f"cache: {entries} decoded pictures, {size / 1e9:.2f} GB{capped} ({folder})")
         eta = self.eta_seconds()
         out.append(
             "ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min")
@@ -129,5 +136,8 @@ def study_status(runner: StudyView) -> StudyStatus:
                     "run_dir": t.user_attrs.get("run_dir"),
                 }
         stages.append(st)
-    threshold = spec.run_config({}).eval.threshold
-    return StudyStatus(stages, best, spec.objective.metric, threshold)
+    base = spec.run_config({})
+    root = base.data.cache_dir or default_cache_dir()
+    entries, size = cache_size(root)
+    cache = (root, entries, size, base.data.cache_max_gb)
+    return StudyStatus(stages, best, spec.objective.metric, base.eval.threshold, cache)

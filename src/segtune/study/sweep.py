@@ -433,10 +433,9 @@ class StudyRunner(StudyView):
         print(f"[{stage.name}] {which}{claim.point}: {text}", file=sys.stderr, flush=True)
 
     def _local(self, config: RunConfig) -> RunConfig:
-        """Where this worker runs the config: its device and the study's cache folder."""
+        """Where this worker runs the config: its device (the decoded-picture cache is
+        ``data.cache_dir``, else host-local, never inside the shared study folder)."""
         overrides: dict[str, Any] = {}
-        if config.data.cache_dir is None:
-            overrides["data"] = config.data.model_copy(update={"cache_dir": self.dir / "cache"})
         if self.device is not None:
             overrides["runtime"] = config.runtime.model_copy(update={"device": self.device})
         return config.model_copy(update=overrides)
