@@ -36,6 +36,7 @@ def _one_picture_dataset(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_tiny_network_overfits_one_picture(tmp_path: Path) -> None:
     data = _one_picture_dataset(tmp_path / "data")
     config = tiny_config(
@@ -99,6 +100,7 @@ def test_micro_batches_and_positive_sampling_run(demo_data: Path, tmp_path: Path
     assert 0.0 <= summary.final["val/recall"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEEPCRACK.is_dir(), reason="../shared/data/deepcrack not present")
 def test_train_cli_on_deepcrack_writes_every_record(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -162,6 +164,7 @@ def test_pruned_run_is_recorded_as_pruned(demo_data: Path, tmp_path: Path) -> No
     assert summary.status == "pruned" and summary.epochs_done == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_path: Path) -> None:
     import signal
     import subprocess
@@ -195,6 +198,7 @@ def test_ctrl_c_records_interrupted_and_resume_finishes(demo_data: Path, tmp_pat
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
     demo_data: Path, tmp_path: Path
 ) -> None:
@@ -286,3 +290,38 @@ def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Pat
     final = train_run(config, tmp_path / "run", progress=False).final
     for key, value in RECORDED_0_1.items():
         assert final[key] == pytest.approx(value, abs=2e-3), key
+
+
+def test_a_mask_of_another_size_is_refused_before_training(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import yaml
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    mask = sorted((data / "val" / "masks").iterdir())[0]
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(mask)  # 64×48 instead of 64×64
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_tree(data)))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{mask}: size 64x48 does not match image" in err and "64x64" in err
+    assert not run.exists()
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "misaligned",
+                "data": {"train": str(data / "train"), "val": str(data / "val")},
+                "fixed": {k: v for k, v in tiny_tree(data).items() if k != "data"},
+                "stages": [{"name": "g", "grid": {"loss.bce_weight": [0.5]}}],
+            }
+        )
+    )
+    assert main(["sweep", str(spec), "--dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match image" in err
+    assert not list((tmp_path / "study").glob("runs/*/*"))

@@ -53,18 +53,20 @@ def test_quantity_words() -> None:
 def test_top_k_runs_are_bold_wherever_they_appear(tmp_path: Path) -> None:
     summary = fake_summary(_runs(tmp_path), top_k=2)
     assert [r.trial for r in summary.top()] == [4, 2]
-    md = to_markdown(build_blocks(summary, tmp_path / "figures"))
+    blocks = build_blocks(summary, tmp_path / "figures", figures=False)
+    md = to_markdown(blocks)
     bold_rows = [line for line in md.splitlines() if line.startswith("| **")]
     # each top run: once in its observation group and once in the all-runs table
     assert sum("**4**" in line for line in bold_rows) == 2
     assert sum("**2**" in line for line in bold_rows) == 2
     assert not any("**3**" in line or "**5**" in line for line in bold_rows)
-    html = to_html(build_blocks(summary, tmp_path / "figures"), "t")
+    html = to_html(blocks, "t")
     assert html.count('<tr class="top">') == 4
 
 
 def test_report_sections_and_top_k_header(tmp_path: Path) -> None:
-    md = to_markdown(build_blocks(fake_summary(_runs(tmp_path)), tmp_path / "figures"))
+    blocks = build_blocks(fake_summary(_runs(tmp_path)), tmp_path / "figures", figures=False)
+    md = to_markdown(blocks)
     for heading in (
         "## Setup",
         "### Fixed parameters",

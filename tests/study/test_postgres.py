@@ -9,6 +9,8 @@ import pytest
 from segtune.cli import main
 from tests.study.helpers import finished_per_point, trial_states, write_spec
 
+pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")
+
 
 @pytest.mark.postgres
 def test_three_workers_on_postgres_finish_each_point_once(

@@ -20,6 +20,8 @@ from segtune.records import atomic_write_text
 from segtune.study import STORAGE_ENV
 from tests.study.helpers import write_spec
 
+pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")
+
 GRID = {"loss.bce_weight": [0.2, 0.8]}
 
 

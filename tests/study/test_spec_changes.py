@@ -16,6 +16,8 @@ from segtune.cli import main
 from segtune.study.claims import IDENTITIES
 from tests.study.helpers import sqlite_url, trial_states, write_spec
 
+pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")
+
 GRID = {"loss.bce_weight": [0.2, 0.8]}
 
 

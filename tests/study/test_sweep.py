@@ -13,6 +13,8 @@ from tests.study.helpers import (
     write_spec,
 )
 
+pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")
+
 GRID_2X2 = {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1, 10]}
 
 

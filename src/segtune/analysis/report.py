@@ -39,8 +39,12 @@ def _params(run: RunSummary, keys: list[str]) -> list[str]:
     return [_fmt(run.params[k]) if k in run.params else "–" for k in keys]
 
 
-def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
-    """The report as blocks; figures are written to ``fig_dir`` as they are made."""
+def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> list[Block]:
+    """The report as blocks; figures are written to ``fig_dir`` as they are made.
+
+    ``figures=False`` builds every table and text block without rendering a figure (what
+    tests of the computed tables use: rendering is most of a report's time).
+    """
     keys = s.searched_keys
     objective = describe_metric(s.objective, s.threshold)
     blocks: list[Block] = [Heading(1, f"Study {s.name}")]
@@ -162,7 +166,7 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
 
     # Figures
     blocks.append(Heading(2, "Figures"))
-    made = [F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)]
+    made = [F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)] if figures else []
     for fig in made:
         if fig is not None:
             F.save(fig, fig_dir)
@@ -219,6 +223,8 @@ def build_blocks(s: StudySummary, fig_dir: Path) -> list[Block]:
                     caption=f"Validation preview pictures, threshold {r.threshold:g}, final epoch",
                 )
             )
+        if not figures:
+            continue
         if r.history and metric_name not in ("loss",):
             fig = F.metric_curves(r, metric_name)
             F.save(fig, fig_dir)

@@ -152,6 +152,22 @@ def check_pictures(source: Path) -> DataReport:
     return report
 
 
+def check_sizes(pictures: Sequence[Picture]) -> None:
+    """Refuse pictures whose mask size differs from the image's (header sizes only, no
+    decode): a study must never train on misaligned labels."""
+    bad = []
+    for pic in pictures:
+        image_hw, mask_hw = image_size(pic.image), image_size(pic.mask)
+        if image_hw != mask_hw:
+            bad.append(
+                f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
+                f"{pic.image} {image_hw[1]}x{image_hw[0]}"
+            )
+    if bad:
+        more = f" (and {len(bad) - 1} more; run `segtune check-data`)" if len(bad) > 1 else ""
+        raise DataError(bad[0] + more)
+
+
 def load_pictures(source: Path) -> list[Picture]:
     """Find pictures and raise on the first structural problem (missing partner files)."""
     pictures, problems = find_pairs(source)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from segtune.config import DataConfig
-from segtune.data.pairs import Picture, load_pictures, sample_subset
+from segtune.data.pairs import Picture, check_sizes, load_pictures, sample_subset
 from segtune.errors import ConfigError
 
 SubsetName = Literal["train", "val", "train_eval"]
@@ -31,9 +31,11 @@ def resolve_subsets(data: DataConfig) -> Subsets:
     """Find the data folders/manifests and sample the subsets (seeds: :func:`subset_seed`)."""
     if data.train is None or data.val is None:
         raise ConfigError("data.train and data.val: both are required to train")
-    return Subsets(
+    subsets = Subsets(
         sample_subset(
             load_pictures(data.train), data.train_subset, subset_seed(data.seed, "train")
         ),
         sample_subset(load_pictures(data.val), data.val_subset, subset_seed(data.seed, "val")),
     )
+    check_sizes([*subsets.train, *subsets.val])
+    return subsets
