@@ -224,6 +224,7 @@ def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
     assert not list((tmp_path / "cut").glob(".checkpoint.pt.*"))
     assert resumed.provenance.threads == 1
     assert resumed.provenance.device == "cpu"
+    assert resumed.provenance.data is not None and len(resumed.provenance.data) == 20
     assert {"torch", "smp", "segtune", "device_name"} <= set(resumed.provenance.model_dump())
 
 

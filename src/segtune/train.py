@@ -40,6 +40,7 @@ from segtune.records import (
     Timings,
 )
 from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+from segtune.study.identity import data_fingerprint, picture_stats
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
 # (a study's pruner raises optuna.TrialPruned).
@@ -101,7 +102,8 @@ def train_run(
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
 
-    ledger = _Ledger(folder, config, subsets, _provenance(device))
+    data = data_fingerprint(picture_stats(subsets))
+    ledger = _Ledger(folder, config, subsets, _provenance(device, data))
     start_epoch = 1
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
@@ -414,7 +416,7 @@ class _Ledger:
         return record
 
 
-def _provenance(device: torch.device) -> Provenance:
+def _provenance(device: torch.device, data: str) -> Provenance:
     """Where the run runs: results are bitwise reproducible only on the same device with
     the same thread count and library versions."""
     import segmentation_models_pytorch as smp
@@ -429,4 +431,5 @@ def _provenance(device: torch.device) -> Provenance:
         torch=torch.__version__,
         smp=getattr(smp, "__version__", "unknown"),
         segtune=__version__,
+        data=data,
     )

@@ -18,6 +18,8 @@ from typing import Any
 
 from segtune.config import RunConfig, config_to_dict, flatten
 from segtune.data.pairs import Picture
+from segtune.data.subsets import Subsets
+from segtune.errors import SegtuneError
 
 # Keys that say where or how a run executes, not what it trains.
 WHERE_KEYS = frozenset(
@@ -65,6 +67,19 @@ class PictureStat:
             "mask_bytes": self.mask_bytes,
             "mask_mtime": self.mask_mtime,
         }
+
+
+def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:
+    """Size and modification time of every image and mask of the subsets."""
+    try:
+        return {
+            "train": [PictureStat.of(p).as_json() for p in subsets.train],
+            "val": [PictureStat.of(p).as_json() for p in subsets.val],
+        }
+    except OSError as exc:
+        raise SegtuneError(
+            f"{exc.filename}: a picture of the study cannot be read ({exc.strerror})"
+        ) from exc
 
 
 def data_fingerprint(stats: dict[str, list[dict[str, Any]]]) -> str:

@@ -20,7 +20,7 @@ from segtune.data.pairs import Picture
 from segtune.data.subsets import Subsets
 from segtune.errors import ConfigError, SegtuneError
 from segtune.records import write_json
-from segtune.study.identity import PictureStat
+from segtune.study.identity import picture_stats
 
 T = TypeVar("T")
 
@@ -154,19 +154,6 @@ def _pictures_to_json(pictures: list[Picture]) -> list[dict[str, str]]:
 
 def _pictures_from_json(rows: list[dict[str, str]]) -> list[Picture]:
     return [Picture(r["stem"], Path(r["image"]), Path(r["mask"])) for r in rows]
-
-
-def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:
-    """Size and modification time of every image and mask of the subsets."""
-    try:
-        return {
-            "train": [PictureStat.of(p).as_json() for p in subsets.train],
-            "val": [PictureStat.of(p).as_json() for p in subsets.val],
-        }
-    except OSError as exc:
-        raise SegtuneError(
-            f"{exc.filename}: a picture of the study cannot be read ({exc.strerror})"
-        ) from exc
 
 
 def recorded_subsets(study_dir: Path, sample: Callable[[], Subsets]) -> Subsets:
