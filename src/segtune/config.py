@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from segtune.errors import ConfigError
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf / .nan are refused naming the key (JSON records could never hold them).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Resize(_Frozen):
@@ -64,9 +72,14 @@ class PagesConfig(_Frozen):
 class ModelConfig(_Frozen):
     arch: str = "Unet"
     encoder: str = "resnet34"
-    encoder_weights: str | None = None
+    encoder_weights: str | None = None  # "none" / "null" (as written in YAML) mean None
     encoder_depth: int = Field(5, ge=3, le=5)
     decoder_channels: tuple[int, ...] | None = None
+
+    @field_validator("encoder_weights")
+    @classmethod
+    def _none_word(cls, v: str | None) -> str | None:
+        return None if v is not None and v.strip().lower() in ("none", "null", "") else v
 
 
 class LossConfig(_Frozen):

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segtune.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _TIFF = (".tif", ".tiff")
 
 

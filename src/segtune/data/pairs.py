@@ -94,8 +94,16 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
             if len(table.get(stem, [])) > 1:
                 names = ", ".join(p.name for p in sorted(table[stem]))
                 problems.append(f"{stem}: several {kind} files share this stem ({names})")
+    unsupported = {p.stem: p for p in masks_dir.iterdir() if p.is_file()}
     for stem in sorted(set(images) - set(masks)):
-        problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
+        other = unsupported.get(stem)
+        if other is not None:
+            problems.append(
+                f"{other}: unsupported mask format {other.suffix or '(none)'} "
+                f"(supported: {', '.join(IMAGE_SUFFIXES)})"
+            )
+        else:
+            problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
     for stem in sorted(set(masks) - set(images)):
         problems.append(f"{masks[stem][0]}: mask without image (no {images_dir}/{stem}.*)")
     pictures = [
@@ -109,20 +117,27 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
 def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
     problems: list[str] = []
     pictures: dict[str, Picture] = {}
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"image", "mask"} <= set(reader.fieldnames):
-            raise DataError(f"{manifest}: manifest needs 'image' and 'mask' columns")
-        for line, row in enumerate(reader, start=2):
-            image = (manifest.parent / row["image"]).resolve()
-            mask = (manifest.parent / row["mask"]).resolve()
-            for kind, path in (("image", image), ("mask", mask)):
-                if not path.is_file():
-                    problems.append(f"{path}: {kind} listed on line {line} of {manifest} not found")
-            if image.stem in pictures:
-                problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
-            elif image.is_file() and mask.is_file():
-                pictures[image.stem] = Picture(image.stem, image, mask)
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = manifest.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{manifest}: line {line}: not UTF-8 text ({exc.reason})") from exc
+    reader = csv.DictReader(text.splitlines())
+    if reader.fieldnames is None or not {"image", "mask"} <= set(reader.fieldnames):
+        raise DataError(f"{manifest}: manifest needs 'image' and 'mask' columns")
+    for line, row in enumerate(reader, start=2):
+        if not row.get("image") or not row.get("mask"):
+            problems.append(f"{manifest}: line {line}: missing image or mask field")
+            continue
+        image = (manifest.parent / row["image"]).resolve()
+        mask = (manifest.parent / row["mask"]).resolve()
+        for kind, path in (("image", image), ("mask", mask)):
+            if not path.is_file():
+                problems.append(f"{path}: {kind} listed on line {line} of {manifest} not found")
+        if image.stem in pictures:
+            problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
+        elif image.is_file() and mask.is_file():
+            pictures[image.stem] = Picture(image.stem, image, mask)
     if not pictures and not problems:
         raise DataError(f"{manifest}: empty manifest")
     return sorted(pictures.values()), problems

@@ -8,6 +8,7 @@ validated as run configs before any run starts.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +24,18 @@ from segtune.config import (
     set_dotted,
 )
 from segtune.errors import ConfigError
-from segtune.metrics import METRIC_WORDS, split_of
+from segtune.metrics import METRIC_WORDS
 
 ParamValue = float | int | str | bool
+# Every key a run records per epoch (a study may rank by any of them); no test split,
+# and the loss exists for the training split only.
+OBJECTIVE_KEYS = tuple(
+    [f"val/{m}" for m in METRIC_WORDS if m != "loss"] + [f"train/{m}" for m in METRIC_WORDS]
+)
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(_Frozen):
@@ -72,7 +78,12 @@ class Stage(_Frozen):
         if len(kinds) != 1:
             raise ValueError(f"stage {self.name!r} needs exactly one of grid, refine, tpe")
         if self.grid is not None:
+            if not self.grid:
+                raise ValueError(f"stage {self.name!r}: grid needs at least one key")
             for key, values in self.grid.items():
+                for value in values:
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise ValueError(f"grid.{key}: {value} is not a finite number")
                 if not values:
                     raise ValueError(f"grid.{key}: needs at least one value")
                 if len(set(map(repr, values))) != len(values):
@@ -87,10 +98,10 @@ class Objective(_Frozen):
     @field_validator("metric")
     @classmethod
     def _known(cls, v: str) -> str:
-        split_of(v)
-        name = v.split("/", 1)[1]
-        if name not in METRIC_WORDS:
-            raise ValueError(f"unknown metric {name!r}; one of {sorted(METRIC_WORDS)}")
+        if v not in OBJECTIVE_KEYS:
+            raise ValueError(
+                f"{v!r} is not a metric a run records; one of {', '.join(OBJECTIVE_KEYS)}"
+            )
         return v
 
 

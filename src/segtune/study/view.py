@@ -331,7 +331,7 @@ class StudyView:
             self.backfill_identities()
         problems = self.recorded_changes()
         if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            more = f" (and {len(problems) - 1} more recorded points)" if len(problems) > 1 else ""
             raise ConfigError(
                 f"study {self.spec.name} ({self.dir}): the spec or data would change recorded "
                 f"runs: {problems[0]}{more}; run it in a new --dir, or put new settings in a "

@@ -1,0 +1,103 @@
+"""Bad input gets one line naming the file or key, exit status 2, and nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from segtune.cli import main
+from segtune.config import build_run_config
+from segtune.data.pairs import find_pairs
+from tests.conftest import tiny_tree
+
+
+def _spec(data: Path, **changes: Any) -> dict[str, Any]:
+    tree: dict[str, Any] = {
+        "name": "bad",
+        "data": {"train": str(data / "train"), "val": str(data / "val")},
+        "fixed": {k: v for k, v in tiny_tree(data).items() if k != "data"},
+        "stages": [{"name": "g", "grid": {"loss.bce_weight": [0.5]}}],
+    }
+    tree.update(changes)
+    return tree
+
+
+SPEC_CASES = {
+    "inf value": ({"fixed": {"loss": {"pos_weight": float("inf")}}}, "loss.pos_weight"),
+    "nan in a grid": (
+        {"stages": [{"name": "g", "grid": {"loss.pos_weight": [float("nan")]}}]},
+        "loss.pos_weight",
+    ),
+    "empty grid": ({"stages": [{"name": "g", "grid": {}}]}, "grid needs at least one key"),
+    "test split objective": ({"objective": {"metric": "test/recall"}}, "'test/recall'"),
+    "val loss objective": ({"objective": {"metric": "val/loss"}}, "val/recall"),
+    "negative seed": ({"fixed": {"runtime": {"seed": -1}}}, "runtime.seed"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPEC_CASES), ids=list(SPEC_CASES))
+def test_bad_spec_is_one_line_and_writes_nothing(
+    case: str, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changes, named = SPEC_CASES[case]
+    tree = _spec(demo_data, **changes)
+    if case == "negative seed":
+        tree["fixed"]["runtime"]["seed"] = -1
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    study = tmp_path / "study"
+    assert main(["sweep", str(path), "--dir", str(study)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
+    assert not study.exists()
+
+
+def test_encoder_weights_none_as_written_in_yaml_means_no_weights(demo_data: Path) -> None:
+    for word in ("none", "None", "null"):
+        config = build_run_config(tiny_tree(demo_data, model={"encoder_weights": word}))
+        assert config.model.encoder_weights is None
+
+
+def _folder(tmp_path: Path, mask_suffix: str) -> Path:
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "21.png")
+    if mask_suffix == ".gif":
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "21.gif")
+    else:
+        (root / "masks" / f"21{mask_suffix}").write_bytes(b"MATLAB 5.0 MAT-file")
+    return root
+
+
+def test_gif_masks_are_found_in_the_folder_layout(tmp_path: Path) -> None:
+    pictures, problems = find_pairs(_folder(tmp_path, ".gif"))
+    assert problems == [] and [p.mask.name for p in pictures] == ["21.gif"]
+
+
+def test_unsupported_mask_format_is_named(tmp_path: Path) -> None:
+    _, problems = find_pairs(_folder(tmp_path, ".mat"))
+    assert len(problems) == 1 and "21.mat: unsupported mask format .mat" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"image,mask\na.png\n", "line 2: missing image or mask field"),
+        (b"image,mask\na.png,a.png\n\xff\xfe.png,b.png\n", "line 3: not UTF-8 text"),
+    ],
+    ids=["missing field", "not utf-8"],
+)
+def test_bad_manifest_names_the_csv_and_line(
+    content: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(content)
+    assert main(["check-data", str(manifest)]) in (1, 2)
+    err = capsys.readouterr().err
+    assert f"{manifest}: {expected}" in err and "Traceback" not in err
