@@ -49,7 +49,10 @@ def _spec(tmp_path: Path, **changes: object) -> Path:
             r"loss\.bce_weight: .*less than or equal to 1",
         ),
         ({"objectiv": {"metric": "val/recall"}}, r"objectiv: unknown key"),
-        ({"objective": {"metric": "recall"}}, r"objective\.metric: .*'<split>/<name>'"),
+        (
+            {"objective": {"metric": "recall"}},
+            r"objective\.metric: 'recall' is not a metric a run records; one of val/precision",
+        ),
         (
             {"stages": [{"name": "r", "refine": {"from": "nope"}}]},
             r"'nope' is not an earlier stage",
