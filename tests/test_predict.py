@@ -136,3 +136,22 @@ def test_model_pt_loads_weights_only_in_plain_smp(checkpoint: Path, demo_data: P
         ours = torch.sigmoid(Predictor.load(checkpoint, "cpu").model(normalise(page)))
     assert torch.allclose(plain, ours, atol=1e-6)
     assert state["epoch"] == 1 and 0.0 < state["best_threshold"] < 1.0
+
+
+def test_garbage_or_foreign_checkpoints_are_one_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["config"]["model"]["decoder_channels"] = [32, 16, 8]  # another decoder
+    foreign = tmp_path / "foreign.pt"
+    torch.save(state, foreign)
+    for path, words in ((garbage, "not a segtune checkpoint"), (foreign, "do not fit")):
+        out = tmp_path / f"out-{path.stem}"
+        assert main(["predict", str(path), str(tmp_path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0] and words in err[0], err
+        assert not out.exists()

@@ -41,17 +41,25 @@ class Predictor:
             checkpoint = checkpoint / "model.pt"
         if not checkpoint.is_file():
             raise SegtuneError(f"{checkpoint}: checkpoint not found")
-        try:
-            try:
-                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            except Exception:  # checkpoint.pt of segtune 0.1 (pickled metadata)
-                state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        try:  # weights only: a checkpoint never runs code when it is loaded
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             config = build_run_config(state["config"], str(checkpoint))
-        except (KeyError, RuntimeError, OSError, EOFError, TypeError) as exc:
-            raise SegtuneError(f"{checkpoint}: not a segtune checkpoint ({exc})") from exc
+        except Exception as exc:
+            why = (
+                "not a torch file, or one holding more than weights and plain values"
+                if "weights only" in str(exc).lower() or "load key" in str(exc)
+                else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            )
+            raise SegtuneError(f"{checkpoint}: not a segtune checkpoint ({why})") from exc
         dev = resolve_device(device)
         model = build_model(config.model)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise SegtuneError(
+                f"{checkpoint}: its weights do not fit its model config ({config.model.arch}/"
+                f"{config.model.encoder}): {str(exc).strip().splitlines()[-1].strip()}"
+            ) from exc
         model.to(dev).eval()
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
         return cls(model, config, dev, None if best is None else float(best))

@@ -351,7 +351,7 @@ class RunFolder:
     def load_checkpoint(self) -> dict[str, Any]:
         import torch
 
-        return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=False))
+        return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=True))
 
 
 def _save_png(path: Path, image: Image.Image) -> None:

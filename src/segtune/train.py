@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -214,9 +215,13 @@ def _model_file(
 
 
 def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain values, so the checkpoint loads weights-only."""
+    name, keys, pos, has_gauss, gauss = cast(
+        "tuple[str, NDArray[np.uint32], int, int, float]", np.random.get_state(legacy=True)
+    )
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
     }
 
@@ -225,7 +230,8 @@ def _set_rng_state(state: dict[str, Any] | None) -> None:
     if not state:
         return
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
 
 
