@@ -101,3 +101,34 @@ def test_bad_manifest_names_the_csv_and_line(
     assert main(["check-data", str(manifest)]) in (1, 2)
     err = capsys.readouterr().err
     assert f"{manifest}: {expected}" in err and "Traceback" not in err
+
+
+def test_pictures_over_max_pixels_are_refused_naming_the_file(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = tiny_tree(demo_data)
+    tree["data"]["max_pixels"] = 100
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tree))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "64x64 = 4096 pixels exceeds data.max_pixels (100)" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_picture_over_pillows_bomb_limit_is_read(tmp_path: Path) -> None:
+    from segtune.data.io import image_size, read_mask
+
+    path = tmp_path / "big.png"
+    Image.new("1", (14000, 14000)).save(path)  # 196 million pixels > Pillow's 179 million
+    assert image_size(path) == (14000, 14000)
+    assert read_mask(path).shape == (14000, 14000)
+
+
+def test_a_symlink_loop_in_a_data_folder_is_reported(tmp_path: Path) -> None:
+    root = _folder(tmp_path, ".gif")
+    (root / "images" / "loop.png").symlink_to(root / "images" / "loop.png")
+    pictures, problems = find_pairs(root)
+    assert [p.stem for p in pictures] == ["21"]
+    assert problems == [f"{root / 'images' / 'loop.png'}: symbolic link loop or dangling link"]

@@ -51,6 +51,8 @@ class DataConfig(_Frozen):
     # Cap of the decoded-picture cache in GB (least recently used entries are evicted);
     # None: no cap. The cache holds the raw decoded pictures (H × W × 3 bytes each).
     cache_max_gb: float | None = Field(None, gt=0)
+    # Largest picture (height × width) read; larger ones are refused naming the file.
+    max_pixels: int = Field(2**31, ge=1)
 
 
 class PagesConfig(_Frozen):

@@ -25,6 +25,22 @@ from PIL import Image, UnidentifiedImageError
 
 from segtune.errors import DataError
 
+# Large pictures are this tool's purpose: Pillow's decompression-bomb guard (about 179
+# million pixels) is replaced by segtune's own documented cap, ``data.max_pixels``.
+Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 2**31
+
+
+def pixel_cap_problem(path: Path, hw: tuple[int, int], max_pixels: int) -> str | None:
+    """One line when a picture of ``hw`` pixels exceeds the cap, else None."""
+    if hw[0] * hw[1] <= max_pixels:
+        return None
+    return (
+        f"{path}: {hw[1]}x{hw[0]} = {hw[0] * hw[1]} pixels exceeds data.max_pixels "
+        f"({max_pixels}); raise it if this machine has the memory"
+    )
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _TIFF = (".tif", ".tiff")
 

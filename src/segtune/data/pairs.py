@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from segtune.data.io import IMAGE_SUFFIXES, image_size, read_image, read_mask
+from segtune.data.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    image_size,
+    pixel_cap_problem,
+    read_image,
+    read_mask,
+)
 from segtune.errors import DataError
 
 
@@ -57,10 +64,12 @@ class DataReport:
         return lines
 
 
-def _by_stem(folder: Path) -> dict[str, list[Path]]:
+def _by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for path in folder.iterdir():
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.is_symlink() and not path.exists():
+            problems.append(f"{path}: symbolic link loop or dangling link")
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             found.setdefault(path.stem, []).append(path)
     return found
 
@@ -85,8 +94,8 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     for sub in (images_dir, masks_dir):
         if not sub.is_dir():
             raise DataError(f"{sub}: folder missing (expected {source}/images and {source}/masks)")
-    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
     problems: list[str] = []
+    images, masks = _by_stem(images_dir, problems), _by_stem(masks_dir, problems)
     if not images and not masks:
         raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
     for stem in sorted({*images, *masks}):
@@ -151,6 +160,9 @@ def check_pictures(source: Path) -> DataReport:
         try:
             image_hw = image_size(pic.image)
             mask_hw = image_size(pic.mask)
+            too_big = pixel_cap_problem(pic.image, image_hw, DEFAULT_MAX_PIXELS)
+            if too_big is not None:
+                raise DataError(too_big)
             if image_hw != mask_hw:
                 raise DataError(
                     f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
@@ -167,13 +179,17 @@ def check_pictures(source: Path) -> DataReport:
     return report
 
 
-def check_sizes(pictures: Sequence[Picture]) -> None:
-    """Refuse pictures whose mask size differs from the image's (header sizes only, no
-    decode): a study must never train on misaligned labels."""
+def check_sizes(pictures: Sequence[Picture], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse pictures whose mask size differs from the image's, or that exceed
+    ``max_pixels`` (header sizes only, no decode): a study must never train on
+    misaligned labels, nor run out of memory half-way."""
     bad = []
     for pic in pictures:
         image_hw, mask_hw = image_size(pic.image), image_size(pic.mask)
-        if image_hw != mask_hw:
+        too_big = pixel_cap_problem(pic.image, image_hw, max_pixels)
+        if too_big is not None:
+            bad.append(too_big)
+        elif image_hw != mask_hw:
             bad.append(
                 f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
                 f"{pic.image} {image_hw[1]}x{image_hw[0]}"

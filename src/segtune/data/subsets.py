@@ -37,5 +37,5 @@ def resolve_subsets(data: DataConfig) -> Subsets:
         ),
         sample_subset(load_pictures(data.val), data.val_subset, subset_seed(data.seed, "val")),
     )
-    check_sizes([*subsets.train, *subsets.val])
+    check_sizes([*subsets.train, *subsets.val], data.max_pixels)
     return subsets

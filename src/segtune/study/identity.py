@@ -28,6 +28,7 @@ WHERE_KEYS = frozenset(
         "data.val",
         "data.cache_dir",
         "data.cache_max_gb",
+        "data.max_pixels",
         "runtime.device",
         "runtime.num_workers",
         "runtime.threads",
