@@ -132,3 +132,31 @@ def test_a_symlink_loop_in_a_data_folder_is_reported(tmp_path: Path) -> None:
     pictures, problems = find_pairs(root)
     assert [p.stem for p in pictures] == ["21"]
     assert problems == [f"{root / 'images' / 'loop.png'}: symbolic link loop or dangling link"]
+
+
+@pytest.mark.parametrize("command", ["sweep", "train", "predict"])
+def test_a_device_string_is_checked_before_any_work(
+    command: str, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if command == "sweep":
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(_spec(demo_data)))
+        args = ["sweep", str(path), "--dir", str(tmp_path / "study"), "--device", "gpu0"]
+    elif command == "train":
+        args = ["train", "--out", str(tmp_path / "study"), "--set", "runtime.device=gpu0"]
+    else:
+        args = ["predict", str(tmp_path / "m.pt"), str(tmp_path), "--out", str(tmp_path / "study")]
+        args += ["--device", "gpu0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gpu0" in err, err
+    assert not (tmp_path / "study").exists()
+
+
+def test_predict_reads_the_image_column_of_a_manifest(tmp_path: Path) -> None:
+    from segtune.predict import collect_inputs
+
+    root = _folder(tmp_path, ".gif")
+    manifest = tmp_path / "test.csv"
+    manifest.write_text("image,mask\ndata/images/21.png,data/masks/21.gif\n")
+    assert collect_inputs([manifest]) == [(root / "images" / "21.png").resolve()]

@@ -7,6 +7,7 @@ range, e.g. ``loss.bce_weight: must be <= 1 (got 1.5)``.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,8 +120,19 @@ class EvalConfig(_Frozen):
     histogram_bins: int = Field(1000, ge=10, le=100000)
 
 
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+
+
+def check_device(name: str | None, key: str = "--device") -> str | None:
+    """A device string's syntax, checked before any work (whether the device exists is
+    checked where a run starts: a login node without a GPU can still prepare a study)."""
+    if name is not None and re.match(DEVICE_PATTERN, name) is None:
+        raise ConfigError(f"{key}: {name!r} is not a device (auto, cpu, mps, cuda, cuda:<n>)")
+    return name
+
+
 class RuntimeConfig(_Frozen):
-    device: str = "auto"
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     num_workers: int = Field(0, ge=0)
     seed: int = Field(0, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,10 +100,13 @@ class Predictor:
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:
-    """Picture files named directly, or found in folders (and their ``images/``)."""
+    """Picture files named directly, found in folders (and their ``images/``), or listed
+    in the ``image`` column of a CSV manifest (as training reads it; masks are ignored)."""
     found: list[Path] = []
     for item in items:
-        if item.is_dir():
+        if item.is_file() and item.suffix.lower() == ".csv":
+            found.extend(_manifest_images(item))
+        elif item.is_dir():
             folder = item / "images" if (item / "images").is_dir() else item
             found.extend(
                 sorted(
@@ -118,6 +122,21 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
     if not found:
         raise DataError("no pictures to predict: " + ", ".join(map(str, items)))
     return found
+
+
+def _manifest_images(manifest: Path) -> list[Path]:
+    try:
+        rows = list(csv.DictReader(manifest.read_text(encoding="utf-8-sig").splitlines()))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{manifest}: not UTF-8 text ({exc.reason})") from exc
+    if not rows or "image" not in rows[0]:
+        raise DataError(f"{manifest}: manifest needs an 'image' column")
+    out = []
+    for line, row in enumerate(rows, start=2):
+        if not row.get("image"):
+            raise DataError(f"{manifest}: line {line}: missing image field")
+        out.append((manifest.parent / row["image"]).resolve())
+    return out
 
 
 @dataclass

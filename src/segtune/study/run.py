@@ -17,8 +17,10 @@ def open_runner(
     device: str | None = None,
     progress: bool = True,
 ) -> Any:
+    from segtune.config import check_device
     from segtune.study.sweep import StudyRunner
 
+    check_device(device)
     spec: StudySpec = load_spec(spec_path)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     return StudyRunner(spec, folder, storage, device=device, progress=progress)
