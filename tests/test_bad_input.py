@@ -160,3 +160,39 @@ def test_predict_reads_the_image_column_of_a_manifest(tmp_path: Path) -> None:
     manifest = tmp_path / "test.csv"
     manifest.write_text("image,mask\ndata/images/21.png,data/masks/21.gif\n")
     assert collect_inputs([manifest]) == [(root / "images" / "21.png").resolve()]
+
+
+def test_encoder_weights_from_a_local_smp_state_dict(tmp_path: Path) -> None:
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from segtune.config import ModelConfig
+    from segtune.errors import ConfigError
+    from segtune.model import build_model
+
+    source = smp.create_model("Unet", encoder_name="mobilenet_v2", encoder_weights=None)
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(source.encoder.state_dict(), path)
+    model = build_model(ModelConfig(encoder="mobilenet_v2", encoder_weights=str(path)))
+    for name, tensor in source.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], tensor), name
+    with pytest.raises(ConfigError, match=r"model\.encoder_weights: .*mobilenet_v2\.pth"):
+        build_model(ModelConfig(encoder="resnet18", encoder_weights=str(path)))
+
+
+@pytest.mark.parametrize("where", ["is a file", "under a file"])
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_an_out_folder_that_cannot_be_made_is_one_line(
+    command: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    out = blocker if where == "is a file" else blocker / "run"
+    if command == "train":
+        args = ["train", "--out", str(out)]
+    else:
+        args = ["predict", str(tmp_path / "m.pt"), str(tmp_path), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--out {out}" in err and "is a file" in err, err
+    assert blocker.read_text() == "x"

@@ -49,7 +49,7 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from segtune.config import load_run_config
-    from segtune.records import RunFolder
+    from segtune.records import RunFolder, check_out_dir
     from segtune.train import train_run
 
     if args.resume:
@@ -67,6 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_run_config(Path(args.config) if args.config else None, args.set)
         run_dir = Path(args.out)
+        check_out_dir(run_dir)
         if (run_dir / "summary.json").exists() and not args.force:
             raise SegtuneError(f"{run_dir}: already holds a run; use --resume {run_dir} or --force")
         resume = False

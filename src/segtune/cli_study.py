@@ -70,8 +70,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from segtune.config import check_device
     from segtune.predict import Predictor, collect_inputs, predict_files
+    from segtune.records import check_out_dir
 
     check_device(args.device)
+    check_out_dir(Path(args.out))
     predictor = Predictor.load(Path(args.checkpoint), args.device)
     threshold = predictor.threshold(args.threshold)
     inputs = collect_inputs([Path(p) for p in args.pictures])

@@ -52,14 +52,41 @@ def build_model(config: ModelConfig) -> nn.Module:
             "local weights file"
         ) from exc
     if weights is not None and _is_path(weights):
-        path = Path(weights)
-        if not path.is_file():
-            raise ConfigError(f"model.encoder_weights: {path} not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, _ = model.encoder.load_state_dict(state, strict=False)
-        if len(missing) == len(list(model.encoder.state_dict())):
-            raise ConfigError(f"model.encoder_weights: {path} matches no encoder parameter")
+        _load_encoder_weights(model.encoder, Path(weights))
     return model
+
+
+def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
+    """Load an encoder state dict saved from smp (or timm/torchvision with smp's names).
+
+    Keys the encoder does not have (a classifier head) are ignored; a missing encoder key
+    or a shape that differs is an error naming the file and the first such key.
+    """
+    key = "model.encoder_weights"
+    if not path.is_file():
+        raise ConfigError(f"{key}: {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{key}: {path} is not a weights-only state dict ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"{key}: {path} does not hold a state dict")
+    own = encoder.state_dict()
+    shared = [k for k in own if k in state]
+    if not shared:
+        raise ConfigError(f"{key}: {path} matches no encoder parameter")
+    for name, tensor in own.items():
+        if name not in state:
+            raise ConfigError(f"{key}: {path} lacks encoder key {name!r}")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"{key}: {path}: {name!r} has shape {tuple(state[name].shape)}, the encoder "
+                f"needs {tuple(tensor.shape)}"
+            )
+    # nn.Module's own loader: some smp encoders override load_state_dict.
+    nn.Module.load_state_dict(encoder, {k: state[k] for k in shared}, strict=True)
 
 
 def _is_path(weights: str) -> bool:

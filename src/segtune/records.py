@@ -165,6 +165,22 @@ def _process_umask() -> int:
 FILE_MODE = 0o666 & ~_process_umask()
 
 
+def check_out_dir(path: Path, option: str = "--out") -> None:
+    """Refuse an output folder that cannot be made, before any work: one line naming the
+    path (it is a file, it lies under a file, or its first existing folder is read-only)."""
+    from segtune.errors import SegtuneError
+
+    if path.exists() and not path.is_dir():
+        raise SegtuneError(f"{option} {path}: is a file, not a folder")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SegtuneError(f"{option} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SegtuneError(f"{option} {path}: {ancestor} is not writable")
+
+
 def atomic_write_bytes(path: Path, data: bytes, boundary: str | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
