@@ -75,3 +75,18 @@ def test_truncated_png_is_reported(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(DataError, match=r"t\.png: unreadable or truncated"):
         read_image(path)
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "jpeg"])
+def test_compressed_tiff_is_read(compression: str, tmp_path: Path) -> None:
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[8:24, 10:30] = (200, 100, 50)
+    mask = np.zeros((32, 48), np.uint8)
+    mask[8:24, 10:30] = 255
+    tifffile.imwrite(tmp_path / "i.tif", image, compression=compression)
+    tifffile.imwrite(tmp_path / "m.tif", mask, compression="lzw")
+    out = read_image(tmp_path / "i.tif")
+    assert out.shape == (32, 48, 3)
+    tolerance = 40 if compression == "jpeg" else 0  # JPEG is lossy
+    assert int(np.abs(out.astype(int) - image).max()) <= tolerance
+    assert read_mask(tmp_path / "m.tif").sum() == 16 * 20

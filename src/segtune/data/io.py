@@ -51,7 +51,7 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
         raise DataError(f"{path}: file not found")
     try:
         if path.suffix.lower() in _TIFF:
-            return np.asarray(tifffile.imread(path))
+            return _read_tiff(path)
         with Image.open(path) as opened:
             opened.load()
             im: Image.Image = opened
@@ -64,6 +64,24 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
             return np.asarray(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
+
+
+def _read_tiff(path: Path) -> NDArray[np.generic]:
+    """First page of a TIFF through tifffile (LZW, deflate, JPEG… with imagecodecs), else
+    through Pillow; a compression neither can decode is named as such, not "truncated"."""
+    try:
+        return np.asarray(tifffile.imread(path, key=0))
+    except ValueError as exc:
+        if "imagecodecs" not in str(exc) and "compression" not in str(exc).lower():
+            raise
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return np.asarray(opened)
+        except (OSError, UnidentifiedImageError) as pil_exc:
+            raise DataError(
+                f"{path}: readable TIFF with an unsupported compression ({exc})"
+            ) from pil_exc
 
 
 def _to_uint8(arr: NDArray[np.generic], path: Path) -> NDArray[np.uint8]:
