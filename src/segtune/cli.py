@@ -133,6 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage_problem(exc: BaseException) -> str | None:
+    """One line for a study database that refuses a write (a read-only study folder, a
+    full disk, a lost server), instead of a traceback ending in an Optuna message."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    for err in chain:
+        module = type(err).__module__
+        if module.startswith(("sqlalchemy", "optuna.exceptions", "sqlite3", "psycopg2")):
+            from segtune.study.storage import redact
+
+            text = redact(str(getattr(err, "orig", None) or err)).strip().splitlines()
+            what = text[0] if text else type(err).__name__
+            return f"study database: {what} (check that the study folder and database are writable)"
+    return None
+
+
 class _Terminated:
     """SIGTERM (a cluster preempting the job) is handled like Ctrl-C: the run is recorded
     ``interrupted``, its claim given back, and the exit status is 143 (128 + 15)."""
@@ -156,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
     except SegtuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except Exception as exc:
+        line = _storage_problem(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         how = "terminated (SIGTERM)" if _Terminated.seen else "interrupted"

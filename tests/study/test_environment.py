@@ -152,3 +152,25 @@ def test_a_worker_that_lost_its_claim_stops_with_one_line(demo_data: Path, tmp_p
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "taken over by another worker" in lines[0]
     assert "Traceback" not in err
+
+
+def test_a_database_that_refuses_writes_is_one_line(
+    demo_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "ro", GRID)
+
+    def read_only(*args: Any, **kw: Any) -> Any:
+        raise sa.exc.OperationalError(
+            "UPDATE …", {}, Exception("attempt to write a readonly database")
+        )
+
+    monkeypatch.setattr(ClaimBoard, "try_claim", read_only)
+    assert main(["sweep", str(spec), "--dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: study database: attempt to write a readonly database (check that the study "
+        "folder and database are writable)"
+    ]
