@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from torch import nn
 
 from segtune.config import RunConfig, build_run_config
 from segtune.data.io import IMAGE_SUFFIXES, read_image
+from segtune.data.pairs import manifest_rows
 from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import predict_probabilities
@@ -125,14 +125,8 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
 
 
 def _manifest_images(manifest: Path) -> list[Path]:
-    try:
-        rows = list(csv.DictReader(manifest.read_text(encoding="utf-8-sig").splitlines()))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{manifest}: not UTF-8 text ({exc.reason})") from exc
-    if not rows or "image" not in rows[0]:
-        raise DataError(f"{manifest}: manifest needs an 'image' column")
     out = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in manifest_rows(manifest, ("image",)):
         if not row.get("image"):
             raise DataError(f"{manifest}: line {line}: missing image field")
         out.append((manifest.parent / row["image"]).resolve())

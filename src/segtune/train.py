@@ -22,7 +22,13 @@ from segtune.config import RunConfig, config_to_dict
 from segtune.data.cache import PictureCache, open_cache
 from segtune.data.pages import EpochSampler, load_split, page_loader
 from segtune.data.pairs import Picture, sample_subset
-from segtune.data.subsets import Subsets, resolve_subsets, subset_seed
+from segtune.data.subsets import (
+    Subsets,
+    data_fingerprint,
+    picture_stats,
+    resolve_subsets,
+    subset_seed,
+)
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
 from segtune.loss import segmentation_loss
@@ -41,7 +47,6 @@ from segtune.records import (
     Timings,
 )
 from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
-from segtune.study.identity import data_fingerprint, picture_stats
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
 # (a study's pruner raises optuna.TrialPruned).

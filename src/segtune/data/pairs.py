@@ -123,18 +123,24 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     return pictures, problems
 
 
-def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
-    problems: list[str] = []
-    pictures: dict[str, Picture] = {}
+def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a CSV manifest that must have ``columns``; a non-UTF-8
+    file or a missing column is a one-line DataError naming the CSV (and line)."""
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         line = manifest.read_bytes()[: exc.start].count(b"\n") + 1
         raise DataError(f"{manifest}: line {line}: not UTF-8 text ({exc.reason})") from exc
     reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None or not {"image", "mask"} <= set(reader.fieldnames):
-        raise DataError(f"{manifest}: manifest needs 'image' and 'mask' columns")
-    for line, row in enumerate(reader, start=2):
+    if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+        raise DataError(f"{manifest}: manifest needs {' and '.join(map(repr, columns))} columns")
+    return list(enumerate(reader, start=2))
+
+
+def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
+    problems: list[str] = []
+    pictures: dict[str, Picture] = {}
+    for line, row in manifest_rows(manifest, ("image", "mask")):
         if not row.get("image") or not row.get("mask"):
             problems.append(f"{manifest}: line {line}: missing image or mask field")
             continue
@@ -152,22 +158,30 @@ def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
     return sorted(pictures.values()), problems
 
 
+def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int, int]]:
+    """From the file headers alone: the picture's problem (over ``max_pixels``, or a mask
+    whose size differs from the image's) or None, and the image's ``(height, width)``."""
+    image_hw, mask_hw = image_size(pic.image), image_size(pic.mask)
+    too_big = pixel_cap_problem(pic.image, image_hw, max_pixels)
+    if too_big is not None:
+        return too_big, image_hw
+    if image_hw != mask_hw:
+        return (
+            f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
+            f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
+        ), image_hw
+    return None, image_hw
+
+
 def check_pictures(source: Path) -> DataReport:
     """Find and fully decode every picture, collecting every problem (one line each)."""
     pictures, problems = find_pairs(source)
     report = DataReport(pictures=[], problems=problems)
     for pic in pictures:
         try:
-            image_hw = image_size(pic.image)
-            mask_hw = image_size(pic.mask)
-            too_big = pixel_cap_problem(pic.image, image_hw, DEFAULT_MAX_PIXELS)
-            if too_big is not None:
-                raise DataError(too_big)
-            if image_hw != mask_hw:
-                raise DataError(
-                    f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
-                    f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
-                )
+            problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
+            if problem is not None:
+                raise DataError(problem)
             read_image(pic.image)
             mask = read_mask(pic.mask)
         except DataError as exc:
@@ -183,17 +197,7 @@ def check_sizes(pictures: Sequence[Picture], max_pixels: int = DEFAULT_MAX_PIXEL
     """Refuse pictures whose mask size differs from the image's, or that exceed
     ``max_pixels`` (header sizes only, no decode): a study must never train on
     misaligned labels, nor run out of memory half-way."""
-    bad = []
-    for pic in pictures:
-        image_hw, mask_hw = image_size(pic.image), image_size(pic.mask)
-        too_big = pixel_cap_problem(pic.image, image_hw, max_pixels)
-        if too_big is not None:
-            bad.append(too_big)
-        elif image_hw != mask_hw:
-            bad.append(
-                f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
-                f"{pic.image} {image_hw[1]}x{image_hw[0]}"
-            )
+    bad = [p for p in (header_problem(pic, max_pixels)[0] for pic in pictures) if p]
     if bad:
         more = f" (and {len(bad) - 1} more; run `segtune check-data`)" if len(bad) > 1 else ""
         raise DataError(bad[0] + more)

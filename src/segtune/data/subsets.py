@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from segtune.config import DataConfig
 from segtune.data.pairs import Picture, check_sizes, load_pictures, sample_subset
-from segtune.errors import ConfigError
+from segtune.errors import ConfigError, SegtuneError
 
 SubsetName = Literal["train", "val", "train_eval"]
 _SEED_OFFSETS: dict[str, int] = {"train": 0, "val": 1, "train_eval": 2}
@@ -39,3 +41,53 @@ def resolve_subsets(data: DataConfig) -> Subsets:
     )
     check_sizes([*subsets.train, *subsets.val], data.max_pixels)
     return subsets
+
+
+@dataclass(frozen=True)
+class PictureStat:
+    """What identifies a picture file's content cheaply: its size and mtime."""
+
+    stem: str
+    image_bytes: int
+    image_mtime: int
+    mask_bytes: int
+    mask_mtime: int
+
+    @classmethod
+    def of(cls, picture: Picture) -> PictureStat:
+        image, mask = picture.image.stat(), picture.mask.stat()
+        return cls(
+            picture.stem,
+            image.st_size,
+            int(image.st_mtime),
+            mask.st_size,
+            int(mask.st_mtime),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stem": self.stem,
+            "image_bytes": self.image_bytes,
+            "image_mtime": self.image_mtime,
+            "mask_bytes": self.mask_bytes,
+            "mask_mtime": self.mask_mtime,
+        }
+
+
+def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:
+    """Size and modification time of every image and mask of the subsets."""
+    try:
+        return {
+            "train": [PictureStat.of(p).as_json() for p in subsets.train],
+            "val": [PictureStat.of(p).as_json() for p in subsets.val],
+        }
+    except OSError as exc:
+        raise SegtuneError(
+            f"{exc.filename}: a picture of the study cannot be read ({exc.strerror})"
+        ) from exc
+
+
+def data_fingerprint(stats: dict[str, list[dict[str, Any]]]) -> str:
+    """Fingerprint of the study's pictures (``{"train": [...], "val": [...]}`` of stats)."""
+    text = json.dumps(stats, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -301,24 +301,14 @@ class ClaimBoard:
         if stage is not None:
             query = query.where(IDENTITIES.c.stage == stage)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [
-            PointIdentity(
-                r["stage"],
-                r["point"],
-                json.loads(r["params"]),
-                json.loads(r["identity"]),
-                r["fingerprint"],
-            )
-            for r in rows
-        ]
+            return [_identity(r) for r in conn.execute(query).mappings()]
 
     def completed_with(self, fingerprint: str) -> PointIdentity | None:
         """A point of any stage that completed a run with this fingerprint (not a reuse)."""
         if not self._has_identities:
             return None
         query = (
-            sa.select(IDENTITIES.c.stage, IDENTITIES.c.point)
+            sa.select(IDENTITIES)
             .join(
                 CLAIMS,
                 sa.and_(
@@ -336,13 +326,18 @@ class ClaimBoard:
             .order_by(IDENTITIES.c.stage, IDENTITIES.c.point)
         )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return next(
-            (i for i in self.identities(row.stage) if i.point == row.point),
-            None,
-        )
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _identity(row)
+
+
+def _identity(row: Any) -> PointIdentity:
+    return PointIdentity(
+        row["stage"],
+        row["point"],
+        json.loads(row["params"]),
+        json.loads(row["identity"]),
+        row["fingerprint"],
+    )
 
 
 class Heartbeat:

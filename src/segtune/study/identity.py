@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from segtune.config import RunConfig, config_to_dict, flatten
-from segtune.data.pairs import Picture
-from segtune.data.subsets import Subsets
-from segtune.errors import SegtuneError
 
 # Keys that say where or how a run executes, not what it trains.
 WHERE_KEYS = frozenset(
@@ -37,55 +33,6 @@ WHERE_KEYS = frozenset(
     }
 )
 DATA_KEY = "data.pictures"
-
-
-@dataclass(frozen=True)
-class PictureStat:
-    """What identifies a picture file's content cheaply: its size and mtime."""
-
-    stem: str
-    image_bytes: int
-    image_mtime: int
-    mask_bytes: int
-    mask_mtime: int
-
-    @classmethod
-    def of(cls, picture: Picture) -> PictureStat:
-        image, mask = picture.image.stat(), picture.mask.stat()
-        return cls(
-            picture.stem,
-            image.st_size,
-            int(image.st_mtime),
-            mask.st_size,
-            int(mask.st_mtime),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "stem": self.stem,
-            "image_bytes": self.image_bytes,
-            "image_mtime": self.image_mtime,
-            "mask_bytes": self.mask_bytes,
-            "mask_mtime": self.mask_mtime,
-        }
-
-
-def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:
-    """Size and modification time of every image and mask of the subsets."""
-    try:
-        return {
-            "train": [PictureStat.of(p).as_json() for p in subsets.train],
-            "val": [PictureStat.of(p).as_json() for p in subsets.val],
-        }
-    except OSError as exc:
-        raise SegtuneError(
-            f"{exc.filename}: a picture of the study cannot be read ({exc.strerror})"
-        ) from exc
-
-
-def data_fingerprint(stats: dict[str, list[dict[str, Any]]]) -> str:
-    """Fingerprint of the study's pictures (``{"train": [...], "val": [...]}`` of stats)."""
-    return _digest(stats)
 
 
 def run_identity(config: RunConfig, data: str) -> dict[str, Any]:

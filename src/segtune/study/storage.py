@@ -17,10 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from segtune.data.pairs import Picture
-from segtune.data.subsets import Subsets
+from segtune.data.subsets import Subsets, picture_stats
 from segtune.errors import ConfigError, SegtuneError
 from segtune.records import write_json
-from segtune.study.identity import picture_stats
 
 T = TypeVar("T")
 

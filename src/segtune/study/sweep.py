@@ -179,7 +179,7 @@ class StudyRunner(StudyView):
             config, ident = self._identity(stage, claim, params)
             if self._settled_without_training(stage, study, claim, params, folder, ident):
                 return
-        trial = self._new_trial(study, stage, claim, params)
+        trial = self._new_trial(study, stage, claim, params, folder.path)
         fault_point("asked")
         if not params:
             assert stage.tpe is not None
@@ -277,11 +277,15 @@ class StudyRunner(StudyView):
         return name
 
     def _new_trial(
-        self, study: optuna.Study, stage: Stage, claim: Claim, params: dict[str, ParamValue]
+        self,
+        study: optuna.Study,
+        stage: Stage,
+        claim: Claim,
+        params: dict[str, ParamValue],
+        folder: Path,
     ) -> optuna.Trial:
         """Create the point's RUNNING trial with its parameters and owner in one write, so
         a kill can never leave a trial that no later worker recognises as this point's."""
-        folder = self.dir / "runs" / stage.name / point_folder_name(claim.point, params)
         template = FrozenTrial(
             number=-1,
             state=TrialState.RUNNING,

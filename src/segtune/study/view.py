@@ -23,7 +23,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from segtune.config import RunConfig
-from segtune.data.subsets import Subsets
+from segtune.data.subsets import Subsets, data_fingerprint, picture_stats
 from segtune.errors import ConfigError, SegtuneError
 from segtune.metrics import ranking
 from segtune.records import write_json
@@ -31,7 +31,6 @@ from segtune.study.claims import ClaimBoard, PointIdentity, PointState
 from segtune.study.identity import (
     changed_keys,
     changed_pictures,
-    data_fingerprint,
     fingerprint,
     run_identity,
 )
@@ -41,7 +40,6 @@ from segtune.study.storage import (
     default_storage,
     init_lock,
     open_storage,
-    picture_stats,
     read_subsets,
     recorded_stats,
     retry_on_race,
@@ -264,18 +262,19 @@ class StudyView:
             if moved:
                 problems.append("pictures changed since the study started: " + ", ".join(moved))
                 return problems
-        by_name = {s.name: s for s in self.spec.stages}
+        stages = {s.name for s in self.spec.stages}
+        grids = {  # a value no longer in a grid: that run is simply not reported
+            s.name: {point_key(p) for p in grid_points(s.grid)}
+            for s in self.spec.stages
+            if s.grid is not None
+        }
         data_fp = self.data_fingerprint()
         for ident in self.board.identities():
-            stage = by_name.get(ident.stage)
-            if stage is None:
-                continue
-            params = ident.params
-            if stage.grid is not None and ident.point not in (
-                self.stage_points(stage).points or {}
+            if ident.stage not in stages or ident.point not in grids.get(
+                ident.stage, {ident.point}
             ):
-                continue  # a value no longer in the grid: that run is simply not reported
-            now = run_identity(self.run_config(params), data_fp)
+                continue
+            now = run_identity(self.run_config(ident.params), data_fp)
             if fingerprint(now) != ident.fingerprint:
                 problems.append(
                     f"stage {ident.stage} point {ident.point or '(defaults)'}: "
