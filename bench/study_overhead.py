@@ -3,6 +3,7 @@ plain Optuna loop a user would write by hand (same pictures, pages, network, tra
 epochs and validation evaluation; no records, no claims, no report), in one run.
 
     .venv/bin/python bench/study_overhead.py [--points 4] [--epochs 2] [--device cpu]
+        [--train-eval-pictures val|all|N] [--train-every N]
 
 Prints points per hour of each and their ratio (goal: segtune ≥ 0.9 of the plain loop
 with segtune's default settings; the sweep's runs, without the report it writes once per
@@ -35,7 +36,7 @@ from segtune.runtime import resolve_device, seed_everything
 from segtune.study.run import run_sweep
 from segtune.train import _optimizer, _train_epoch
 
-EXTRA: dict[str, Any] = {}  # segtune settings beyond its defaults (--train-eval-pictures)
+EXTRA: dict[str, Any] = {}  # segtune settings beyond its defaults (--train-eval-pictures …)
 GRID = {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1.0, 10.0], "loss.dice_smooth": [1e-4]}
 
 
@@ -143,12 +144,19 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument(
         "--train-eval-pictures",
+        help="segtune's eval.train_eval_pictures: val, all or N (default: its default, val)",
+    )
+    p.add_argument(
+        "--train-every",
         type=int,
-        help="segtune's eval.train_eval_pictures (default: its default, every training picture)",
+        help="segtune's eval.train_every (default: its default, 0 = the last epoch only)",
     )
     args = p.parse_args()
     if args.train_eval_pictures:
-        EXTRA["eval"] = {"train_eval_pictures": args.train_eval_pictures}
+        n = args.train_eval_pictures
+        EXTRA.setdefault("eval", {})["train_eval_pictures"] = int(n) if n.isdigit() else n
+    if args.train_every is not None:
+        EXTRA.setdefault("eval", {})["train_every"] = args.train_every
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -326,3 +326,38 @@ def test_a_mask_of_another_size_is_refused_before_training(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match image" in err
     assert not list((tmp_path / "study").glob("runs/*/*"))
+
+
+@pytest.mark.parametrize(
+    ("train_eval", "expected_epochs"),
+    [({}, [3]), ({"train_every": 2}, [2, 3]), ({"train_every": 1}, [1, 2, 3])],
+)
+def test_training_split_pass_runs_at_the_last_epoch_and_every_n(
+    demo_data: Path, tmp_path: Path, train_eval: dict[str, int], expected_epochs: list[int]
+) -> None:
+    config = tiny_config(demo_data, optim={"epochs": 3}, eval={"preview_pictures": 0, **train_eval})
+    record = train_run(config, tmp_path / "run", progress=False)
+    rows = RunFolder(tmp_path / "run").read_metrics()
+    assert [r["epoch"] for r in rows if "train/recall" in r] == expected_epochs
+    assert all("train/loss" in r and "val/recall" in r for r in rows)
+    assert "train/recall" in record.final  # the last epoch always has the pass
+    # As many training pictures as validation pictures: 4 of the 12 (64×64 each).
+    assert (
+        record.final["train/tp"]
+        + record.final["train/fp"]
+        + record.final["train/fn"]
+        + (record.final["train/tn"])
+        == 4 * 64 * 64
+    )
+
+
+def test_training_split_pass_sizes() -> None:
+    from segtune.config import EvalConfig
+
+    assert EvalConfig().train_eval_count(train=30, val=10) == 10
+    assert EvalConfig().train_eval_count(train=5, val=10) == 5
+    assert EvalConfig(train_eval_pictures="all").train_eval_count(train=30, val=10) == 30
+    assert EvalConfig(train_eval_pictures=None).train_eval_count(train=30, val=10) == 30  # 0.1
+    assert EvalConfig(train_eval_pictures=7).train_eval_count(train=30, val=10) == 7
+    with pytest.raises(ValueError):
+        EvalConfig(train_eval_pictures=0)

@@ -99,7 +99,9 @@ def train_run(
     cache = open_cache(config.data)
     train_pictures = load_split(subsets.train, cache, config.pages)
     train_eval = sample_subset(
-        subsets.train, config.eval.train_eval_pictures, subset_seed(config.data.seed, "train_eval")
+        subsets.train,
+        config.eval.train_eval_count(len(subsets.train), len(subsets.val)),
+        subset_seed(config.data.seed, "train_eval"),
     )
 
     model = build_model(config.model).to(device)
@@ -150,12 +152,16 @@ def train_run(
                 amp_dtype,
                 config.eval.preview_pictures,
             )
-            train = _evaluate(config, model, "train", train_eval, cache, device, amp_dtype, 0)
+            train_metrics: dict[str, float] = {}
+            if config.eval.train_pass_due(epoch, config.optim.epochs):
+                train_metrics = _evaluate(
+                    config, model, "train", train_eval, cache, device, amp_dtype, 0
+                ).metrics
             ledger.timings["train_s"] += t1 - t0
             ledger.timings["eval_s"] += time.perf_counter() - t1
             if guard is not None:
                 guard()
-            values = {"train/loss": train_loss, **train.metrics, **val.metrics}
+            values = {"train/loss": train_loss, **train_metrics, **val.metrics}
             ledger.add_epoch(epoch, values, val.pictures)
             folder.save_checkpoint(
                 {
@@ -356,13 +362,16 @@ def _write_previews(
 
 
 def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
-    t = config.eval.threshold
-    return (
-        f"epoch {epoch}/{config.optim.epochs}  train/loss {v['train/loss']:.4f}  |  "
+    train = (
         f"train: recall {v['train/recall']:.3f} precision {v['train/precision']:.3f} "
-        f"f1 {v['train/f1']:.3f}  |  val: recall {v['val/recall']:.3f} "
-        f"precision {v['val/precision']:.3f} f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}"
-        f"  (threshold {t:g})"
+        f"f1 {v['train/f1']:.3f}  |  "
+        if "train/recall" in v
+        else ""
+    )
+    return (
+        f"epoch {epoch}/{config.optim.epochs}  train/loss {v['train/loss']:.4f}  |  {train}"
+        f"val: recall {v['val/recall']:.3f} precision {v['val/precision']:.3f} "
+        f"f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}  (threshold {config.eval.threshold:g})"
     )
 
 

@@ -53,8 +53,13 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
     train_eval = (
         f"a fixed sample of {s.train_eval_pictures} of the training pictures "
         f"(seed {subset_seed(s.seed, 'train_eval')})"
-        if s.train_eval_pictures
+        if s.train_eval_pictures < s.train_pictures
         else f"all {s.train_pictures} pictures of the training subset"
+    )
+    train_eval += (
+        f", every {s.train_every} epochs and at the last epoch"
+        if s.train_every
+        else ", at the last epoch only (eval.train_every)"
     )
     blocks += [
         Heading(2, "Setup"),

@@ -61,7 +61,8 @@ class StudySummary:
     seed: int
     train_pictures: int
     val_pictures: int
-    train_eval_pictures: int | None
+    train_eval_pictures: int  # pictures of the training-split pass (train/*)
+    train_every: int  # that pass's period in epochs (0: the last epoch only)
     preview_stems: list[str]
     fixed: dict[str, Any]
     searched: dict[str, dict[str, list[ParamValue]]]  # stage → key → values tested
@@ -199,7 +200,10 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         seed=spec.data.seed,
         train_pictures=len(subsets.train) if subsets else 0,
         val_pictures=len(subsets.val) if subsets else 0,
-        train_eval_pictures=base.eval.train_eval_pictures,
+        train_eval_pictures=base.eval.train_eval_count(
+            len(subsets.train) if subsets else 0, len(subsets.val) if subsets else 0
+        ),
+        train_every=base.eval.train_every,
         preview_stems=[p.stem for p in (subsets.val if subsets else [])][: spec.preview_pictures],
         fixed=fixed,
         searched=searched,
