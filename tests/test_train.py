@@ -361,3 +361,34 @@ def test_training_split_pass_sizes() -> None:
     assert EvalConfig(train_eval_pictures=7).train_eval_count(train=30, val=10) == 7
     with pytest.raises(ValueError):
         EvalConfig(train_eval_pictures=0)
+
+
+def test_twelve_bit_pictures_keep_their_range_in_training_and_predict(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    """12-bit values in 16-bit TIFFs: the run stretches the training range onto 0..255,
+    records the window, and predict reads new pictures with the same window."""
+    import shutil
+
+    import tifffile
+
+    from segtune.predict import Predictor
+
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / split / "images").mkdir(parents=True)
+        shutil.copytree(demo_data / split / "masks", data / split / "masks")
+        for png in sorted((demo_data / split / "images").iterdir()):
+            grey = np.asarray(Image.open(png).convert("L")).astype(np.uint16) * 16
+            tifffile.imwrite(data / split / "images" / f"{png.stem}.tif", grey)
+    config = tiny_config(data, eval={"preview_pictures": 0})
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.status == "completed"
+    train = [tifffile.imread(p) for p in sorted((data / "train" / "images").iterdir())]
+    low, high = min(int(a.min()) for a in train), max(int(a.max()) for a in train)
+    assert record.intensity_window == (low, high) and high > 255  # observed training range
+    predictor = Predictor.load(tmp_path / "run")
+    assert predictor.reading.window == (low, high)
+    out = tmp_path / "pred"
+    assert main(["predict", str(tmp_path / "run"), str(data / "val"), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 4

@@ -14,10 +14,16 @@ from segtune.errors import SegtuneError
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from segtune.data.pairs import check_pictures
+    from segtune.errors import DataError
 
     status = 0
     for folder in args.folders:
-        report = check_pictures(Path(folder))
+        try:
+            report = check_pictures(Path(folder))
+        except DataError as exc:  # the folder or manifest itself: reported, next one checked
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+            continue
         for problem in report.problems:
             print(f"error: {problem}", file=sys.stderr)
         if not report.pictures and not report.problems:

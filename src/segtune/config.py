@@ -42,6 +42,34 @@ class Resize(_Frozen):
         return self
 
 
+class IntensityConfig(_Frozen):
+    """How raw values map onto the network's 0..255: ``auto`` keeps 8-bit pictures as
+    they are and stretches the training pictures' observed range (min to max) for
+    higher bit depths (12/16-bit microscopy would otherwise be crushed into 0..15);
+    ``fixed`` maps ``low``..``high``; ``percentile`` maps the training pictures'
+    ``percentiles`` (robust to hot pixels). Resolved once per run, recorded in its
+    ``summary.json`` and ``model.pt``, and applied the same way by ``predict``."""
+
+    mode: Literal["auto", "fixed", "percentile"] = "auto"
+    low: float | None = None
+    high: float | None = None
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IntensityConfig:
+        if self.mode == "fixed":
+            if self.low is None or self.high is None:
+                raise ValueError("mode fixed needs data.intensity.low and data.intensity.high")
+            if not self.low < self.high:
+                raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        elif self.low is not None or self.high is not None:
+            raise ValueError(f"low/high are only used with mode fixed (mode is {self.mode})")
+        a, b = self.percentiles
+        if not 0.0 <= a < b <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100 (got [{a}, {b}])")
+        return self
+
+
 class DataConfig(_Frozen):
     train: Path | None = None
     val: Path | None = None
@@ -54,6 +82,30 @@ class DataConfig(_Frozen):
     cache_max_gb: float | None = Field(None, gt=0)
     # Largest picture (height × width) read; larger ones are refused naming the file.
     max_pixels: int = Field(2**31, ge=1)
+    intensity: IntensityConfig = IntensityConfig()
+    # Channels fed to the network from pictures with several: one index (replicated to
+    # grey) or three (as RGB), numbered from 0, or "mean" (their mean as grey). None:
+    # up to 4 channels as usual (alpha dropped); more are refused.
+    channels: tuple[int, ...] | Literal["mean"] | None = None
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _mean_or_indices(cls, value: object) -> object:
+        if isinstance(value, str) and value != "mean":
+            raise ValueError("expected mean or a list of channel indices")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _one_or_three(cls, value: tuple[int, ...] | str | None) -> tuple[int, ...] | str | None:
+        if isinstance(value, tuple):
+            if len(value) not in (1, 3):
+                raise ValueError(f"give one or three channel indices (got {len(value)})")
+            if min(value) < 0:
+                raise ValueError("channel indices are numbered from 0")
+        return value
 
 
 class PagesConfig(_Frozen):

@@ -33,8 +33,9 @@ def build_model(config: ModelConfig) -> nn.Module:
                 f"encoder stage), got {len(config.decoder_channels)}"
             )
         kwargs["decoder_channels"] = tuple(config.decoder_channels)
+    _check_names(config)
     weights = config.encoder_weights
-    hub_weights = weights if weights is not None and not _is_path(weights) else None
+    hub_weights = weights if weights is not None and not is_weights_file(weights) else None
     try:
         model = smp.create_model(
             config.arch,
@@ -45,15 +46,41 @@ def build_model(config: ModelConfig) -> nn.Module:
             **kwargs,
         )
     except (KeyError, ValueError, TypeError) as exc:
-        raise ConfigError(f"model: cannot build {config.arch}/{config.encoder}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"model: cannot build {config.arch}/{config.encoder}: {first}") from exc
     except OSError as exc:
         raise ConfigError(
             f"model.encoder_weights: cannot fetch {weights!r} weights ({exc}); use none or a "
             "local weights file"
         ) from exc
-    if weights is not None and _is_path(weights):
+    if weights is not None and is_weights_file(weights):
         _load_encoder_weights(model.encoder, Path(weights))
     return model
+
+
+def _check_names(config: ModelConfig) -> None:
+    """``model.arch`` and ``model.encoder`` against smp's names, before building."""
+    import difflib
+
+    from segmentation_models_pytorch.encoders import get_encoder_names
+
+    archs = {cls.__name__: key for key, cls in smp.MODEL_ARCHITECTURES_MAPPING.items()}
+    if config.arch.lower() not in archs.values():
+        lower = {name.lower(): name for name in archs}
+        near = difflib.get_close_matches(config.arch.lower(), list(lower), n=1, cutoff=0.5)
+        hint = f"did you mean {lower[near[0]]}? " if near else ""
+        raise ConfigError(
+            f"model.arch: unknown architecture {config.arch!r} ({hint}one of: "
+            f"{', '.join(sorted(archs))})"
+        )
+    names = get_encoder_names()
+    if not config.encoder.startswith("tu-") and config.encoder not in names:
+        near = difflib.get_close_matches(config.encoder, names, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise ConfigError(
+            f"model.encoder: unknown encoder {config.encoder!r} ({hint}{len(names)} smp "
+            "encoders, e.g. resnet34, mobilenet_v2, efficientnet-b0; timm ones as tu-<name>)"
+        )
 
 
 def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
@@ -89,7 +116,7 @@ def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
     nn.Module.load_state_dict(encoder, {k: state[k] for k in shared}, strict=True)
 
 
-def _is_path(weights: str) -> bool:
+def is_weights_file(weights: str) -> bool:
     return weights.endswith((".pt", ".pth", ".bin", ".safetensors")) or "/" in weights
 
 

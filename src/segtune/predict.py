@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from segtune.config import RunConfig, build_run_config
-from segtune.data.io import IMAGE_SUFFIXES, read_image
+from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image
 from segtune.data.pairs import manifest_rows
 from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
@@ -33,6 +35,7 @@ class Predictor:
     config: RunConfig
     device: torch.device
     best_threshold: float | None
+    reading: ImageReading = DEFAULT_READING  # channels and intensity window of the run
 
     @classmethod
     def load(cls, checkpoint: Path, device: str = "auto") -> Predictor:
@@ -43,7 +46,9 @@ class Predictor:
         if not checkpoint.is_file():
             raise SegtuneError(f"{checkpoint}: checkpoint not found")
         try:  # weights only: a checkpoint never runs code when it is loaded
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's pickle-protocol notes: not one line
+                warnings.simplefilter("ignore")
+                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             config = build_run_config(state["config"], str(checkpoint))
         except Exception as exc:
             why = (
@@ -63,7 +68,7 @@ class Predictor:
             ) from exc
         model.to(dev).eval()
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
-        return cls(model, config, dev, None if best is None else float(best))
+        return cls(model, config, dev, None if best is None else float(best), _reading(state))
 
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
         """Probability map at the picture's own size (resize applied and inverted)."""
@@ -97,6 +102,19 @@ class Predictor:
         if not 0.0 < t < 1.0:
             raise ConfigError(f"--threshold: must be in (0, 1) (got {t})")
         return t
+
+
+def _reading(state: dict[str, Any]) -> ImageReading:
+    """How the run read its pictures: recorded in ``model.pt``; for older checkpoints,
+    from the config (a fixed window; otherwise the dtype's rule, as segtune 0.1)."""
+    config = build_run_config(state["config"])
+    window = state.get("intensity_window")
+    intensity = config.data.intensity
+    if window is None and intensity.mode == "fixed":
+        window = (intensity.low, intensity.high)
+    return ImageReading(
+        None if window is None else (float(window[0]), float(window[1])), config.data.channels
+    )
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:
@@ -157,7 +175,7 @@ def predict_files(
     bar = Progress(len(inputs), "predict", "pictures", enabled=progress)
     for path in inputs:
         try:
-            image = read_image(path)
+            image = read_image(path, predictor.reading)
         except DataError as exc:
             result.errors.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)

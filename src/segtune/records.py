@@ -127,6 +127,9 @@ class RunRecord(_Record):
     train_pictures: list[str] = Field(default_factory=list)
     val_pictures: list[str] = Field(default_factory=list)
     pictures: list[PictureRecord] = Field(default_factory=list)
+    # Raw values low..high were mapped onto 0..255 (data.intensity); None: the
+    # dtype's rule (8-bit as is, 16-bit ÷ 257, floats × 255).
+    intensity_window: tuple[float, float] | None = None
     metric_words: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")

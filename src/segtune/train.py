@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from segtune.config import RunConfig, config_to_dict
 from segtune.data.cache import PictureCache, open_cache
+from segtune.data.intensity import resolve_reading
 from segtune.data.pages import EpochSampler, load_split, page_loader
 from segtune.data.pairs import Picture, sample_subset
 from segtune.data.subsets import (
@@ -97,6 +98,7 @@ def train_run(
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)
     cache = open_cache(config.data)
+    cache = cache.with_reading(resolve_reading(config.data, subsets.train, cache.stats_dir))
     train_pictures = load_split(subsets.train, cache, config.pages)
     train_eval = sample_subset(
         subsets.train,
@@ -111,7 +113,7 @@ def train_run(
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
 
     data = data_fingerprint(picture_stats(subsets))
-    ledger = _Ledger(folder, config, subsets, _provenance(device, data))
+    ledger = _Ledger(folder, config, subsets, _provenance(device, data), cache.reading.window)
     start_epoch = 1
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
@@ -198,7 +200,7 @@ def train_run(
         # Previews, the PR curve and model.pt describe the final state: written once.
         _write_previews(folder, config, val, subsets.val, cache)
         folder.write_pr_curve(val.histogram)
-        folder.save_model(_model_file(model, config, epoch, val.metrics))
+        folder.save_model(_model_file(model, config, epoch, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
     if record.finished and not config.records.keep_resume_state:
         folder.remove_resume_state()
@@ -206,7 +208,11 @@ def train_run(
 
 
 def _model_file(
-    model: nn.Module, config: RunConfig, epoch: int, val: dict[str, float]
+    model: nn.Module,
+    config: RunConfig,
+    epoch: int,
+    val: dict[str, float],
+    window: tuple[float, float] | None,
 ) -> dict[str, Any]:
     """``model.pt``: the weights and what is needed to use them without segtune."""
     from segtune import __version__
@@ -220,6 +226,9 @@ def _model_file(
         "threshold": config.eval.threshold,
         "best_threshold": None if best is None else float(best),
         "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
+        # Raw values low..high map onto 0..255 before that normalisation (None: 8-bit
+        # pictures as they are, 16-bit ones divided by 257, floats in [0, 1] times 255).
+        "intensity_window": None if window is None else list(window),
         "pages": config_to_dict(config.pages),
         "segtune": __version__,
     }
@@ -383,6 +392,7 @@ class _Ledger:
     config: RunConfig
     subsets: Subsets
     provenance: Provenance
+    intensity_window: tuple[float, float] | None
     history: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
     pictures: list[PictureRecord] = field(default_factory=list)
@@ -430,6 +440,7 @@ class _Ledger:
             train_pictures=[p.stem for p in self.subsets.train],
             val_pictures=[p.stem for p in self.subsets.val],
             pictures=self.pictures,
+            intensity_window=self.intensity_window,
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
         )
         self.folder.write_record(record)

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import DataConfig
-from segtune.data.io import read_image, read_mask
+from segtune.data.io import DEFAULT_READING, ImageReading, read_image, read_mask
 from segtune.records import FILE_MODE
 
 Kind = Literal["image", "mask"]
@@ -37,10 +37,11 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "segtune"
 
 
-def open_cache(data: DataConfig) -> PictureCache:
-    """The cache a run uses: ``data.cache_dir`` (else host-local), ``data.cache_max_gb``."""
+def open_cache(data: DataConfig, reading: ImageReading = DEFAULT_READING) -> PictureCache:
+    """The cache a run uses: ``data.cache_dir`` (else host-local), ``data.cache_max_gb``;
+    images read with ``reading`` (channels and intensity window)."""
     cap = None if data.cache_max_gb is None else int(data.cache_max_gb * 1e9)
-    return PictureCache(data.cache_dir or default_cache_dir(), cap)
+    return PictureCache(data.cache_dir or default_cache_dir(), cap, reading)
 
 
 def cache_size(root: Path) -> tuple[int, int]:
@@ -55,16 +56,32 @@ class PictureCache:
     """Decoded pictures on disk, shared by every run and worker that uses ``root``;
     at most ``max_bytes`` of them (least recently used evicted) when given."""
 
-    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: Path, max_bytes: int | None = None, reading: ImageReading = DEFAULT_READING
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.reading = reading
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def with_reading(self, reading: ImageReading) -> PictureCache:
+        """The same cache folder, images read with ``reading``."""
+        return PictureCache(self.root, self.max_bytes, reading)
+
+    @property
+    def stats_dir(self) -> Path:
+        """Where per-picture intensity statistics are kept (:mod:`segtune.data.intensity`)."""
+        return self.root / "stats"
 
     def key(
         self, path: Path, kind: Kind, scale: float | None = None, longest_side: int | None = None
     ) -> str:
         stat = path.stat()
-        ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|{scale}|{longest_side}"
+        reading = self.reading.key() if kind == "image" else ""
+        ident = (
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|{scale}|{longest_side}"
+            f"{reading}"
+        )
         return hashlib.sha1(ident.encode()).hexdigest()
 
     def get(
@@ -148,15 +165,14 @@ class PictureCache:
         """The decoded mask, ``bool`` (H, W)."""
         return cast("NDArray[np.bool_]", self.get(path, "mask", scale, longest_side))
 
-    @staticmethod
     def _decode(
-        path: Path, kind: Kind, scale: float | None, longest_side: int | None
+        self, path: Path, kind: Kind, scale: float | None, longest_side: int | None
     ) -> NDArray[np.generic]:
         # Imported here: the read-only commands (status) use this module without torch.
         from segtune.data.tiles import resize_image, resize_mask, resized_shape
 
         if kind == "image":
-            image = read_image(path)
+            image = read_image(path, self.reading)
             shape = resized_shape(image.shape[0], image.shape[1], scale, longest_side)
             return resize_image(image, shape)
         mask = read_mask(path)

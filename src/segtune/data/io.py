@@ -5,8 +5,12 @@ Images become ``uint8`` arrays of shape ``(H, W, 3)``:
 * grayscale (L, 1-bit) is replicated into three channels;
 * RGBA / LA drop the alpha channel (no compositing);
 * palette (P) images are expanded through their palette;
-* 16-bit integer images are scaled linearly from 0..65535 to 0..255 (``v // 257``);
-* float images are assumed to lie in [0, 1] and are clipped and scaled by 255.
+* more than 4 channels (multispectral) need ``data.channels``: one or three channel
+  indices, or ``mean``;
+* with an intensity window ``(low, high)`` (``data.intensity``, resolved per run by
+  :mod:`segtune.data.intensity`) raw values map linearly from it onto 0..255, clipped;
+* without one, 16-bit integer images are scaled from 0..65535 to 0..255 (``v // 257``)
+  and float images are assumed to lie in [0, 1], clipped and scaled by 255.
 
 Masks become ``bool`` arrays of shape ``(H, W)``. A mask holds 0 plus at most one
 positive value (1, 255 or any other single value); palette masks are read by palette
@@ -16,7 +20,9 @@ is equal. Anything else is a :class:`~segtune.errors.DataError` naming the file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tifffile
@@ -70,7 +76,11 @@ def _read_tiff(path: Path) -> NDArray[np.generic]:
     """First page of a TIFF through tifffile (LZW, deflate, JPEG… with imagecodecs), else
     through Pillow; a compression neither can decode is named as such, not "truncated"."""
     try:
-        return np.asarray(tifffile.imread(path, key=0))
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            arr = np.asarray(page.asarray())
+            # Planar multi-channel pages (axes "SYX") are read as (H, W, C) like the rest.
+            return np.moveaxis(arr, 0, -1) if page.axes.startswith("S") else arr
     except ValueError as exc:
         if "imagecodecs" not in str(exc) and "compression" not in str(exc).lower():
             raise
@@ -82,6 +92,61 @@ def _read_tiff(path: Path) -> NDArray[np.generic]:
             raise DataError(
                 f"{path}: readable TIFF with an unsupported compression ({exc})"
             ) from pil_exc
+
+
+@dataclass(frozen=True)
+class ImageReading:
+    """How raw pixel values become the network's RGB ``uint8``: which channels
+    (``data.channels``) and which intensity window (``data.intensity``, resolved)."""
+
+    window: tuple[float, float] | None = None
+    channels: tuple[int, ...] | Literal["mean"] | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.window is None and self.channels is None
+
+    def key(self) -> str:
+        """Part of a cache key ("" for the default reading, so old entries stay valid)."""
+        return "" if self.is_default else f"|{self.window}|{self.channels}"
+
+
+DEFAULT_READING = ImageReading()
+
+
+def select_channels(
+    arr: NDArray[np.generic], channels: tuple[int, ...] | Literal["mean"] | None, path: Path
+) -> NDArray[np.generic]:
+    """Apply ``data.channels`` to a raw (H, W[, C]) array; refuse > 4 channels without it."""
+    count = 1 if arr.ndim == 2 else arr.shape[2]
+    if channels is None:
+        if count > 4:
+            raise DataError(
+                f"{path}: {count} channels; choose one or three with data.channels "
+                "(e.g. [0, 1, 2]) or reduce them with data.channels: mean"
+            )
+        return arr
+    if channels == "mean":
+        if arr.ndim == 2:
+            return arr
+        mean = arr.astype(np.float64).mean(axis=2)
+        return np.rint(mean).astype(arr.dtype) if arr.dtype.kind in "iub" else mean
+    if max(channels) >= count:
+        raise DataError(
+            f"{path}: data.channels {list(channels)} asks for channel {max(channels)} "
+            f"but the picture has {count} channel(s) (numbered from 0)"
+        )
+    if arr.ndim == 2:
+        return arr
+    picked = arr[:, :, list(channels)]
+    return picked[:, :, 0] if len(channels) == 1 else picked
+
+
+def apply_window(arr: NDArray[np.generic], window: tuple[float, float]) -> NDArray[np.uint8]:
+    """Map raw values linearly from ``window`` onto 0..255 (clipped, rounded)."""
+    low, high = window
+    scaled = (arr.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+    return (np.clip(np.nan_to_num(scaled), 0.0, 255.0) + 0.5).astype(np.uint8)
 
 
 def _to_uint8(arr: NDArray[np.generic], path: Path) -> NDArray[np.uint8]:
@@ -98,9 +163,21 @@ def _to_uint8(arr: NDArray[np.generic], path: Path) -> NDArray[np.uint8]:
     raise DataError(f"{path}: unsupported pixel type {arr.dtype}")
 
 
-def read_image(path: Path) -> NDArray[np.uint8]:
+def read_raw_image(
+    path: Path, channels: tuple[int, ...] | Literal["mean"] | None = None
+) -> NDArray[np.generic]:
+    """The picture's raw values (alpha dropped, ``data.channels`` applied), any dtype."""
+    arr = select_channels(_read_raw(path, keep_palette=False), channels, path)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[:, :, : arr.shape[2] - 1]
+    return arr
+
+
+def read_image(path: Path, reading: ImageReading = DEFAULT_READING) -> NDArray[np.uint8]:
     """Read a picture as RGB ``uint8`` of shape ``(H, W, 3)`` (see module docs)."""
-    arr = _to_uint8(_read_raw(path, keep_palette=False), path)
+    raw = select_channels(_read_raw(path, keep_palette=False), reading.channels, path)
+    window = reading.window
+    arr = _to_uint8(raw, path) if window is None else apply_window(raw, window)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (1, 2):
@@ -137,12 +214,28 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
     return np.asarray(arr != 0)
 
 
+_EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+
+
+def is_eight_bit(path: Path) -> bool:
+    """Whether a picture stores 8-bit (or 1-bit) samples, from its header."""
+    try:
+        if path.suffix.lower() in _TIFF:
+            with tifffile.TiffFile(path) as tif:
+                return np.dtype(tif.pages[0].dtype) in (np.dtype(np.uint8), np.dtype(np.bool_))
+        with Image.open(path) as im:
+            return im.mode in _EIGHT_BIT_MODES
+    except (OSError, UnidentifiedImageError, ValueError, IndexError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable image header ({exc})") from exc
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Return ``(height, width)`` from the file header, without decoding pixels."""
     try:
         if path.suffix.lower() in _TIFF:
             with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
+                page = tif.pages[0]
+                shape = page.shape[1:] if page.axes.startswith("S") else page.shape
             return int(shape[0]), int(shape[1])
         with Image.open(path) as im:
             return im.height, im.width

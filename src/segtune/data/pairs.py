@@ -15,8 +15,8 @@ from segtune.data.io import (
     IMAGE_SUFFIXES,
     image_size,
     pixel_cap_problem,
-    read_image,
     read_mask,
+    read_raw_image,
 )
 from segtune.errors import DataError
 
@@ -182,7 +182,7 @@ def check_pictures(source: Path) -> DataReport:
             problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
             if problem is not None:
                 raise DataError(problem)
-            read_image(pic.image)
+            read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
             mask = read_mask(pic.mask)
         except DataError as exc:
             report.problems.append(str(exc))

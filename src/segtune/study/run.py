@@ -3,6 +3,7 @@ write its report. Used by the CLI and by ``segtune demo``."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,52 @@ def open_runner(
     return StudyRunner(spec, folder, storage, device=device, progress=progress)
 
 
+def preflight(
+    spec_path: Path, study_dir: str | None, storage: str | None, workers: int, device: str | None
+) -> StudySpec:
+    """Everything that can be refused before a study folder or database exists: the
+    spec, ``--workers``, ``--device`` and ``--storage`` syntax, every distinct model of the
+    grid stages (built once without weights), and, for a new study, the data (folders,
+    manifests, subset sizes, header sizes of every picture)."""
+    from segtune.config import check_device
+    from segtune.errors import ConfigError
+    from segtune.study.storage import check_storage_url
+
+    if workers < 1:
+        raise ConfigError(f"--workers: must be at least 1 (got {workers})")
+    check_device(device)
+    spec = load_spec(spec_path)
+    if storage is not None:
+        check_storage_url(storage)
+    _check_models(spec)
+    folder = Path(study_dir) if study_dir else Path("studies") / spec.name
+    if not (folder / "subsets.json").exists():
+        from segtune.data.subsets import resolve_subsets
+
+        resolve_subsets(spec.run_config({}).data)
+    return spec
+
+
+def _check_models(spec: StudySpec) -> None:
+    """Build each distinct model config of the study once (no weights, no data)."""
+    from segtune.config import ModelConfig
+    from segtune.model import build_model, is_weights_file
+    from segtune.study.spec import grid_points
+
+    seen: set[ModelConfig] = set()
+    for stage in spec.stages:
+        points = grid_points(stage.grid) if stage.grid else [{}]
+        for point in points:
+            model = spec.run_config(point).model
+            if model not in seen:
+                seen.add(model)
+                # Local weight files are loaded too (a bad one is refused now); hub
+                # weights are not fetched here.
+                weights = model.encoder_weights
+                local = weights if weights is not None and is_weights_file(weights) else None
+                build_model(model.model_copy(update={"encoder_weights": local}))
+
+
 def run_sweep(
     spec_path: Path,
     study_dir: str | None,
@@ -43,10 +90,18 @@ def run_sweep(
     from segtune.study.status import study_status
     from segtune.study.workers import start_workers, wait_workers
 
-    runner = open_runner(spec_path, study_dir, storage, device, progress=False)
-    runner.subsets()  # sample and record the subsets once, before any worker starts
-    runner.check_unchanged()  # a spec change that alters recorded runs stops here
-    runner.record_spec()
+    spec = preflight(spec_path, study_dir, storage, workers, device)
+    folder = Path(study_dir) if study_dir else Path("studies") / spec.name
+    fresh = not folder.exists()
+    try:
+        runner = open_runner(spec_path, study_dir, storage, device, progress=False)
+        runner.subsets()  # sample and record the subsets once, before any worker starts
+        runner.check_unchanged()  # a spec change that alters recorded runs stops here
+        runner.record_spec()
+    except BaseException:
+        if fresh:  # a study that could not start leaves nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if retry_failed:
         count = runner.board.retry_failed()
         print(f"--retry-failed: {count} failed point(s) get their attempts back", file=sys.stderr)

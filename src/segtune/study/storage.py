@@ -53,6 +53,21 @@ def without_password(url: str) -> str:
     return bare.render_as_string(hide_password=False)
 
 
+def check_storage_url(url: str) -> None:
+    """Refuse a storage URL whose syntax or database kind is wrong, without connecting."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"--storage {redact(url)}: not a database URL ({exc})") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"--storage {redact(url)}: unsupported database {parsed.get_backend_name()!r} "
+            "(sqlite:///path or postgresql://user@host/db)"
+        )
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage; SQLite waits on locks (several local workers)."""
     kwargs: dict[str, Any] = {}
