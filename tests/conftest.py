@@ -52,3 +52,31 @@ def tiny_config(data: Path, **sections: dict[str, Any]) -> RunConfig:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def finished_study(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished two-stage study (grid of 4, refine of 1; 2 epochs) with its rendered
+    report, shared by every test that only reads a study (tests that change one restore
+    what they change)."""
+    from segtune.cli import main
+    from tests.study.helpers import write_spec
+
+    root = tmp_path_factory.mktemp("finished-study")
+    grid = {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1, 10]}
+    spec = write_spec(
+        root / "s.yaml",
+        demo_data,
+        "rep",
+        grid,
+        epochs=2,
+        stages=[
+            {"name": "grid", "grid": grid},
+            {
+                "name": "fine",
+                "refine": {"from": "grid", "top_k": 1, "fixed": {"loss.pos_weight": 10}},
+            },
+        ],
+    )
+    assert main(["sweep", str(spec), "--dir", str(root / "study")]) == 0
+    return root / "study"

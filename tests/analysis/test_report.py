@@ -10,28 +10,6 @@ import pytest
 
 from segtune.cli import main
 from tests.conftest import in_ci
-from tests.study.helpers import write_spec
-
-
-@pytest.fixture(scope="module")
-def finished_study(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("report-study")
-    spec = write_spec(
-        root / "s.yaml",
-        demo_data,
-        "rep",
-        {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1, 10]},
-        epochs=2,
-        stages=[
-            {"name": "grid", "grid": {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1, 10]}},
-            {
-                "name": "fine",
-                "refine": {"from": "grid", "top_k": 1, "fixed": {"loss.pos_weight": 10}},
-            },
-        ],
-    )
-    assert main(["sweep", str(spec), "--dir", str(root / "study")]) == 0
-    return root / "study"
 
 
 def test_report_md_has_setup_parameters_observations_and_top_k(finished_study: Path) -> None:

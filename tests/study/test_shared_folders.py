@@ -25,14 +25,6 @@ pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")
 GRID = {"loss.bce_weight": [0.2, 0.8]}
 
 
-@pytest.fixture(scope="module")
-def finished_study(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shared")
-    spec = write_spec(root / "s.yaml", demo_data, "shared", GRID)
-    assert main(["sweep", str(spec), "--dir", str(root / "study")]) == 0
-    return root / "study"
-
-
 def test_records_reports_and_cache_follow_the_umask(finished_study: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
