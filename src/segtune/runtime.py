@@ -33,6 +33,11 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"runtime.device: unknown device {name!r}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"runtime.device: {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"runtime.device: {name!r} requested but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 

@@ -174,3 +174,24 @@ def test_a_database_that_refuses_writes_is_one_line(
         "error: study database: attempt to write a readonly database (check that the study "
         "folder and database are writable)"
     ]
+
+
+def test_a_device_missing_on_the_workers_machine_is_one_line_and_claims_nothing(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "nogpu", {"loss.bce_weight": [0.5]})
+    study = tmp_path / "study"
+    assert main(["sweep", str(spec), "--dir", str(study), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "runtime.device: 'cuda' requested but CUDA is not available" in err
+    assert "no point was claimed" in err
+    # The study is prepared (a login node can do that) and its point untouched.
+    assert (study / "study.json").exists() and (study / "subsets.json").exists()
+    assert not list(study.glob("runs/*/*"))
+    assert main(["sweep", str(spec), "--dir", str(study), "--device", "cpu"]) == 0
+    assert trial_states(sqlite_url(study), "nogpu") == {"COMPLETE": 1}

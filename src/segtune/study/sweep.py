@@ -113,10 +113,26 @@ class StudyRunner(StudyView):
         self.owner = worker_id()
 
     # --- running -----------------------------------------------------------------------
+    def _check_device(self) -> None:
+        """A device missing on this worker's machine stops the worker before it claims a
+        point (the points keep their attempts; a login node can still prepare a study)."""
+        import socket
+
+        from segtune.runtime import resolve_device
+
+        name = self.device or self.spec.run_config({}).runtime.device
+        try:
+            resolve_device(name)
+        except SegtuneError as exc:
+            raise SegtuneError(
+                f"worker on {socket.gethostname()}: {exc}; no point was claimed"
+            ) from exc
+
     def run(self, on_run_done: Callable[[], None] | None = None) -> None:
         """Work through every stage until each point is settled (done or out of retries)."""
         self.check_unchanged()
         self.record_spec()
+        self._check_device()
         for stage in self.spec.stages:
             while True:
                 sp = self.stage_points(stage)
