@@ -26,12 +26,13 @@ from segtune.metrics import (
 
 @dataclass
 class SplitResult:
-    """Evaluation of one split: metric values, counts of every picture, preview maps
-    (the first ``keep_previews`` pictures)."""
+    """Evaluation of one split: metric values, counts and probability histograms of
+    every picture, preview maps (the first ``keep_previews`` pictures)."""
 
     metrics: dict[str, float]
     histogram: ProbabilityHistogram
     pictures: list[PictureCounts] = field(default_factory=list)
+    picture_histograms: list[ProbabilityHistogram] = field(default_factory=list)
     previews: list[NDArray[np.float32]] = field(default_factory=list)
 
 
@@ -71,7 +72,11 @@ def evaluate_split(
             raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
         c = confusion_counts(prob, mask, threshold)
         counts += c
-        hist.add(prob, mask)
+        own = ProbabilityHistogram(bins)  # per picture: intervals of AP and best F1
+        own.add(prob, mask)
+        hist.pos += own.pos
+        hist.neg += own.neg
+        result.picture_histograms.append(own)
         result.pictures.append(PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum())))
         if i < keep_previews:
             result.previews.append(prob)

@@ -82,6 +82,37 @@ def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = Fa
     return f"{words}, pixel-level, threshold {threshold:g}"
 
 
+_TRIVIAL = {
+    "recall": "predicting every pixel positive gives recall 1",
+    "fn": "predicting every pixel positive gives no false negative",
+    "precision": "predicting only a few surest pixels positive gives precision near 1",
+    "fp": "predicting nothing positive gives no false positive",
+}
+
+
+def trivially_maximised(key: str) -> str | None:
+    """Why a degenerate predictor scores best on a metric key, or None (F1, IoU, AP and
+    best F1 need both precision and recall). Shared by the report and ``plan``."""
+    return _TRIVIAL.get(key.split("/", 1)[-1])
+
+
+# A run over-predicts when it predicts at least this many times the positive pixels.
+OVER_PREDICTION = 5.0
+
+
+def degenerate(final: dict[str, float], split: str = "val") -> str | None:
+    """Names a degenerate run from its final pixel counts of ``split``: "all black" (no
+    positive predicted) or "over-predicts (N× the positive pixels)"; None otherwise."""
+    tp, fp, fn = (final.get(f"{split}/{k}") for k in ("tp", "fp", "fn"))
+    if tp is None or fp is None or fn is None:
+        return None
+    if tp + fp == 0:
+        return "all black"
+    if tp + fn > 0 and tp + fp >= OVER_PREDICTION * (tp + fn):
+        return f"over-predicts ({(tp + fp) / (tp + fn):.0f}× the positive pixels)"
+    return None
+
+
 @dataclass
 class Counts:
     """Pixel confusion counts at one threshold."""

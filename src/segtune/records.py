@@ -342,6 +342,34 @@ class RunFolder:
         )
 
     # reading
+    @property
+    def picture_histograms_path(self) -> Path:
+        return self.dir / "pictures.npz"
+
+    def write_picture_histograms(
+        self, stems: Sequence[str], hists: Sequence[ProbabilityHistogram]
+    ) -> None:
+        """``pictures.npz``: the probability histograms of positive and negative pixels of
+        every validation picture (final state), so that intervals of threshold-free
+        metrics are computed from records (compressed: most bins are empty)."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            stems=np.asarray(list(stems)),
+            pos=np.stack([h.pos for h in hists]) if hists else np.zeros((0, 0), np.int64),
+            neg=np.stack([h.neg for h in hists]) if hists else np.zeros((0, 0), np.int64),
+        )
+        atomic_write_bytes(self.picture_histograms_path, buf.getvalue())
+
+    def read_picture_histograms(
+        self,
+    ) -> tuple[list[str], NDArray[np.int64], NDArray[np.int64]] | None:
+        """``(stems, pos, neg)`` with one row per validation picture, or None."""
+        if not self.picture_histograms_path.exists():
+            return None
+        with np.load(self.picture_histograms_path) as data:
+            return [str(s) for s in data["stems"]], data["pos"], data["neg"]
+
     def read_pr_curve(self) -> dict[str, Any] | None:
         path = self.dir / "pr_curve.json"
         return dict(json.loads(path.read_text())) if path.exists() else None

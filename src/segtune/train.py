@@ -197,9 +197,11 @@ def train_run(
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
-        # Previews, the PR curve and model.pt describe the final state: written once.
+        # Previews, the PR curve, per-picture histograms and model.pt describe the final
+        # state: written once.
         _write_previews(folder, config, val, subsets.val, cache)
         folder.write_pr_curve(val.histogram)
+        folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
         folder.save_model(_model_file(model, config, epoch, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
     if record.finished and not config.records.keep_resume_state:

@@ -81,3 +81,21 @@ def test_report_sections_and_top_k_header(tmp_path: Path) -> None:
     assert "| grid | loss.bce_weight | 0, 0.1, 0.2, 0.3, 0.4, 0.5 |" in md
     assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (2)*" in md
     assert "1 = p-a, 2 = p-b, 3 = p-c" in md
+
+
+def test_levels_separate_runs_when_every_run_has_tp_and_fp_on_every_picture(
+    tmp_path: Path,
+) -> None:
+    """Real data: presence puts every run in one group; quantity words must not."""
+    runs = [
+        fake_run(tmp_path, 0, 0.9, [(90, 5, 10), (80, 5, 20), (70, 5, 30)]),  # most, few FP
+        fake_run(tmp_path, 1, 0.9, [(95, 4, 5), (85, 3, 15), (75, 2, 25)]),  # same words
+        fake_run(tmp_path, 2, 0.2, [(5, 200, 95), (3, 300, 97), (8, 150, 92)]),  # few, many
+    ]
+    groups = group_runs(runs)
+    assert [[r.trial for r in g.runs] for g in groups] == [[0, 1], [2]]
+    assert groups[0].title == (
+        "True positives per picture: 1 most, 2 most, 3 most; false positives: 1 few, 2 few, 3 few"
+    )
+    assert groups[1].title.startswith("True positives per picture: 1 few, 2 few, 3 few")
+    assert groups[1].title.endswith("false positives: 1 many, 2 many, 3 many")

@@ -75,3 +75,68 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
     assert len(widths) >= 4 and all(w > 0 for w in widths), widths
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_top_k_shows_intervals_ties_and_names_a_trivial_objective(finished_study: Path) -> None:
+    md = (finished_study / "report" / "report.md").read_text()
+    top = md.split("## Top", 1)[1].split("## Figures", 1)[0]
+    assert "| Validation recall [95 % interval] | Difference to #1 [95 %] | Tied with #1 |" in top
+    assert "paired bootstrap over the same 3 validation pictures, 1000 resamples" in top
+    assert "training noise" in top and "unmeasured" in top
+    assert "predicting every pixel positive gives recall 1" in top
+    assert "| Validation best F1 over thresholds | Validation threshold of best F1 |" in top
+    first = next(line for line in top.splitlines() if line.startswith("| 1 |"))
+    assert "| — | best |" in first and " [" in first  # the value with its interval
+
+
+def test_runs_csv_and_results_json_match_the_run_records(finished_study: Path) -> None:
+    import csv
+    import json
+
+    from segtune.analysis.summary import load_study_summary
+
+    summary = load_study_summary(finished_study)
+    rows = list(csv.DictReader((finished_study / "report" / "runs.csv").open()))
+    assert len(rows) == len(summary.runs)
+    for row, run in zip(rows, summary.runs, strict=True):
+        assert (row["stage"], int(row["trial"])) == (run.stage, run.trial)
+        assert float(row["val/recall"]) == run.final["val/recall"]
+        low, high = float(row["val/recall_low"]), float(row["val/recall_high"])
+        assert low <= run.final["val/recall"] <= high or low == high
+        assert "val/ap_low" in row and "param:loss.bce_weight" in row
+    results = json.loads((finished_study / "report" / "results.json").read_text())
+    assert results["objective"] == {"metric": "val/recall", "direction": "maximize"}
+    assert results["intervals"]["resamples"] == 1000
+    best = summary.ranked()[0]
+    assert results["best"] == {"stage": best.stage, "trial": best.trial}
+    assert {"stage": best.stage, "trial": best.trial} in results["tied_with_best"]
+
+
+def test_every_run_records_per_picture_histograms_that_sum_to_its_values(
+    finished_study: Path,
+) -> None:
+    from segtune.metrics import ProbabilityHistogram
+    from segtune.records import RunFolder
+
+    for run_dir in sorted(finished_study.glob("runs/grid/*")):
+        folder = RunFolder(run_dir)
+        record = folder.read_record()
+        stems, pos, neg = folder.read_picture_histograms() or ([], None, None)
+        assert stems == record.val_pictures == [p.stem for p in record.pictures]
+        total = ProbabilityHistogram(pos.shape[1])
+        total.pos, total.neg = pos.sum(axis=0), neg.sum(axis=0)
+        assert total.average_precision() == record.final["val/ap"]
+        assert [int(p) for p in pos.sum(axis=1)] == [p.positives for p in record.pictures]
+
+
+def test_optuna_trials_carry_the_named_metrics(finished_study: Path) -> None:
+    import optuna
+
+    from tests.study.helpers import sqlite_url
+
+    study = optuna.load_study(study_name="rep:grid", storage=sqlite_url(finished_study))
+    assert study.metric_names == ["val/recall"]
+    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+        assert {"val/precision", "val/f1", "val/ap", "val/best_f1"} <= set(trial.user_attrs)
+        low, high = trial.user_attrs["val/recall 95% interval"]
+        assert low <= trial.value <= high or low == high

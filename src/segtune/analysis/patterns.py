@@ -2,7 +2,11 @@
 
 Runs with the same pattern (set of pictures with TP > 0, set with FP > 0) form one
 observation. Degenerate groups get their own names: "All black" (no positive pixel
-predicted on any preview picture) and "False positives only" (no TP anywhere).
+predicted on any preview picture) and "False positives only" (no TP anywhere). On real
+data every run often has TP and FP on every picture; when presence puts all runs in one
+group, runs are grouped by the quantity words below per picture instead.
+
+Runs that predict nothing or over-predict are named by :func:`segtune.metrics.degenerate`.
 
 Quantity words compare counts with the picture's positive pixels:
 
@@ -22,12 +26,15 @@ from segtune.analysis.summary import RunSummary
 from segtune.metrics import PictureCounts
 
 FEW, SOME_TP, SOME_FP = 0.10, 0.50, 1.00
+_RANK = {"none": 0, "few": 1, "some": 2, "most": 3, "many": 3}
 
 
 @dataclass(frozen=True, order=True)
 class Pattern:
     tp_pictures: tuple[int, ...]
     fp_pictures: tuple[int, ...]
+    # (tp word, fp word) per preview picture; only when presence does not separate runs
+    levels: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -69,6 +76,10 @@ def describe_pattern(p: Pattern) -> str:
     fp = f"false positives on {_pictures(p.fp_pictures)}" if p.fp_pictures else "no false positives"
     if p.kind == "fp_only":
         return f"False positives only — no true positive on any preview picture; {fp}"
+    if p.levels:
+        tp_levels = ", ".join(f"{i} {tp}" for i, (tp, _) in enumerate(p.levels, start=1))
+        fp_levels = ", ".join(f"{i} {fp}" for i, (_, fp) in enumerate(p.levels, start=1))
+        return f"True positives per picture: {tp_levels}; false positives: {fp_levels}"
     return f"True positives on {_pictures(p.tp_pictures)}; {fp}"
 
 
@@ -76,14 +87,18 @@ def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
     """Group runs with preview counts by identical pattern.
 
     Order: most pictures with TP first; among equals, fewest pictures with FP first,
-    except that "All black" always comes last (after "False positives only"); then by
-    the pictures' numbers. Inside a group, runs keep their given order.
+    except that "All black" always comes last (after "False positives only"); grouped by
+    levels, more true positives then fewer false positives first; then by the pictures'
+    numbers. Inside a group, runs keep their given order.
     """
+    kept = [r for r in runs if r.pictures and r.status in ("completed", "pruned")]
+    by_presence = len({pattern_of(r) for r in kept}) == 1 and len(kept) > 1
     groups: dict[Pattern, PatternGroup] = {}
-    for run in runs:
-        if not run.pictures or run.status not in ("completed", "pruned"):
-            continue
+    for run in kept:
         pat = pattern_of(run)
+        if by_presence and pat.kind == "found":  # presence says nothing: levels do
+            levels = tuple((tp_word(p), fp_word(p)) for p in run.pictures)
+            pat = Pattern(pat.tp_pictures, pat.fp_pictures, levels)
         groups.setdefault(pat, PatternGroup(pat)).runs.append(run)
     return sorted(
         groups.values(),
@@ -91,6 +106,8 @@ def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
             -len(g.pattern.tp_pictures),
             g.pattern.kind == "all_black",
             len(g.pattern.fp_pictures),
+            -sum(_RANK[tp] for tp, _ in g.pattern.levels),  # more found first
+            sum(_RANK[fp] for _, fp in g.pattern.levels),  # then fewer false positives
             g.pattern,
         ),
     )

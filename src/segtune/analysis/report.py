@@ -10,11 +10,13 @@ from pathlib import Path
 
 from segtune.analysis import figures as F
 from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from segtune.analysis.intervals import RESAMPLES
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
+from segtune.analysis.results import write_results
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
 from segtune.data.subsets import subset_seed
 from segtune.faults import fault_point
-from segtune.metrics import describe_metric
+from segtune.metrics import OVER_PREDICTION, degenerate, describe_metric, trivially_maximised
 from segtune.records import atomic_write_text
 
 RUN_COLUMNS = (
@@ -23,9 +25,21 @@ RUN_COLUMNS = (
     "val/f1",
     "val/iou",
     "val/ap",
+    "val/best_f1",
+    "val/best_threshold",
     "train/recall",
     "train/f1",
     "train/loss",
+)
+
+# Beside the objective in the top-k table: what a degenerate winner cannot fake.
+TOP_COLUMNS = (
+    "val/precision",
+    "val/recall",
+    "val/f1",
+    "val/ap",
+    "val/best_f1",
+    "val/best_threshold",
 )
 
 
@@ -132,13 +146,20 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
         blocks.append(Paragraph(f"{len(group.runs)} configuration(s)."))
         blocks.append(
             Table(
-                ["Stage", "Trial", *keys, describe_metric(s.objective, s.threshold, short=True)],
+                [
+                    "Stage",
+                    "Trial",
+                    *keys,
+                    describe_metric(s.objective, s.threshold, short=True),
+                    "Flag",
+                ],
                 [
                     [
                         r.stages_text,
                         str(r.trial),
                         *_params(r, keys),
                         _fmt(r.final.get(s.objective, float("nan"))),
+                        degenerate(r.final) or "",
                     ]
                     for r in group.runs
                 ],
@@ -147,27 +168,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
         )
 
     # Top-k
-    top = s.top()
-    epoch = max((r.epochs_done for r in top), default=0)
-    blocks.append(Heading(2, f"Top {len(top)} runs"))
-    header = f"Top {len(top)} by {objective}, final epoch ({epoch})"
-    cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
-    blocks.append(
-        Table(
-            ["Rank", "Stage", "Trial", *keys, *cols],
-            [
-                [
-                    str(i),
-                    r.stages_text,
-                    str(r.trial),
-                    *_params(r, keys),
-                    *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
-                ]
-                for i, r in enumerate(top, start=1)
-            ],
-            caption=header,
-        )
-    )
+    blocks += _top_k_blocks(s, keys)
 
     # Figures
     blocks.append(Heading(2, "Figures"))
@@ -178,16 +179,18 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
             blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
 
     # All runs
+    cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
     blocks.append(Heading(2, "All runs"))
     blocks.append(
         Table(
-            ["Stage", "Trial", *keys, "Status", *cols],
+            ["Stage", "Trial", *keys, "Status", "Flag", *cols],
             [
                 [
                     r.stages_text,
                     str(r.trial),
                     *_params(r, keys),
                     r.status + (f" ({r.failure})" if r.failure else ""),
+                    degenerate(r.final) or "",
                     *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
                 ]
                 for r in s.runs
@@ -241,6 +244,82 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
     return blocks
 
 
+def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
+    """The top-k table with intervals, the difference to the best, ties and flags, and
+    the words a reviewer needs to read it (what noise was measured, degenerate winners)."""
+    top = s.top()
+    epoch = max((r.epochs_done for r in top), default=0)
+    objective = describe_metric(s.objective, s.threshold)
+    diffs = s.differences_to_best()
+    tied = s.tied_with_best()
+    blocks: list[Block] = [Heading(2, f"Top {len(top)} runs")]
+    words: list[str] = []
+    if diffs and top:
+        n = len(top[0].record.pictures) if top[0].record else 0
+        others = len(tied) - 1
+        words.append(
+            f"{others} of the {len(diffs) - 1} other completed runs cannot be told apart from "
+            f"the best by {objective}: the 95 % interval of their difference to it contains 0 "
+            f"(paired bootstrap over the same {n} validation pictures, {RESAMPLES} "
+            "resamples, seed 0), so ranking them below it is not a finding. This measures "
+            "which pictures the validation subset holds, not training noise: each point was "
+            "trained once with one seed, so run-to-run noise (another seed or thread count) "
+            "is unmeasured and can be larger."
+        )
+    elif top:
+        words.append(
+            "No interval is shown: the runs' records hold no per-picture counts (recorded "
+            "from segtune 0.2 on)."
+        )
+    trivial = trivially_maximised(s.objective)
+    if trivial is not None:
+        words.append(
+            f"The objective can be maximised by a degenerate predictor ({trivial}): read "
+            "the ranking with precision, F1 and AP; the Flag column names runs that "
+            f"predict nothing or over-predict (≥ {OVER_PREDICTION:g}× the positive pixels)."
+        )
+    blocks += [Paragraph(" ".join(words))] if words else []
+    cols = [describe_metric(k, s.threshold, short=True) for k in TOP_COLUMNS]
+    short = describe_metric(s.objective, s.threshold, short=True)
+    rows = []
+    for i, r in enumerate(top, start=1):
+        value = _fmt(r.final.get(s.objective, ""))
+        if s.objective in r.intervals:
+            value += f" {r.intervals[s.objective]}"
+        diff = diffs.get(r.label)
+        rows.append(
+            [
+                str(i),
+                r.stages_text,
+                str(r.trial),
+                *_params(r, keys),
+                value,
+                "—" if i == 1 or diff is None else str(diff),
+                "best" if i == 1 else ("yes" if any(t is r for t in tied) else "no"),
+                degenerate(r.final) or "",
+                *[_fmt(r.final.get(k, "")) for k in TOP_COLUMNS],
+            ]
+        )
+    blocks.append(
+        Table(
+            [
+                "Rank",
+                "Stage",
+                "Trial",
+                *keys,
+                f"{short} [95 % interval]",
+                "Difference to #1 [95 %]",
+                "Tied with #1",
+                "Flag",
+                *cols,
+            ],
+            rows,
+            caption=f"Top {len(top)} by {objective}, final epoch ({epoch})",
+        )
+    )
+    return blocks
+
+
 def write_report(study_dir: Path, out: Path | None = None, storage_url: str | None = None) -> Path:
     """Write ``report.md`` / ``report.html`` / ``figures/``; returns the report folder."""
     summary = load_study_summary(study_dir, storage_url)
@@ -249,4 +328,5 @@ def write_report(study_dir: Path, out: Path | None = None, storage_url: str | No
     atomic_write_text(out / "report.md", to_markdown(blocks))
     fault_point("report")
     atomic_write_text(out / "report.html", to_html(blocks, f"segtune study {summary.name}"))
+    write_results(summary, out)
     return out

@@ -10,9 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from segtune.analysis.intervals import (
+    Interval,
+    Samples,
+    count_samples,
+    histogram_samples,
+    interval,
+    resample_weights,
+)
 from segtune.config import flatten, load_yaml
 from segtune.metrics import Direction, PictureCounts, ranking
 from segtune.records import RunFolder, RunRecord
@@ -39,6 +48,11 @@ class RunSummary:
     failure: str | None = None
     also_in: list[str] = field(default_factory=list)  # stages that reused this very run
     record: RunRecord | None = None
+    # Bootstrap over validation pictures (segtune.analysis.intervals): each metric key's
+    # value in every resample, and its interval. Empty when the run records no
+    # per-picture counts.
+    samples: Samples = field(default_factory=dict)
+    intervals: dict[str, Interval] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -91,6 +105,25 @@ class StudySummary:
 
     def top(self) -> list[RunSummary]:
         return self.ranked()[: self.top_k]
+
+    def differences_to_best(self) -> dict[str, Interval]:
+        """Run label → interval of (its objective − the best run's), paired bootstrap
+        over the same validation pictures; empty without per-picture records."""
+        ranked = self.ranked()
+        if not ranked or self.objective not in ranked[0].samples:
+            return {}
+        best = ranked[0].samples[self.objective]
+        return {
+            r.label: interval(r.samples[self.objective] - best)
+            for r in ranked
+            if self.objective in r.samples
+        }
+
+    def tied_with_best(self) -> list[RunSummary]:
+        """Runs (best first, the best included) that the picture sample cannot tell apart
+        from the best: the interval of their difference to it contains 0."""
+        diffs = self.differences_to_best()
+        return [r for r in self.ranked() if r.label in diffs and diffs[r.label].contains(0.0)]
 
     def is_top(self, run: RunSummary) -> bool:
         return any(r is run for r in self.top())
@@ -188,6 +221,7 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         for run in runs:
             if run.stage == src_stage and str(run.trial) == number:
                 run.also_in.append(stage_name)
+    attach_intervals(runs)
     subsets = read_subsets(study_dir)
     fixed = {k: v for k, v in flatten(spec.fixed).items() if k not in spec.searched_keys()}
     return StudySummary(
@@ -210,6 +244,32 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         runs=runs,
         epochs=base.optim.epochs,
     )
+
+
+def attach_intervals(runs: list[RunSummary]) -> None:
+    """Bootstrap samples and intervals of every completed run's validation metrics. All
+    runs are resampled with the same draws of the same pictures (paired), so only runs
+    whose records list the same validation pictures get them."""
+    scored = [r for r in runs if r.status == "completed" and r.record and r.record.pictures]
+    if not scored:
+        return
+    stems = [p.stem for p in scored[0].record.pictures]  # type: ignore[union-attr]
+    weights = resample_weights(len(stems))
+    for run in scored:
+        pictures = run.record.pictures  # type: ignore[union-attr]
+        if [p.stem for p in pictures] != stems:
+            continue
+        samples = count_samples(
+            np.array([p.tp for p in pictures]),
+            np.array([p.fp for p in pictures]),
+            np.array([p.fn for p in pictures]),
+            weights,
+        )
+        hists = RunFolder(run.run_dir).read_picture_histograms()
+        if hists is not None and hists[0] == stems:
+            samples.update(histogram_samples(hists[1], hists[2], weights))
+        run.samples = {f"val/{name}": values for name, values in samples.items()}
+        run.intervals = {key: interval(values) for key, values in run.samples.items()}
 
 
 def _sort_key(v: ParamValue) -> tuple[int, float, str]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -253,6 +254,8 @@ class StudyRunner(StudyView):
                 "run_dir": source.user_attrs.get("run_dir"),
                 "reused_from": f"{same.stage}:{source.number}",
                 "worker": self.owner,
+                **{k: v for k, v in source.user_attrs.items() if k.startswith("val/")},
+                **({"flag": source.user_attrs["flag"]} if "flag" in source.user_attrs else {}),
             },
             intermediate_values=dict(source.intermediate_values),
         )
@@ -283,7 +286,10 @@ class StudyRunner(StudyView):
             value=value if completed else None,
             params=params,
             distributions=self._distributions(stage, params),
-            user_attrs=self._trial_attrs(claim, run_dir),
+            user_attrs={
+                **self._trial_attrs(claim, run_dir),
+                **metric_attrs(summary, self.spec.objective.metric),
+            },
             intermediate_values=history,
         )
         study.add_trial(trial)
@@ -414,6 +420,8 @@ class StudyRunner(StudyView):
         seconds = summary.timings.total_s
         line = f"{status}, {shown} ({seconds:.1f} s)" + (" [resumed]" if resume else "")
         if status == "completed" and value is not None:
+            for key, attr in metric_attrs(summary, metric).items():
+                trial.set_user_attr(key, attr)
             study.tell(trial, value)
             fault_point("told")
             self._finish(claim, "complete")
@@ -468,6 +476,36 @@ class StudyRunner(StudyView):
                 self.dir, lambda: resolve_subsets(self.spec.run_config({}).data)
             )
         return self._subsets
+
+
+SHOWN_METRICS = ("precision", "recall", "f1", "iou", "ap", "best_f1", "best_threshold")
+
+
+def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
+    """The run's final validation metrics (split-named), its flag and the objective's
+    bootstrap interval: trial user attributes, so that optuna-dashboard and
+    ``study.trials_dataframe()`` show more than the objective."""
+    from segtune.analysis.intervals import count_samples, interval, resample_weights
+    from segtune.metrics import degenerate
+
+    attrs: dict[str, Any] = {
+        f"val/{n}": record.final[f"val/{n}"] for n in SHOWN_METRICS if f"val/{n}" in record.final
+    }
+    flag = degenerate(record.final)
+    if flag is not None:
+        attrs["flag"] = flag
+    name = objective.split("/", 1)[1]
+    if record.pictures and objective.startswith("val/") and name in SHOWN_METRICS[:4]:
+        p = record.pictures
+        samples = count_samples(
+            np.array([x.tp for x in p]),
+            np.array([x.fp for x in p]),
+            np.array([x.fn for x in p]),
+            resample_weights(len(p)),
+        )
+        ci = interval(samples[name])
+        attrs[f"{objective} 95% interval"] = [ci.low, ci.high]
+    return attrs
 
 
 def _objective_history(run_dir: Path, metric: str) -> dict[int, float]:

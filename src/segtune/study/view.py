@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class StudyView:
                     lambda: ClaimBoard(self.url, spec.name, grace_s=spec.heartbeat.grace_s)
                 )
                 for stage in spec.stages:
-                    retry_on_race(
+                    study = retry_on_race(
                         lambda stage=stage: optuna.create_study(  # type: ignore[misc]
                             storage=self.storage,
                             load_if_exists=True,
@@ -119,6 +120,10 @@ class StudyView:
                             direction=spec.objective.direction,
                         )
                     )
+                    if study.metric_names != [spec.objective.metric]:
+                        with warnings.catch_warnings():  # experimental in Optuna
+                            warnings.simplefilter("ignore")
+                            study.set_metric_names([spec.objective.metric])
         else:
             self.storage = open_storage(self.url)
             self.board = ClaimBoard(
