@@ -82,7 +82,7 @@ def test_top_k_shows_intervals_ties_and_names_a_trivial_objective(finished_study
     top = md.split("## Top", 1)[1].split("## Figures", 1)[0]
     assert "| Validation recall [95 % interval] | Difference to #1 [95 %] | Tied with #1 |" in top
     assert "paired bootstrap over the same 3 validation pictures, 1000 resamples" in top
-    assert "training noise" in top and "unmeasured" in top
+    assert "Training noise is unmeasured" in top and "repeat: {from:" in top
     assert "predicting every pixel positive gives recall 1" in top
     assert "| Validation best F1 over thresholds | Validation threshold of best F1 |" in top
     first = next(line for line in top.splitlines() if line.startswith("| 1 |"))

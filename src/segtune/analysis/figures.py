@@ -20,11 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.metrics import better, describe_metric
+from segtune.study.spec import SEED_KEY
 
 # Okabe–Ito colour-blind-safe palette.
 TP_COLOUR, FP_COLOUR, FN_COLOUR = "#0072B2", "#E69F00", "#CC79A7"
@@ -103,13 +105,14 @@ def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k + 1.8, 2.5), squeeze=False)
     for ax, pic in zip(axes[0], run.pictures, strict=True):
         ax.imshow(overlay(run, pic.index))
-        ax.set_title(f"{pic.index}: TP {pic.tp} FP {pic.fp} FN {pic.fn}", fontsize=7)
+        ax.set_title(f"{pic.stem}: TP {pic.tp} FP {pic.fp} FN {pic.fn}", fontsize=7)
         ax.axis("off")
     _legend(axes[0][-1], run.threshold)
     title = f"Run {run.label}: validation preview pictures, prediction vs ground truth"
     fig.suptitle(title, fontsize=9)
     caption = (
-        f"{title} (pictures 1–{k} of the validation subset, final epoch). Colours: "
+        f"{title} (the first {k} pictures of the validation subset, by file stem: "
+        f"{', '.join(p.stem for p in run.pictures)}; final epoch). Colours: "
         f"{caption_words(OVERLAY_KEYS, run.threshold)}."
     )
     return _finish(fig, f"strip-{run.stage}-{run.trial:04d}", title, caption)
@@ -127,6 +130,16 @@ def topk_grid(summary: StudySummary) -> Figure | None:
             ax.axis("off")
             if col < len(run.pictures):
                 ax.imshow(overlay(run, run.pictures[col].index, 192))
+                if run is top[0]:
+                    ax.text(
+                        0.5,
+                        1.02,
+                        run.pictures[col].stem,
+                        transform=ax.transAxes,
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                    )
                 if col == 0:
                     label = ax.set_title(
                         f"{run.label} ({run.final[summary.objective]:.3f})", fontsize=7, loc="left"
@@ -158,6 +171,7 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
             gid=key,
         )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1))
     ax.legend(fontsize=8)
     loss_rows = [r for r in run.history if "train/loss" in r]
@@ -170,9 +184,11 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
         label=describe_metric("train/loss", short=True),
     )
     ax_loss.set_xlabel("epoch")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_ylabel(describe_metric("train/loss", short=True))
     ax_loss.legend(fontsize=8)
-    title = f"Run {run.label}: {metric} per epoch, training and validation"
+    words = describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1)
+    title = f"Run {run.label}: {words}, per epoch, training and validation"
     fig.suptitle(title, fontsize=9)
     left = caption_words(keys, run.threshold)
     right = caption_words(("train/loss",), run.threshold)
@@ -186,7 +202,7 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
     figures = []
     key = summary.objective
     for stage, grid in summary.searched.items():
-        names = [k for k, v in grid.items() if len(v) > 1]
+        names = [k for k, v in grid.items() if len(v) > 1 and k != SEED_KEY]
         runs = [
             r
             for r in summary.runs
@@ -194,6 +210,9 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
         ]
         if len(names) < 2 or not runs:
             continue
+        values = _finite(runs, key)
+        low, high = float(np.min(values)), float(np.max(values))
+        high = high if high > low else low + 1e-9
         for a, b in itertools.combinations(names, 2):
             rest = [n for n in names if n not in (a, b)]
             facet = rest[0] if rest else None
@@ -214,8 +233,8 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                 image = ax.imshow(
                     table,
                     cmap="viridis",
-                    vmin=0,
-                    vmax=max(1e-9, np.nanmax(_finite(runs, key))),
+                    vmin=low,
+                    vmax=high,
                     aspect="auto",
                     gid=key,
                 )
@@ -246,11 +265,17 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                     ax.set_title(f"{facet} = {fv}", fontsize=8)
             assert image is not None
             bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-            bar.set_label(describe_metric(key, summary.threshold, short=True), fontsize=8)
+            bar.set_label(
+                f"{describe_metric(key, summary.threshold, short=True)} "
+                f"(colours span the data: {low:.3g}–{high:.3g})",
+                fontsize=8,
+            )
             title = f"{describe_metric(key, summary.threshold)} over {a} × {b} (stage {stage})"
             fig.suptitle(title, fontsize=9)
             more = f", one panel per {facet}" if facet else ""
             other = [n for n in rest if n != facet]
+            if SEED_KEY in grid:
+                other.append("seeds")
             best = f"; best over {', '.join(other)}" if other else ""
             caption = f"{title}{more}{best}. Final epoch; empty cells: no completed run."
             figures.append(

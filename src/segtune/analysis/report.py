@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from segtune.analysis import figures as F
 from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from segtune.analysis.effects import parameter_effects
 from segtune.analysis.intervals import RESAMPLES
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.results import write_results
@@ -169,6 +172,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
 
     # Top-k
     blocks += _top_k_blocks(s, keys)
+    blocks += _effect_blocks(s)
 
     # Figures
     blocks.append(Heading(2, "Figures"))
@@ -244,6 +248,56 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
     return blocks
 
 
+def _noise_words(s: StudySummary, objective: str) -> str:
+    """What the study measured of its noise, in words."""
+    spreads = s.seed_spreads()
+    if spreads:
+        return (
+            f"Training noise measured: {len(spreads)} configuration(s) were trained with "
+            "several seeds; their objective's range over seeds (max − min) has median "
+            f"{float(np.median(spreads)):.4g} (largest {max(spreads):.4g}). A run whose "
+            "configuration's range over seeds overlaps the best's is also marked tied."
+        )
+    return (
+        "Training noise is unmeasured: each point was trained once with one seed, and "
+        "another seed or thread count can move a run by more than these intervals. Add "
+        "`repeats: k`, or a stage `repeat: {from: <stage>, top_k: 5, seeds: 3}` to measure "
+        "it."
+    )
+
+
+def _effect_blocks(s: StudySummary) -> list[Block]:
+    """Does a parameter matter? Its spread against the noise floor, in words."""
+    effects = parameter_effects(s)
+    if not effects:
+        return []
+    objective = describe_metric(s.objective, s.threshold)
+    floor = effects[0].floor
+    return [
+        Heading(2, "Does a parameter matter?"),
+        Paragraph(
+            f"For each searched parameter: the mean {objective} of the stage's completed "
+            "runs at each value (other parameters and seeds averaged), and its spread "
+            "(largest minus smallest mean), against the noise floor — the larger of the "
+            "median width of the runs' 95 % picture-sample intervals and the median range "
+            f"over seeds. Measured here: {floor.words()}."
+        ),
+        Table(
+            ["Stage", "Parameter", "Mean per value (runs)", "Spread", "Verdict"],
+            [
+                [
+                    e.stage,
+                    e.key,
+                    "; ".join(f"{_fmt(v)}: {m:.4g} ({n})" for v, m, n in e.means),
+                    f"{e.spread:.3g}",
+                    e.verdict(),
+                ]
+                for e in effects
+            ],
+        ),
+    ]
+
+
 def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     """The top-k table with intervals, the difference to the best, ties and flags, and
     the words a reviewer needs to read it (what noise was measured, degenerate winners)."""
@@ -254,23 +308,22 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     tied = s.tied_with_best()
     blocks: list[Block] = [Heading(2, f"Top {len(top)} runs")]
     words: list[str] = []
-    if diffs and top:
+    if top:
         n = len(top[0].record.pictures) if top[0].record else 0
-        others = len(tied) - 1
         words.append(
-            f"{others} of the {len(diffs) - 1} other completed runs cannot be told apart from "
-            f"the best by {objective}: the 95 % interval of their difference to it contains 0 "
+            f"{len(tied) - 1} of the {len(s.ranked()) - 1} other completed runs cannot be "
+            f"told apart from the best by {objective}, so ranking them below it is not a "
+            "finding."
+        )
+        words.append(
+            "Picture-sample noise: the 95 % interval of a run's difference to the best "
             f"(paired bootstrap over the same {n} validation pictures, {RESAMPLES} "
-            "resamples, seed 0), so ranking them below it is not a finding. This measures "
-            "which pictures the validation subset holds, not training noise: each point was "
-            "trained once with one seed, so run-to-run noise (another seed or thread count) "
-            "is unmeasured and can be larger."
+            "resamples, seed 0) contains 0 for a tied run."
+            if diffs
+            else "No picture-sample interval is shown: the runs' records hold no "
+            "per-picture counts (recorded from segtune 0.2 on)."
         )
-    elif top:
-        words.append(
-            "No interval is shown: the runs' records hold no per-picture counts (recorded "
-            "from segtune 0.2 on)."
-        )
+        words.append(_noise_words(s, objective))
     trivial = trivially_maximised(s.objective)
     if trivial is not None:
         words.append(
@@ -281,12 +334,21 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     blocks += [Paragraph(" ".join(words))] if words else []
     cols = [describe_metric(k, s.threshold, short=True) for k in TOP_COLUMNS]
     short = describe_metric(s.objective, s.threshold, short=True)
+    with_seeds = bool(s.seed_spreads())
     rows = []
     for i, r in enumerate(top, start=1):
         value = _fmt(r.final.get(s.objective, ""))
         if s.objective in r.intervals:
             value += f" {r.intervals[s.objective]}"
         diff = diffs.get(r.label)
+        seeds = s.seed_values(r)
+        over_seeds = (
+            [f"{np.mean(seeds):.4g} ± {np.std(seeds, ddof=1):.2g} ({len(seeds)})"]
+            if with_seeds and len(seeds) > 1
+            else ["one seed"]
+            if with_seeds
+            else []
+        )
         rows.append(
             [
                 str(i),
@@ -294,6 +356,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
                 str(r.trial),
                 *_params(r, keys),
                 value,
+                *over_seeds,
                 "—" if i == 1 or diff is None else str(diff),
                 "best" if i == 1 else ("yes" if any(t is r for t in tied) else "no"),
                 degenerate(r.final) or "",
@@ -308,6 +371,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
                 "Trial",
                 *keys,
                 f"{short} [95 % interval]",
+                *([f"{short} over seeds: mean ± sd (runs)"] if with_seeds else []),
                 "Difference to #1 [95 %]",
                 "Tied with #1",
                 "Flag",

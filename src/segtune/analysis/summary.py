@@ -26,7 +26,7 @@ from segtune.config import flatten, load_yaml
 from segtune.metrics import Direction, PictureCounts, ranking
 from segtune.records import RunFolder, RunRecord
 from segtune.study.claims import ClaimBoard
-from segtune.study.spec import ParamValue, StudySpec, build_spec
+from segtune.study.spec import SEED_KEY, ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
 
 
@@ -57,6 +57,11 @@ class RunSummary:
     @property
     def label(self) -> str:
         return f"{self.stage}#{self.trial}"
+
+    @property
+    def config(self) -> tuple[tuple[str, str], ...]:
+        """What identifies its configuration across seeds: the parameters but the seed."""
+        return tuple(sorted((k, repr(v)) for k, v in self.params.items() if k != SEED_KEY))
 
     @property
     def stages_text(self) -> str:
@@ -106,6 +111,28 @@ class StudySummary:
     def top(self) -> list[RunSummary]:
         return self.ranked()[: self.top_k]
 
+    def seed_values(self, run: RunSummary) -> list[float]:
+        """The objective of every completed run (any stage, any seed) of ``run``'s
+        configuration."""
+        return [
+            r.final[self.objective]
+            for r in self.runs
+            if r.status == "completed" and r.config == run.config and self.objective in r.final
+        ]
+
+    def seed_spreads(self) -> list[float]:
+        """max − min of the objective over seeds, per configuration run with several."""
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        spreads = []
+        for r in self.ranked():
+            if r.config in seen:
+                continue
+            seen.add(r.config)
+            values = self.seed_values(r)
+            if len(values) > 1:
+                spreads.append(max(values) - min(values))
+        return spreads
+
     def differences_to_best(self) -> dict[str, Interval]:
         """Run label → interval of (its objective − the best run's), paired bootstrap
         over the same validation pictures; empty without per-picture records."""
@@ -120,10 +147,26 @@ class StudySummary:
         }
 
     def tied_with_best(self) -> list[RunSummary]:
-        """Runs (best first, the best included) that the picture sample cannot tell apart
-        from the best: the interval of their difference to it contains 0."""
+        """Runs (best first, the best included) that cannot be told apart from the best:
+        the interval of their difference to it contains 0 (picture sample), or, with
+        several seeds, their configuration's range over seeds overlaps the best's."""
+        ranked = self.ranked()
+        if not ranked:
+            return []
         diffs = self.differences_to_best()
-        return [r for r in self.ranked() if r.label in diffs and diffs[r.label].contains(0.0)]
+        best_seeds = self.seed_values(ranked[0])
+        tied = []
+        for r in ranked:
+            seeds = self.seed_values(r)
+            overlap = (
+                len(seeds) > 1
+                and len(best_seeds) > 1
+                and min(best_seeds) <= max(seeds)
+                and min(seeds) <= max(best_seeds)
+            )
+            if r is ranked[0] or overlap or (r.label in diffs and diffs[r.label].contains(0.0)):
+                tied.append(r)
+        return tied
 
     def is_top(self, run: RunSummary) -> bool:
         return any(r is run for r in self.top())

@@ -64,19 +64,39 @@ class RefineSpec(_Frozen):
     fixed: dict[str, ParamValue] = Field(default_factory=dict)
 
 
+class RepeatSpec(_Frozen):
+    """Re-run the ``top_k`` best configurations of an earlier stage with ``seeds`` new
+    seeds (never a seed already run): the cheap way to measure training noise."""
+
+    from_: str = Field(alias="from")
+    top_k: int = Field(3, ge=1)
+    seeds: int = Field(3, ge=1)
+
+
+SEED_KEY = "runtime.seed"
+STAGE_KINDS = ("grid", "refine", "tpe", "repeat")
+
+
 class Stage(_Frozen):
-    """One stage: exactly one of ``grid``, ``refine`` or ``tpe``."""
+    """One stage: exactly one of ``grid``, ``refine``, ``tpe`` or ``repeat``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     grid: dict[str, list[ParamValue]] | None = None
     refine: RefineSpec | None = None
     tpe: TpeStage | None = None
+    repeat: RepeatSpec | None = None
+
+    @property
+    def source(self) -> str | None:
+        """The earlier stage a refine or repeat stage derives its points from."""
+        derived = self.refine or self.repeat
+        return derived.from_ if derived is not None else None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Stage:
-        kinds = [k for k in ("grid", "refine", "tpe") if getattr(self, k) is not None]
+        kinds = [k for k in STAGE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"stage {self.name!r} needs exactly one of grid, refine, tpe")
+            raise ValueError(f"stage {self.name!r} needs exactly one of grid, refine, tpe, repeat")
         if self.grid is not None:
             if not self.grid:
                 raise ValueError(f"stage {self.name!r}: grid needs at least one key")
@@ -121,6 +141,9 @@ class StudySpec(_Frozen):
     pruner: Literal["none", "median", "successive_halving"] = "none"
     max_retries: int = Field(1, ge=0)
     heartbeat: Heartbeat = Heartbeat()
+    # Every point of the grid and refine stages is trained with this many seeds
+    # (runtime.seed, runtime.seed + 1, …), each exactly once like any point.
+    repeats: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _stage_refs(self) -> StudySpec:
@@ -128,13 +151,29 @@ class StudySpec(_Frozen):
         for stage in self.stages:
             if stage.name in seen:
                 raise ValueError(f"stages: duplicate stage name {stage.name!r}")
-            if stage.refine is not None and stage.refine.from_ not in seen:
+            kind = "refine" if stage.refine is not None else "repeat"
+            if stage.source is not None and stage.source not in seen:
                 raise ValueError(
-                    f"stages.{stage.name}.refine.from: {stage.refine.from_!r} is not an "
-                    "earlier stage"
+                    f"stages.{stage.name}.{kind}.from: {stage.source!r} is not an earlier stage"
+                )
+            if self.repeats > 1 and SEED_KEY in (stage.grid or {}):
+                raise ValueError(
+                    f"stages.{stage.name}.grid: {SEED_KEY} is searched and repeats is "
+                    f"{self.repeats}; use one or the other"
                 )
             seen.append(stage.name)
         return self
+
+    def base_seed(self) -> int:
+        return self.run_config({}).runtime.seed
+
+    def with_seeds(self, points: list[dict[str, ParamValue]]) -> list[dict[str, ParamValue]]:
+        """Each point once per seed of ``repeats`` (unchanged when ``repeats`` is 1, so a
+        study's point names do not change)."""
+        if self.repeats == 1:
+            return points
+        base = self.base_seed()
+        return [{**p, SEED_KEY: base + i} for p in points for i in range(self.repeats)]
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -152,6 +191,8 @@ class StudySpec(_Frozen):
                 keys.update(stage.tpe.ranges)
             elif stage.refine is not None:
                 keys.update(stage.refine.fixed)
+            if stage.repeat is not None or self.repeats > 1:
+                keys.add(SEED_KEY)
         return keys
 
     def base_tree(self) -> dict[str, Any]:

@@ -336,7 +336,7 @@ class StudyRunner(StudyView):
     def _distributions(
         self, stage: Stage, params: dict[str, ParamValue]
     ) -> dict[str, BaseDistribution]:
-        dists = stage_distributions(stage, self.stage_grid if stage.refine is not None else None)
+        dists = stage_distributions(stage, None if stage.tpe is not None else self.stage_grid)
         for key, value in params.items():  # a value outside a range (an older spec)
             dist = dists.get(key)
             if dist is None or not dist._contains(dist.to_internal_repr(value)):

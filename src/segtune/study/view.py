@@ -36,7 +36,7 @@ from segtune.study.identity import (
     run_identity,
 )
 from segtune.study.refine import refine_points
-from segtune.study.spec import ParamValue, Range, Stage, StudySpec, grid_points
+from segtune.study.spec import SEED_KEY, ParamValue, Range, Stage, StudySpec, grid_points
 from segtune.study.storage import (
     default_storage,
     init_lock,
@@ -67,10 +67,20 @@ class StagePoints:
     points: dict[str, dict[str, ParamValue]] | None
 
 
+def _distinct_configs(ranked: list[dict[str, ParamValue]], k: int) -> list[dict[str, ParamValue]]:
+    """The first ``k`` distinct configurations (parameters without the seed), best first."""
+    out: list[dict[str, ParamValue]] = []
+    for params in ranked:
+        config = {key: v for key, v in params.items() if key != SEED_KEY}
+        if config not in out:
+            out.append(config)
+    return out[:k]
+
+
 def stage_distributions(stage: Stage, grid_of: Any = None) -> dict[str, BaseDistribution]:
     """Optuna distributions of a stage's searched keys (``grid_of(stage)`` gives the grid
     of a refine stage)."""
-    if stage.grid is not None:
+    if stage.grid is not None and grid_of is None:
         return {k: CategoricalDistribution(list(v)) for k, v in stage.grid.items()}
     if stage.tpe is not None:
         out: dict[str, BaseDistribution] = {}
@@ -171,37 +181,53 @@ class StudyView:
         )
 
     def stage_points(self, stage: Stage) -> StagePoints:
-        """Grid points, sampler slots, or (once its source is done) a refined grid."""
+        """Grid points, sampler slots, or (once its source is done) a refined grid or the
+        repeats of the source's best configurations."""
         if stage.grid is not None:
-            return StagePoints(stage, {point_key(p): p for p in grid_points(stage.grid)})
+            points = self.spec.with_seeds(grid_points(stage.grid))
+            return StagePoints(stage, {point_key(p): p for p in points})
         if stage.tpe is not None:
             return StagePoints(stage, {f"slot-{i:04d}": {} for i in range(stage.tpe.n_trials)})
-        assert stage.refine is not None
         saved = self.dir / "stages" / f"{stage.name}.json"
         if saved.exists():
             points = json.loads(saved.read_text())["points"]
             return StagePoints(stage, {point_key(p): p for p in points})
-        source = self.spec.stage(stage.refine.from_)
+        assert stage.source is not None
+        source = self.spec.stage(stage.source)
         if not self.stage_finished(source):
             return StagePoints(stage, None)
-        best = [t.params for t in self.ranked(source.name)[: stage.refine.top_k]]
-        if not best:
+        ranked = self.ranked(source.name)
+        if not ranked:
             raise SegtuneError(
-                f"stage {stage.name}: cannot refine, stage {source.name} has no completed run"
+                f"stage {stage.name}: stage {source.name} has no completed run to start from"
             )
-        grid = self.stage_grid(source)
-        points = refine_points(grid, best, dict(stage.refine.fixed))
+        if stage.refine is not None:
+            best = _distinct_configs([t.params for t in ranked], stage.refine.top_k)
+            grid = {k: v for k, v in self.stage_grid(source).items() if k != SEED_KEY}
+            points = self.spec.with_seeds(refine_points(grid, best, dict(stage.refine.fixed)))
+            record = {"from": source.name, "top_k": stage.refine.top_k, "points": points}
+        else:
+            assert stage.repeat is not None
+            best = _distinct_configs([t.params for t in ranked], stage.repeat.top_k)
+            used = [int(t.params.get(SEED_KEY, self.spec.base_seed())) for t in ranked]
+            first = max([*used, self.spec.base_seed()]) + 1
+            seeds = range(first, first + stage.repeat.seeds)
+            points = [{**config, SEED_KEY: seed} for config in best for seed in seeds]
+            record = {"from": source.name, "top_k": stage.repeat.top_k, "points": points}
         if self.writable:
-            write_json(saved, {"from": source.name, "top_k": stage.refine.top_k, "points": points})
+            write_json(saved, record)
         return StagePoints(stage, {point_key(p): p for p in points})
 
     def stage_grid(self, stage: Stage) -> dict[str, list[ParamValue]]:
         """Per-key values of a grid-like stage (used to find neighbours)."""
         if stage.grid is not None:
-            return dict(stage.grid)
+            seeds = self.spec.with_seeds([{}])  # [{}], or one {seed} per repeat
+            return {**stage.grid, **({SEED_KEY: [p[SEED_KEY] for p in seeds]} if seeds[0] else {})}
         sp = self.stage_points(stage)
         if sp.points is None or stage.tpe is not None:
-            raise ConfigError(f"stage {stage.name}: refine.from must name a grid or refine stage")
+            raise ConfigError(
+                f"stage {stage.name}: refine.from must name a grid, refine or repeat stage"
+            )
         grid: dict[str, list[ParamValue]] = {}
         for params in sp.points.values():
             for k, v in params.items():

@@ -1,0 +1,63 @@
+"""Does a parameter matter? A real effect is named, noise is called noise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segtune.analysis.document import to_markdown
+from segtune.analysis.effects import noise_floor, parameter_effects
+from segtune.analysis.intervals import Interval
+from segtune.analysis.report import build_blocks
+from tests.analysis.fakes import fake_run, fake_summary
+
+
+def _study(tmp_path: Path, seeds: bool = False):  # noqa: ANN202
+    """bce_weight moves recall by 0.3; pos_weight by 0.004 (its values only reshuffle
+    noise); every run's picture-sample interval is 0.05 wide."""
+    runs = []
+    trial = 0
+    for bce, base in ((0.2, 0.5), (0.8, 0.8)):
+        for pos, wiggle in ((1.0, 0.002), (10.0, -0.002)):
+            for seed in (0, 1) if seeds else (0,):
+                recall = base + wiggle + 0.01 * seed
+                params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
+                if seeds:
+                    params["runtime.seed"] = seed
+                run = fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params)
+                run.intervals = {"val/recall": Interval(recall - 0.025, recall + 0.025)}
+                runs.append(run)
+                trial += 1
+    summary = fake_summary(runs)
+    if seeds:
+        summary.searched["grid"]["runtime.seed"] = [0, 1]
+    return summary
+
+
+def test_a_real_effect_and_a_null_one_are_told_apart(tmp_path: Path) -> None:
+    summary = _study(tmp_path)
+    effects = {e.key: e for e in parameter_effects(summary)}
+    assert set(effects) == {"loss.bce_weight", "loss.pos_weight"}
+    assert effects["loss.bce_weight"].detectable is True
+    assert effects["loss.pos_weight"].detectable is False
+    assert effects["loss.bce_weight"].verdict().startswith("matters: the mean moves by 0.3 ")
+    assert effects["loss.pos_weight"].verdict() == (
+        "no effect detectable above run-to-run noise: spread 0.004 ≤ noise floor 0.05"
+    )
+    md = to_markdown(build_blocks(summary, tmp_path / "figs", figures=False))
+    section = md.split("## Does a parameter matter?", 1)[1].split("\n## ", 1)[0]
+    assert "training noise unmeasured (one seed per point)" in section
+    assert "| grid | loss.pos_weight | 1: 0.652 (2); 10: 0.648 (2) | 0.004 |" in section
+
+
+def test_seed_repeats_enter_the_noise_floor_and_the_ties(tmp_path: Path) -> None:
+    summary = _study(tmp_path, seeds=True)
+    floor = noise_floor(summary)
+    assert floor.seeds is not None and abs(floor.seeds - 0.01) < 1e-9
+    assert floor.value == floor.pictures  # 0.05 > 0.01
+    assert "runtime.seed" not in {e.key for e in parameter_effects(summary)}
+    tied = {r.label for r in summary.tied_with_best()}
+    best = summary.ranked()[0]
+    assert best.label in tied
+    md = to_markdown(build_blocks(summary, tmp_path / "figs", figures=False))
+    assert "Training noise measured: 4 configuration(s)" in md
+    assert "over seeds: mean ± sd (runs)" in md
