@@ -58,11 +58,11 @@ def test_repeats_and_a_searched_seed_are_refused() -> None:
         "repeats": 2,
         "stages": [{"name": "g", "grid": {"runtime.seed": [0, 1]}}],
     }
-    with pytest.raises(ConfigError, match="runtime.seed is searched and repeats is 2"):
+    with pytest.raises(ConfigError, match=r"runtime\.seed is searched and repeats is 2"):
         build_spec(tree, "s.yaml")
     tree["stages"] = [
         {"name": "g", "grid": {"loss.bce_weight": [0.5]}},
         {"name": "r", "repeat": {"from": "nope"}},
     ]
-    with pytest.raises(ConfigError, match="r.repeat.from: 'nope' is not an earlier stage"):
+    with pytest.raises(ConfigError, match=r"r\.repeat\.from: 'nope' is not an earlier stage"):
         build_spec(yaml.safe_load(yaml.safe_dump(tree)), "s.yaml")

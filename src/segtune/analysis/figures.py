@@ -210,6 +210,7 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
         ]
         if len(names) < 2 or not runs:
             continue
+        tied = {r.label for r in summary.tied_with_best()}
         values = _finite(runs, key)
         low, high = float(np.min(values)), float(np.max(values))
         high = high if high > low else low + 1e-9
@@ -223,6 +224,7 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
             image = None
             for ax, fv in zip(axes[0], facet_values, strict=True):
                 table = np.full((len(grid[a]), len(grid[b])), np.nan)
+                shown: dict[tuple[int, int], RunSummary] = {}
                 for r in runs:
                     if facet and r.params.get(facet) != fv:
                         continue
@@ -230,6 +232,20 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                     v = r.final[key]
                     if np.isnan(table[i, j]) or better(v, table[i, j], summary.direction):
                         table[i, j] = v
+                        shown[i, j] = r
+                for (i, j), r in shown.items():  # hatched: cannot be told from the best
+                    if r.label in tied:
+                        ax.add_patch(
+                            mpatches.Rectangle(
+                                (j - 0.5, i - 0.5),
+                                1,
+                                1,
+                                fill=False,
+                                hatch="//",
+                                edgecolor="white",
+                                linewidth=0,
+                            )
+                        )
                 image = ax.imshow(
                     table,
                     cmap="viridis",
@@ -277,7 +293,10 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
             if SEED_KEY in grid:
                 other.append("seeds")
             best = f"; best over {', '.join(other)}" if other else ""
-            caption = f"{title}{more}{best}. Final epoch; empty cells: no completed run."
+            caption = (
+                f"{title}{more}{best}. Final epoch; empty cells: no completed run; hatched "
+                "cells: runs that cannot be told apart from the best (Top runs)."
+            )
             figures.append(
                 _finish(fig, f"heatmap-{stage}-{a}-{b}".replace(".", "_"), title, caption)
             )
