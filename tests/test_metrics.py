@@ -76,3 +76,21 @@ def test_describe_metric_always_names_the_split(key: str, words: str) -> None:
 def test_describe_metric_rejects_keys_without_split() -> None:
     with pytest.raises(ValueError, match="must be '<split>/<name>'"):
         describe_metric("recall")
+
+
+def test_a_collapsed_model_has_no_best_threshold_and_is_flagged() -> None:
+    import numpy as np
+
+    from segtune.metrics import Counts, ProbabilityHistogram, split_metrics
+
+    hist = ProbabilityHistogram(100)
+    prob = np.full((8, 8), 0.004)  # below the first edge, 1/100
+    target = np.zeros((8, 8), bool)
+    target[:2] = True
+    hist.add(prob, target)
+    assert hist.collapsed and hist.best_f1() == (None, 0.0)
+    values = split_metrics("val", Counts(0, 0, 16, 48), hist)
+    assert "val/best_threshold" not in values and values["val/collapsed"] == 1.0
+    hist.add(np.full((8, 8), 0.9), target)  # a model that finds something
+    threshold, f1 = hist.best_f1()
+    assert not hist.collapsed and threshold is not None and threshold > 0 and f1 > 0

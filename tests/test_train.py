@@ -281,10 +281,10 @@ def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Pat
     config = build_run_config(
         tiny_tree(
             demo_data,
-            optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01},
+            optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01, "schedule": "constant"},
             sampling={"positive_fraction": 0.5},
             loss={"bce_weight": 0.8, "pos_weight": 10.0},
-            eval={"preview_pictures": 0},
+            eval={"preview_pictures": 0, "select": "last"},
             runtime={"threads": 1},
         )
     )
@@ -392,3 +392,68 @@ def test_twelve_bit_pictures_keep_their_range_in_training_and_predict(
     out = tmp_path / "pred"
     assert main(["predict", str(tmp_path / "run"), str(data / "val"), "--out", str(out)]) == 0
     assert len(list(out.glob("*.png"))) == 4
+
+
+def test_the_selected_epoch_is_kept_with_its_weights_threshold_and_counts(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    config = tiny_config(demo_data, optim={"epochs": 3}, eval={"preview_pictures": 2})
+    record = train_run(config, tmp_path / "run", progress=False)
+    rows = RunFolder(tmp_path / "run").read_metrics()
+    best = max(rows, key=lambda r: (r["val/best_f1"], -r["epoch"]))  # earliest on ties
+    assert record.selected_epoch == best["epoch"] and record.selected_by == "val/best_f1"
+    assert record.kept["val/f1"] == best["val/f1"] and record.final["val/f1"] == rows[-1]["val/f1"]
+    assert sum(p.tp for p in record.pictures) == best["val/tp"]
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert state["epoch"] == best["epoch"]
+    assert state["best_threshold"] == pytest.approx(best["val/best_threshold"])
+    assert not (tmp_path / "run" / "selected.pt").exists()  # resume state is removed
+    assert [r["train/lr"] for r in rows] == sorted((r["train/lr"] for r in rows), reverse=True)
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(demo_data: Path, tmp_path: Path) -> None:
+    # val/collapsed is 0 every epoch: it never improves after epoch 1.
+    config = tiny_config(
+        demo_data,
+        optim={"epochs": 5, "early_stop_patience": 1},
+        eval={"preview_pictures": 0, "select_key": "val/collapsed"},
+    )
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.status == "completed" and record.stopped_early
+    assert record.epochs_done == 2 and record.selected_epoch == 1
+    assert "train/recall" in record.final  # the training-split pass runs when it stops
+    from segtune.records import kept_epoch_words
+
+    assert kept_epoch_words(record) == (
+        "epoch 1 of 2, selected by val/collapsed; stopped early at epoch 2"
+    )
+
+
+def test_flips_average_the_four_flipped_predictions(demo_data: Path) -> None:
+    import torch
+
+    from segtune.config import PagesConfig
+    from segtune.infer import predict_probabilities
+    from segtune.model import build_model
+
+    config = tiny_config(demo_data)
+    torch.manual_seed(0)
+    model = build_model(config.model)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    pages = PagesConfig(page_size=32)
+    device = torch.device("cpu")
+
+    def p(img: np.ndarray) -> np.ndarray:
+        return predict_probabilities(model, np.ascontiguousarray(img), pages, device)
+
+    manual = (
+        p(image)
+        + p(image[:, ::-1])[:, ::-1]
+        + p(image[::-1])[::-1]
+        + p(image[::-1, ::-1])[::-1, ::-1]
+    ) / 4
+    flips = predict_probabilities(model, image, pages, device, tta="flips")
+    assert np.allclose(flips, manual, atol=1e-6) and not np.allclose(flips, p(image), atol=1e-4)

@@ -92,11 +92,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"run failed: {reason} (records in {run_dir})", file=sys.stderr)
         return 1
     from segtune.metrics import describe_metric
+    from segtune.records import kept_epoch_words
 
     print(f"run {status}: {run_dir}")
+    print(f"  {kept_epoch_words(summary)}")
     for key in ("val/recall", "val/precision", "val/f1", "val/ap", "train/recall", "train/f1"):
-        if key in summary.final:
-            print(f"  {describe_metric(key, config.eval.threshold)}: {summary.final[key]:.4f}")
+        if key in summary.kept:
+            print(f"  {describe_metric(key, config.eval.threshold)}: {summary.kept[key]:.4f}")
     return 0
 
 

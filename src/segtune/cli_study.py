@@ -75,6 +75,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_out_dir(Path(args.out))
     predictor = Predictor.load(Path(args.checkpoint), args.device)
+    if args.tta is not None:
+        predictor.tta = args.tta
     threshold = predictor.threshold(args.threshold)
     inputs = collect_inputs([Path(p) for p in args.pictures])
     result = predict_files(
@@ -85,10 +87,47 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         save_probabilities=args.save_probabilities,
         overlays=args.overlays,
     )
-    print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g})")
+    source = (
+        f", the validation F1-best threshold of epoch {predictor.epoch}"
+        if args.threshold == "best" and predictor.epoch is not None
+        else ""
+    )
+    print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g}{source})")
     if result.errors:
         print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from segtune.config import check_device
+    from segtune.predict import Predictor
+    from segtune.records import atomic_write_text, check_out_dir
+    from segtune.score import evaluate_checkpoint, find_labelled
+
+    check_device(args.device)
+    if args.out:
+        check_out_dir(Path(args.out).parent, "--out")
+    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    if args.tta is not None:
+        predictor.tta = args.tta
+    threshold = predictor.threshold(args.threshold)
+    source = (
+        f"selected on the validation split at epoch {predictor.epoch}"
+        if args.threshold == "best"
+        else "given"
+    )
+    pictures = find_labelled([Path(p) for p in args.data])
+    result = evaluate_checkpoint(
+        predictor, pictures, split=args.split_name, threshold=threshold, threshold_source=source
+    )
+    for line in result.lines():
+        print(line)
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result.to_json(), indent=1) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -148,8 +187,27 @@ def add_commands(sub: Any) -> None:
         help="also write <stem>-prob.png (8- or 16-bit; default 16)",
     )
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
+    p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "evaluate", help="score a checkpoint on labelled pictures (a test split), split-named"
+    )
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder)")
+    p.add_argument("data", nargs="+", help="folders with images/ and masks/, or CSV manifests")
+    p.add_argument(
+        "--threshold",
+        default="0.5",
+        help="a number in (0, 1), or 'best': the threshold selected on the validation split",
+    )
+    p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
+    p.add_argument(
+        "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
+    )
+    p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
     p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")

@@ -154,6 +154,12 @@ class OptimConfig(_Frozen):
     # A loss above this means the run diverged (BCE of sane logits stays far below it):
     # the run stops as failed, like a non-finite loss. None disables the check.
     max_loss: float | None = Field(1e4, gt=0.0)
+    # Learning-rate schedule, stepped per optimiser step (segtune.schedule).
+    schedule: Literal["constant", "cosine", "poly"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    poly_power: float = Field(0.9, gt=0.0)
+    # Stop after this many epochs without improvement of eval.select_key (None: never).
+    early_stop_patience: int | None = Field(None, ge=1)
 
 
 class SamplingConfig(_Frozen):
@@ -176,11 +182,31 @@ class EvalConfig(_Frozen):
     # ~25 % slower than a plain training loop (BENCHMARKS.md, study overhead).
     train_eval_pictures: Annotated[int, Field(ge=1)] | Literal["val", "all"] = "val"
     train_every: int = Field(0, ge=0)
+    histogram_bins: int = Field(1000, ge=10, le=100000)
+    # Which epoch a run keeps (weights, threshold, reported values): the last, or the
+    # best by select_key (ties: the earliest). Never by a metric an over-predicting model
+    # maximises (recall) unless asked: the default is threshold-free best F1.
+    select: Literal["last", "best"] = "best"
+    select_key: str = "val/best_f1"
+    # Test-time augmentation in evaluation, evaluate and predict: the mean probability
+    # over the identity, horizontal, vertical and both flips.
+    tta: Literal["none", "flips"] = "none"
 
     @field_validator("train_eval_pictures", mode="before")
     @classmethod
     def _null_means_all(cls, value: object) -> object:
         return "all" if value is None else value  # how segtune 0.1 wrote "all"
+
+    @field_validator("select_key")
+    @classmethod
+    def _validation_metric(cls, value: str) -> str:
+        from segtune.metrics import METRIC_WORDS
+
+        split, _, name = value.partition("/")
+        if split != "val" or name not in METRIC_WORDS or name in ("loss", "lr"):
+            known = ", ".join(f"val/{m}" for m in METRIC_WORDS if m not in ("loss", "lr"))
+            raise ValueError(f"{value!r} is not a validation metric; one of {known}")
+        return value
 
     def train_pass_due(self, epoch: int, epochs: int) -> bool:
         """Whether the training-split pass runs after ``epoch`` (of ``epochs``)."""
@@ -192,8 +218,6 @@ class EvalConfig(_Frozen):
         if n == "all":
             return train
         return min(train, val) if n == "val" else n
-
-    histogram_bins: int = Field(1000, ge=10, le=100000)
 
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"

@@ -50,6 +50,7 @@ def evaluate_split(
     amp_dtype: torch.dtype | None = None,
     batch_pages: int = 8,
     on_picture: Callable[[], None] | None = None,
+    tta: str = "none",
 ) -> SplitResult:
     """Evaluate full stitched pictures at their original size.
 
@@ -65,7 +66,7 @@ def evaluate_split(
         image = np.asarray(cache.get(pic.image, "image", scale, longest))
         mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
         prob = predict_probabilities(
-            model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages
+            model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages, tta=tta
         )
         prob = resize_probabilities(prob, mask.shape)
         if not np.all(np.isfinite(prob)):

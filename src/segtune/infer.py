@@ -26,10 +26,13 @@ def predict_probabilities(
     *,
     amp_dtype: torch.dtype | None = None,
     batch_pages: int = 8,
+    tta: str = "none",
 ) -> NDArray[np.float32]:
     """Probability map (H, W) of one (already resized) picture: tile, predict, stitch.
 
     Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
+    With ``tta="flips"`` each page's probability is the mean over the identity and the
+    horizontal, vertical and both flips (each flipped back before averaging).
     """
     model.eval()
     h, w = image.shape[:2]
@@ -42,7 +45,25 @@ def predict_probabilities(
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp_dtype):
-            logits = model(normalise(x))
-        stitcher.add_batch(torch.sigmoid(logits.float())[:, 0], chunk)
+        stitcher.add_batch(_page_probabilities(model, normalise(x), device, amp_dtype, tta), chunk)
     return stitcher.finalize()
+
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))  # identity, h, v, both
+
+
+def _page_probabilities(
+    model: nn.Module, x: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None, tta: str
+) -> torch.Tensor:
+    """(N, H, W) probabilities of a normalised batch, averaged over flips when asked."""
+    flips = FLIPS if tta == "flips" else FLIPS[:1]
+    total: torch.Tensor | None = None
+    for dims in flips:
+        xi = torch.flip(x, dims) if dims else x
+        with autocast(device, amp_dtype):
+            logits = model(xi)
+        prob = torch.sigmoid(logits.float())
+        prob = torch.flip(prob, dims) if dims else prob
+        total = prob if total is None else total + prob
+    assert total is not None
+    return (total / len(flips))[:, 0]

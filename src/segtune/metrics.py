@@ -23,13 +23,15 @@ METRIC_WORDS = {
     "best_f1": "best F1 over thresholds",
     "best_threshold": "threshold of best F1",
     "loss": "loss",
+    "lr": "learning rate (end of epoch)",
     "tp": "true-positive pixels",
     "fp": "false-positive pixels",
     "fn": "false-negative pixels",
     "tn": "true-negative pixels",
+    "collapsed": "collapsed (no probability reaches the first histogram bin)",
 }
-THRESHOLD_FREE = {"ap", "best_f1", "best_threshold"}
-LOWER_IS_BETTER = {"loss", "fp", "fn", "no_positive_prediction"}
+THRESHOLD_FREE = {"ap", "best_f1", "best_threshold", "collapsed"}
+LOWER_IS_BETTER = {"loss", "fp", "fn", "no_positive_prediction", "collapsed"}
 Direction = Literal["maximize", "minimize"]
 COUNT_METRICS = ("tp", "fp", "fn", "tn")
 DERIVED_METRICS = ("precision", "recall", "f1", "iou")
@@ -75,6 +77,8 @@ def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = Fa
         return words
     if name == "loss":
         return f"{words} (running mean over augmented batches)"
+    if name == "lr":
+        return words
     if name in THRESHOLD_FREE:
         return f"{words}, pixel-level, threshold-free"
     if threshold is None:
@@ -223,13 +227,23 @@ class ProbabilityHistogram:
         recall_next = np.append(recall[1:], 0.0)
         return float(np.sum((recall - recall_next) * precision))
 
-    def best_f1(self) -> tuple[float, float]:
-        """``(threshold, F1)`` maximising F1 over the bin edges (lowest threshold on ties)."""
+    def best_f1(self) -> tuple[float | None, float]:
+        """``(threshold, F1)`` maximising F1 over the bin edges above 0 (lowest threshold
+        on ties). Threshold 0 marks every pixel positive, a trivial predictor, and is
+        never selected; when no pixel reaches the first edge (a collapsed model) there is
+        no best threshold: ``(None, 0.0)``."""
         thresholds, precision, recall = self.curve()
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-        best = int(np.argmax(f1))
+        if len(f1) < 2 or f1[1:].max() <= 0.0:
+            return None, 0.0
+        best = 1 + int(np.argmax(f1[1:]))
         return float(thresholds[best]), float(f1[best])
+
+    @property
+    def collapsed(self) -> bool:
+        """No probability reached the first bin edge: the model predicts background only."""
+        return bool(self.pos[1:].sum() + self.neg[1:].sum() == 0)
 
 
 def split_metrics(split: str, counts: Counts, hist: ProbabilityHistogram) -> dict[str, float]:
@@ -237,5 +251,8 @@ def split_metrics(split: str, counts: Counts, hist: ProbabilityHistogram) -> dic
     values: dict[str, float] = {name: float(getattr(counts, name)) for name in COUNT_METRICS}
     values.update(derived_metrics(counts))
     values["ap"] = hist.average_precision()
-    values["best_threshold"], values["best_f1"] = hist.best_f1()
+    threshold, values["best_f1"] = hist.best_f1()
+    if threshold is not None:
+        values["best_threshold"] = threshold
+    values["collapsed"] = float(hist.collapsed)
     return {f"{split}/{name}": value for name, value in values.items()}

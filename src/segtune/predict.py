@@ -36,6 +36,8 @@ class Predictor:
     device: torch.device
     best_threshold: float | None
     reading: ImageReading = DEFAULT_READING  # channels and intensity window of the run
+    epoch: int | None = None  # the epoch whose weights these are (the run's kept epoch)
+    tta: str = "none"  # eval.tta of the run, unless overridden (evaluate/predict --tta)
 
     @classmethod
     def load(cls, checkpoint: Path, device: str = "auto") -> Predictor:
@@ -68,7 +70,16 @@ class Predictor:
             ) from exc
         model.to(dev).eval()
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
-        return cls(model, config, dev, None if best is None else float(best), _reading(state))
+        epoch = state.get("epoch")
+        return cls(
+            model,
+            config,
+            dev,
+            None if best is None else float(best),
+            _reading(state),
+            None if epoch is None else int(epoch),
+            config.eval.tta,
+        )
 
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
         """Probability map at the picture's own size (resize applied and inverted)."""
@@ -83,6 +94,7 @@ class Predictor:
             self.device,
             batch_pages=batch_pages,
             amp_dtype=autocast_dtype(self.config.runtime.precision, self.device),
+            tta=self.tta,
         )
         return resize_probabilities(prob, image.shape[:2])
 
@@ -90,7 +102,9 @@ class Predictor:
         if value == "best":
             if self.best_threshold is None:
                 raise ConfigError(
-                    "--threshold best: the checkpoint records no validation F1-best threshold"
+                    "--threshold best: the checkpoint records no validation F1-best threshold "
+                    "(its model collapsed: no probability reached the first bin; or it "
+                    "predates segtune 0.2)"
                 )
             return self.best_threshold
         try:

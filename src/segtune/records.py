@@ -46,15 +46,17 @@ _SPLIT_METRICS = (
     "best_threshold",
     "best_f1",
     "no_positive_prediction",
+    "collapsed",
 )
 # metrics.csv: one row per epoch; every metric column is split-named, like every key.
 METRIC_COLUMNS = (
     "epoch",
     "train/loss",
+    "train/lr",
     *(f"train/{m}" for m in _SPLIT_METRICS),
     *(f"val/{m}" for m in _SPLIT_METRICS),
 )
-INTEGER_METRICS = ("tp", "fp", "fn", "tn", "no_positive_prediction")
+INTEGER_METRICS = ("tp", "fp", "fn", "tn", "no_positive_prediction", "collapsed")
 RunStatus = Literal["running", "completed", "failed", "pruned", "interrupted"]
 
 
@@ -98,7 +100,7 @@ class Provenance(_Record):
 
 
 class PictureRecord(_Record):
-    """TP/FP/FN pixels of one validation picture at the run's final epoch."""
+    """TP/FP/FN pixels of one validation picture at the run's kept epoch."""
 
     stem: str
     tp: int
@@ -130,6 +132,13 @@ class RunRecord(_Record):
     # Raw values low..high were mapped onto 0..255 (data.intensity); None: the
     # dtype's rule (8-bit as is, 16-bit ÷ 257, floats × 255).
     intensity_window: tuple[float, float] | None = None
+    # The epoch whose weights and threshold the run keeps (eval.select: best), chosen by
+    # ``selected_by``, and its values; None / empty: the last epoch (eval.select: last,
+    # or records of segtune 0.1). ``stopped_early``: optim.early_stop_patience ended it.
+    selected_epoch: int | None = None
+    selected_by: str | None = None
+    selected: dict[str, float] = Field(default_factory=dict)
+    stopped_early: bool = False
     metric_words: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -144,7 +153,16 @@ class RunRecord(_Record):
         return self.status in ("completed", "pruned")
 
     def value(self, key: str) -> float | None:
-        return self.final.get(key)
+        return self.kept.get(key)
+
+    @property
+    def kept(self) -> dict[str, float]:
+        """The values of the kept epoch: the selected one, else the last."""
+        return self.selected or self.final
+
+    @property
+    def kept_epoch(self) -> int:
+        return self.selected_epoch or self.epochs_done
 
     @classmethod
     def load(cls, path: Path) -> RunRecord:
@@ -152,6 +170,16 @@ class RunRecord(_Record):
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+
+
+def kept_epoch_words(record: RunRecord) -> str:
+    """Which epoch a run's values, weights and threshold come from, in words, e.g.
+    "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)"."""
+    of = f"epoch {record.kept_epoch} of {record.epochs_done}"
+    early = f"; stopped early at epoch {record.epochs_done}" if record.stopped_early else ""
+    if record.selected_by is None:
+        return f"{of} (the last){early}"
+    return f"{of}, selected by {record.selected_by}{early}"
 
 
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
@@ -273,8 +301,28 @@ class RunFolder:
         torch.save(state, buf)
         atomic_write_bytes(self.model_path, buf.getvalue())
 
+    @property
+    def selected_path(self) -> Path:
+        """Weights of the best epoch so far (eval.select: best), while the run lasts."""
+        return self.dir / "selected.pt"
+
+    def save_selected(self, state: dict[str, Any]) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.selected_path, buf.getvalue())
+
+    def load_selected(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.selected_path.exists():
+            return None
+        return dict(torch.load(self.selected_path, map_location="cpu", weights_only=True))
+
     def remove_resume_state(self) -> None:
         self.checkpoint_path.unlink(missing_ok=True)
+        self.selected_path.unlink(missing_ok=True)
 
     def remove_temporary_files(self) -> list[Path]:
         """Delete what killed writes left behind (``.<name>.<random>`` beside a record)."""

@@ -48,6 +48,7 @@ from segtune.records import (
     Timings,
 )
 from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+from segtune.schedule import build_scheduler
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
 # (a study's pruner raises optuna.TrialPruned).
@@ -111,6 +112,8 @@ def train_run(
         model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
+    loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
+    scheduler = build_scheduler(optimizer, config.optim, len(loader))
 
     data = data_fingerprint(picture_stats(subsets))
     ledger = _Ledger(folder, config, subsets, _provenance(device, data), cache.reading.window)
@@ -118,20 +121,10 @@ def train_run(
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
     if resume and folder.checkpoint_path.exists():
-        state = folder.load_checkpoint()
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"]) + 1
-        # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
-        ledger.history = [r for r in folder.read_metrics() if int(r["epoch"]) < start_epoch]
-        ledger.timings = state.get("timings", ledger.timings)
-        _set_rng_state(state.get("rng"))
+        start_epoch = _resume(folder, ledger, model, optimizer, scaler, scheduler, len(loader))
     folder.write_config(config)
     ledger.write("running")
 
-    loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
     epoch = start_epoch
     status: RunStatus = "completed"
     failure: Failure | None = None
@@ -141,7 +134,16 @@ def train_run(
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             train_loss = _train_epoch(
-                config, model, optimizer, scaler, loader, epoch, device, amp_dtype, progress
+                config,
+                model,
+                optimizer,
+                scaler,
+                scheduler,
+                loader,
+                epoch,
+                device,
+                amp_dtype,
+                progress,
             )
             t1 = time.perf_counter()
             val = _evaluate(
@@ -154,8 +156,9 @@ def train_run(
                 amp_dtype,
                 config.eval.preview_pictures,
             )
+            stop = ledger.patience_out(epoch, val.metrics)
             train_metrics: dict[str, float] = {}
-            if config.eval.train_pass_due(epoch, config.optim.epochs):
+            if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
                 train_metrics = _evaluate(
                     config, model, "train", train_eval, cache, device, amp_dtype, 0
                 ).metrics
@@ -163,13 +166,17 @@ def train_run(
             ledger.timings["eval_s"] += time.perf_counter() - t1
             if guard is not None:
                 guard()
-            values = {"train/loss": train_loss, **train_metrics, **val.metrics}
+            lr = float(optimizer.param_groups[0]["lr"])
+            values = {"train/loss": train_loss, "train/lr": lr, **train_metrics, **val.metrics}
             ledger.add_epoch(epoch, values, val.pictures)
+            if config.eval.select == "best" and ledger.selected_epoch() == epoch:
+                folder.save_selected({"model": _cpu_weights(model), "epoch": epoch})
             folder.save_checkpoint(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(),
                     "epoch": epoch,
                     "config": config_to_dict(config),
@@ -182,6 +189,9 @@ def train_run(
             ledger.write("running")
             if reporter is not None:
                 reporter(epoch, values)
+            if stop:
+                ledger.stopped_early = True
+                break
     except RunAbandoned:
         raise
     except (NonFiniteLoss, FloatingPointError) as exc:
@@ -197,16 +207,71 @@ def train_run(
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
-        # Previews, the PR curve, per-picture histograms and model.pt describe the final
-        # state: written once.
+        kept = ledger.kept_epoch()
+        if kept != epoch:  # the selected epoch's weights, evaluated again (same values)
+            selected = folder.load_selected()
+            assert selected is not None and int(selected["epoch"]) == kept
+            model.load_state_dict(selected["model"])
+            val = _evaluate(
+                config,
+                model,
+                "val",
+                subsets.val,
+                cache,
+                device,
+                amp_dtype,
+                config.eval.preview_pictures,
+            )
+        ledger.pictures = _picture_records(val.pictures)
+        # Previews, the PR curve, per-picture histograms and model.pt describe the kept
+        # epoch: written once.
         _write_previews(folder, config, val, subsets.val, cache)
         folder.write_pr_curve(val.histogram)
         folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
-        folder.save_model(_model_file(model, config, epoch, val.metrics, cache.reading.window))
+        folder.save_model(_model_file(model, config, kept, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
     if record.finished and not config.records.keep_resume_state:
         folder.remove_resume_state()
     return record
+
+
+def _resume(
+    folder: RunFolder,
+    ledger: _Ledger,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps_per_epoch: int,
+) -> int:
+    """Restore the last epoch checkpoint; returns the epoch to continue with."""
+    state = folder.load_checkpoint()
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    done = int(state["epoch"])
+    if "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    else:  # a checkpoint from before schedules: put the schedule where it would be
+        for _ in range(done * steps_per_epoch):
+            scheduler.step()
+    # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
+    ledger.history = [r for r in folder.read_metrics() if int(r["epoch"]) <= done]
+    ledger.timings = state.get("timings", ledger.timings)
+    _set_rng_state(state.get("rng"))
+    return done + 1
+
+
+def _cpu_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _picture_records(pictures: Sequence[PictureCounts]) -> list[PictureRecord]:
+    return [
+        PictureRecord(stem=p.stem, tp=p.tp, fp=p.fp, fn=p.fn, positives=p.positives)
+        for p in pictures
+    ]
 
 
 def _model_file(
@@ -222,7 +287,7 @@ def _model_file(
 
     best = val.get("val/best_threshold")
     return {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": _cpu_weights(model),
         "config": config_to_dict(config),
         "epoch": epoch,
         "threshold": config.eval.threshold,
@@ -268,6 +333,7 @@ def _train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     loader: DataLoader[Any],
     epoch: int,
     device: torch.device,
@@ -322,6 +388,7 @@ def _train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        scheduler.step()
         loss_sum += batch_loss
         batches += 1
         bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
@@ -353,6 +420,7 @@ def _evaluate(
         keep_previews=previews,
         amp_dtype=amp_dtype,
         batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
+        tta=config.eval.tta,
     )
 
 
@@ -396,6 +464,7 @@ class _Ledger:
     provenance: Provenance
     intensity_window: tuple[float, float] | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
     timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
     pictures: list[PictureRecord] = field(default_factory=list)
 
@@ -407,11 +476,51 @@ class _Ledger:
             integer = key.split("/", 1)[1] in INTEGER_METRICS
             row[key] = int(value) if integer else value
         self.history.append(row)
-        self.pictures = [
-            PictureRecord(stem=p.stem, tp=p.tp, fp=p.fp, fn=p.fn, positives=p.positives)
-            for p in val_pictures
-        ]
+        self.pictures = _picture_records(val_pictures)
         self.folder.write_metrics(self.history)
+
+    def selected_epoch(self) -> int | None:
+        """The best epoch so far by ``eval.select_key`` (the earliest on ties)."""
+        key = self.config.eval.select_key
+        best: tuple[float, int] | None = None
+        for row in self.history:
+            if key in row and (best is None or better(float(row[key]), best[0], direction_of(key))):
+                best = (float(row[key]), int(row["epoch"]))
+        return None if best is None else best[1]
+
+    def kept_epoch(self) -> int:
+        """The epoch the run keeps: the selected one (eval.select: best), else the last."""
+        last = max((int(r["epoch"]) for r in self.history), default=0)
+        selected = self.selected_epoch() if self.config.eval.select == "best" else None
+        return selected or last
+
+    def patience_out(self, epoch: int, val: dict[str, float]) -> bool:
+        """Whether ``optim.early_stop_patience`` epochs have passed without the select key
+        improving on its best before ``epoch``, counting ``epoch`` itself."""
+        patience = self.config.optim.early_stop_patience
+        key = self.config.eval.select_key
+        if patience is None or key not in val:
+            return False
+        best = self.selected_epoch()
+        if best is None:
+            return False
+        row = next(r for r in self.history if int(r["epoch"]) == best)
+        if better(val[key], float(row[key]), direction_of(key)):
+            return False
+        return epoch - best >= patience
+
+    def _selection(self) -> dict[str, Any]:
+        """The record's selection fields (eval.select: best)."""
+        if self.config.eval.select != "best":
+            return {"stopped_early": self.stopped_early}
+        epoch = self.selected_epoch()
+        row = next((r for r in self.history if int(r["epoch"]) == epoch), {})
+        return {
+            "selected_epoch": epoch,
+            "selected_by": self.config.eval.select_key,
+            "selected": {k: float(v) for k, v in row.items() if k != "epoch"},
+            "stopped_early": self.stopped_early,
+        }
 
     def write(self, status: RunStatus, failure: Failure | None = None) -> RunRecord:
         """summary.json: status, last-epoch values, best values (with epoch), timings."""
@@ -443,6 +552,7 @@ class _Ledger:
             val_pictures=[p.stem for p in self.subsets.val],
             pictures=self.pictures,
             intensity_window=self.intensity_window,
+            **self._selection(),
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
         )
         self.folder.write_record(record)

@@ -112,7 +112,7 @@ def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
     fig.suptitle(title, fontsize=9)
     caption = (
         f"{title} (the first {k} pictures of the validation subset, by file stem: "
-        f"{', '.join(p.stem for p in run.pictures)}; final epoch). Colours: "
+        f"{', '.join(p.stem for p in run.pictures)}; {summary.kept_words}). Colours: "
         f"{caption_words(OVERLAY_KEYS, run.threshold)}."
     )
     return _finish(fig, f"strip-{run.stage}-{run.trial:04d}", title, caption)
@@ -150,8 +150,8 @@ def topk_grid(summary: StudySummary) -> Figure | None:
     title = f"Top {len(top)} runs by {objective}"
     fig.suptitle(title, fontsize=9)
     caption = (
-        f"{title}: validation preview pictures 1–{k} (columns) per run (rows), final "
-        f"epoch. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}."
+        f"{title}: validation preview pictures 1–{k} (columns) per run (rows), "
+        f"{summary.kept_words}. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}."
     )
     return _finish(fig, "topk-grid", title, caption)
 
@@ -294,7 +294,8 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                 other.append("seeds")
             best = f"; best over {', '.join(other)}" if other else ""
             caption = (
-                f"{title}{more}{best}. Final epoch; empty cells: no completed run; hatched "
+                f"{title}{more}{best}. Values of the {summary.kept_words}; empty cells: no "
+                "completed run; hatched "
                 "cells: runs that cannot be told apart from the best (Top runs)."
             )
             figures.append(
@@ -332,7 +333,7 @@ def pr_curves(summary: StudySummary) -> Figure | None:
         fontsize=7, title="AP: " + describe_metric("val/ap", short=True), title_fontsize=7
     )
     legend.get_title().set_gid("val/ap")
-    title = f"Precision–recall curves of the top {len(top)} runs (validation, final epoch)"
+    title = f"Precision–recall curves of the top {len(top)} runs (validation, {summary.kept_words})"
     ax.set_title(title, fontsize=9)
     caption = (
         f"{title}: {describe_metric('val/precision', None)} against "

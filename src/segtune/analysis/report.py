@@ -140,8 +140,8 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
             Paragraph(
                 f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, "
                 f"sorted by file stem): {names}. Counts are pixels at threshold "
-                f"{s.threshold:g} at the final "
-                f"epoch; top-{s.top_k} runs by {objective} are in bold."
+                f"{s.threshold:g} at the {s.kept_words}; top-{s.top_k} runs by {objective} "
+                "are in bold."
             )
         )
     for group in group_runs(s.runs):
@@ -200,7 +200,9 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                 for r in s.runs
             ],
             bold=[s.is_top(r) for r in s.runs],
-            caption=f"Final-epoch values; threshold {s.threshold:g}; top-{s.top_k} in bold",
+            caption=(
+                f"Values of the {s.kept_words}; threshold {s.threshold:g}; top-{s.top_k} in bold"
+            ),
         )
     )
 
@@ -232,7 +234,10 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                         ]
                         for p in r.pictures
                     ],
-                    caption=f"Validation preview pictures, threshold {r.threshold:g}, final epoch",
+                    caption=(
+                        f"Validation preview pictures, threshold {r.threshold:g}, "
+                        f"{s.kept_words} ({r.kept_epoch or r.epochs_done})"
+                    ),
                 )
             )
         if not figures:
@@ -302,7 +307,8 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     """The top-k table with intervals, the difference to the best, ties and flags, and
     the words a reviewer needs to read it (what noise was measured, degenerate winners)."""
     top = s.top()
-    epoch = max((r.epochs_done for r in top), default=0)
+    epochs = sorted({r.kept_epoch or r.epochs_done for r in top})
+    epoch = ", ".join(map(str, epochs))
     objective = describe_metric(s.objective, s.threshold)
     diffs = s.differences_to_best()
     tied = s.tied_with_best()
@@ -378,7 +384,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
                 *cols,
             ],
             rows,
-            caption=f"Top {len(top)} by {objective}, final epoch ({epoch})",
+            caption=f"Top {len(top)} by {objective}, {s.kept_words} ({epoch})",
         )
     )
     return blocks

@@ -39,8 +39,10 @@ class RunSummary:
     run_dir: Path
     params: dict[str, ParamValue]
     status: str
-    final: dict[str, float] = field(default_factory=dict)
+    final: dict[str, float] = field(default_factory=dict)  # values of the kept epoch
     epochs_done: int = 0
+    kept_epoch: int = 0  # the selected epoch (eval.select: best), else the last
+    selected_by: str | None = None
     threshold: float = 0.5
     pictures: list[PictureCounts] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -133,6 +135,13 @@ class StudySummary:
                 spreads.append(max(values) - min(values))
         return spreads
 
+    @property
+    def kept_words(self) -> str:
+        """Which epoch the values come from: "final epoch", or "selected epoch (best by
+        val/best_f1)" when the runs keep their best epoch."""
+        keys = sorted({r.selected_by for r in self.runs if r.selected_by})
+        return f"selected epoch (best by {', '.join(keys)})" if keys else "final epoch"
+
     def differences_to_best(self) -> dict[str, Interval]:
         """Run label → interval of (its objective − the best run's), paired bootstrap
         over the same validation pictures; empty without per-picture records."""
@@ -198,7 +207,9 @@ def read_run(
         run_dir=run_dir,
         params=params,
         status=status,
-        final=dict(s.final),
+        final=dict(s.kept),
+        kept_epoch=s.kept_epoch,
+        selected_by=s.selected_by,
         epochs_done=s.epochs_done,
         threshold=s.threshold,
         pictures=[

@@ -30,7 +30,8 @@ ParamValue = float | int | str | bool
 # Every key a run records per epoch (a study may rank by any of them); no test split,
 # and the loss exists for the training split only.
 OBJECTIVE_KEYS = tuple(
-    [f"val/{m}" for m in METRIC_WORDS if m != "loss"] + [f"train/{m}" for m in METRIC_WORDS]
+    [f"val/{m}" for m in METRIC_WORDS if m not in ("loss", "lr")]
+    + [f"train/{m}" for m in METRIC_WORDS if m != "lr"]
 )
 
 

@@ -233,7 +233,7 @@ class StudyRunner(StudyView):
         of the same identity in any stage (a refined grid holds its source's best points)."""
         summary = folder.finished(ident.fingerprint)
         if summary is not None:
-            value = summary.final.get(self.spec.objective.metric)
+            value = summary.value(self.spec.objective.metric)
             state = self._tell_recorded(study, stage, claim, params, folder.path, summary, value)
             self._say(stage, claim, f"{state}, recorded from its finished run (not retrained)")
             return True
@@ -415,7 +415,7 @@ class StudyRunner(StudyView):
             return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
         fault_point("summary_written")
         status = summary.status
-        value = summary.final.get(metric)
+        value = summary.value(metric)
         shown = f"{metric} {value:.4f}" if value is not None else "no value"
         seconds = summary.timings.total_s
         line = f"{status}, {shown} ({seconds:.1f} s)" + (" [resumed]" if resume else "")
@@ -489,9 +489,9 @@ def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
     from segtune.metrics import degenerate
 
     attrs: dict[str, Any] = {
-        f"val/{n}": record.final[f"val/{n}"] for n in SHOWN_METRICS if f"val/{n}" in record.final
+        f"val/{n}": record.kept[f"val/{n}"] for n in SHOWN_METRICS if f"val/{n}" in record.kept
     }
-    flag = degenerate(record.final)
+    flag = degenerate(record.kept)
     if flag is not None:
         attrs["flag"] = flag
     name = objective.split("/", 1)[1]

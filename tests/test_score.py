@@ -1,0 +1,76 @@
+"""``segtune evaluate``: a checkpoint scored on labelled pictures, split-named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segtune.cli import main
+from segtune.records import RunFolder
+from segtune.train import train_run
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scored") / "run"
+    train_run(tiny_config(demo_data, optim={"epochs": 2}), out, progress=False)
+    return out
+
+
+def test_scoring_the_validation_pictures_gives_the_recorded_values(
+    run: Path, demo_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "val.json"
+    argv = ["evaluate", str(run), str(demo_data / "val"), "--split-name", "val", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    kept = RunFolder(run).read_record().kept
+    for key in ("val/tp", "val/fp", "val/fn", "val/f1", "val/ap", "val/best_f1"):
+        assert result["metrics"][key] == pytest.approx(kept[key], abs=1e-12), key
+    low, high = result["intervals_95"]["val/recall"]
+    assert low <= result["metrics"]["val/recall"] <= high or low == high
+    assert [p["stem"] for p in result["pictures"]] == sorted(p["stem"] for p in result["pictures"])
+
+
+def test_a_test_split_from_a_manifest_with_the_validation_threshold(
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "test.csv"
+    rows = [
+        f"{p},{demo_data / 'val' / 'masks' / p.name}"
+        for p in sorted((demo_data / "val" / "images").iterdir())
+    ]
+    manifest.write_text("image,mask\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "test.json"
+    argv = ["evaluate", str(run), str(manifest), "--threshold", "best", "--tta", "flips"]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    record = RunFolder(run).read_record()
+    assert result["threshold"] == pytest.approx(record.kept["val/best_threshold"])
+    assert result["threshold_source"].startswith("selected on the validation split at epoch")
+    assert result["tta"] == "flips" and "test/f1" in result["metrics"]
+    printed = capsys.readouterr().out
+    assert (
+        "Test F1, pixel-level, threshold" in printed and "test-time augmentation: flips" in printed
+    )
+
+
+def test_a_mask_of_another_size_is_refused_before_scoring(
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "test"
+    shutil.copytree(demo_data / "val", data)
+    mask = sorted((data / "masks").iterdir())[0]
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mask)
+    assert main(["evaluate", str(run), str(data), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not match image" in err
+    assert not (tmp_path / "r.json").exists()
