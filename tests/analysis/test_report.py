@@ -19,7 +19,8 @@ def test_report_md_has_setup_parameters_observations_and_top_k(finished_study: P
     assert "| fine | loss.pos_weight | 10 |" in md
     obs = md.split("## Observations", 1)[1].split("## Top", 1)[0]
     assert "\n### " in obs  # at least one observation group
-    assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (2)*" in md
+    assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, selected epoch (best by " in md
+    assert "val/best_f1) (" in md
 
 
 def test_report_can_be_rebuilt_elsewhere_without_training(
@@ -125,7 +126,7 @@ def test_every_run_records_per_picture_histograms_that_sum_to_its_values(
         assert stems == record.val_pictures == [p.stem for p in record.pictures]
         total = ProbabilityHistogram(pos.shape[1])
         total.pos, total.neg = pos.sum(axis=0), neg.sum(axis=0)
-        assert total.average_precision() == record.final["val/ap"]
+        assert total.average_precision() == record.kept["val/ap"]
         assert [int(p) for p in pos.sum(axis=1)] == [p.positives for p in record.pictures]
 
 

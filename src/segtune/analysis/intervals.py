@@ -85,7 +85,9 @@ def histogram_samples(
     recall_next = np.concatenate([recall[:, 1:], np.zeros((len(recall), 1))], axis=1)
     ap = np.sum((recall - recall_next) * precision, axis=1)
     f1 = _ratio(2 * precision * recall, precision + recall)
-    return {"ap": ap, "best_f1": f1.max(axis=1)}
+    # Threshold 0 (every pixel positive) is never a best threshold, as in the split's own.
+    best = f1[:, 1:].max(axis=1) if f1.shape[1] > 1 else np.zeros(len(f1))
+    return {"ap": ap, "best_f1": best}
 
 
 def interval(samples: NDArray[np.float64], level: float = LEVEL) -> Interval:

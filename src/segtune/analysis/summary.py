@@ -41,8 +41,6 @@ class RunSummary:
     status: str
     final: dict[str, float] = field(default_factory=dict)  # values of the kept epoch
     epochs_done: int = 0
-    kept_epoch: int = 0  # the selected epoch (eval.select: best), else the last
-    selected_by: str | None = None
     threshold: float = 0.5
     pictures: list[PictureCounts] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +53,8 @@ class RunSummary:
     # per-picture counts.
     samples: Samples = field(default_factory=dict)
     intervals: dict[str, Interval] = field(default_factory=dict)
+    kept_epoch: int = 0  # the selected epoch (eval.select: best), else the last
+    selected_by: str | None = None
 
     @property
     def label(self) -> str:
