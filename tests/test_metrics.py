@@ -39,7 +39,9 @@ def test_ap_and_best_threshold_known_answer() -> None:
     assert h.average_precision() == pytest.approx(0.5 + 0.5 * 2 / 3)
     threshold, f1 = h.best_f1()
     # threshold ≤ 0.4 (recall 1, precision 2/3 → F1 0.8) beats 0.9 alone (F1 2/3)
-    assert f1 == pytest.approx(0.8) and threshold == pytest.approx(0.11)
+    # the lowest bin edge above the negative at 0.1 (bins are equal in logit space)
+    assert f1 == pytest.approx(0.8) and threshold is not None
+    assert threshold == min(t for t in h.thresholds() if t > 0.1) and 0.1 < threshold < 0.4
 
 
 def test_perfect_separation_gives_ap_one() -> None:
@@ -84,7 +86,7 @@ def test_a_collapsed_model_has_no_best_threshold_and_is_flagged() -> None:
     from segtune.metrics import Counts, ProbabilityHistogram, split_metrics
 
     hist = ProbabilityHistogram(100)
-    prob = np.full((8, 8), 0.004)  # below the first edge, 1/100
+    prob = np.full((8, 8), 1e-9)  # below the first edge (logit −16 + 0.32)
     target = np.zeros((8, 8), bool)
     target[:2] = True
     hist.add(prob, target)
@@ -94,3 +96,28 @@ def test_a_collapsed_model_has_no_best_threshold_and_is_flagged() -> None:
     hist.add(np.full((8, 8), 0.9), target)  # a model that finds something
     threshold, f1 = hist.best_f1()
     assert not hist.collapsed and threshold is not None and threshold > 0 and f1 > 0
+
+
+def _exact_ap(p: np.ndarray, y: np.ndarray) -> float:
+    """Average precision over every distinct threshold (the sorted, exact estimator)."""
+    order = np.argsort(-p, kind="stable")
+    p, y = p[order], y[order]
+    last = np.r_[np.where(np.diff(p))[0], len(p) - 1]
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+@pytest.mark.parametrize(("pos_mean", "neg_mean"), [(6.0, -6.0), (12.0, -9.0), (2.0, -1.0)])
+def test_histogram_ap_agrees_with_the_exact_estimator_on_confident_models(
+    pos_mean: float, neg_mean: float
+) -> None:
+    from segtune.metrics import ProbabilityHistogram
+
+    rng = np.random.default_rng(0)
+    y = rng.random(200_000) < 0.05
+    logit = np.where(y, rng.normal(pos_mean, 3, y.size), rng.normal(neg_mean, 3, y.size))
+    p = (1 / (1 + np.exp(-logit))).astype(np.float32)  # many at 1.0 in float32
+    hist = ProbabilityHistogram(1000)
+    hist.add(p, y)
+    assert abs(hist.average_precision() - _exact_ap(p.astype(np.float64), y)) < 1e-3

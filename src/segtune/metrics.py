@@ -181,12 +181,18 @@ class PictureCounts:
     positives: int
 
 
+LOGIT_RANGE = 16.0  # histogram bins span logits −16 … 16 (probabilities 1.1e-7 … 1 − 1.1e-7)
+
+
 @dataclass
 class ProbabilityHistogram:
     """Fixed-bin histograms of probabilities of positive and negative pixels.
 
-    Bin ``i`` holds probabilities in ``[i/B, (i+1)/B)`` (1.0 goes into the last bin), so
-    thresholds ``j/B`` are evaluated exactly and memory does not grow with data.
+    Bins are equal in *logit* space over ``[−LOGIT_RANGE, LOGIT_RANGE]`` (the ends take
+    everything beyond), so a confident model's probabilities near 0 and 1 are resolved
+    as finely as those near 0.5 and AP agrees with the exact (sorted) estimator within
+    1e-3, at a memory that does not grow with the data. Bin ``j``'s lower edge is the
+    threshold ``thresholds()[j]`` (bin 0's is 0: every pixel).
     """
 
     bins: int = 1000
@@ -205,19 +211,31 @@ class ProbabilityHistogram:
     ) -> None:
         if valid is not None:
             prob, target = prob[valid], target[valid]
-        idx = np.clip((prob.astype(np.float64) * self.bins).astype(np.int64), 0, self.bins - 1)
+        p = prob.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            logit = np.log(p) - np.log1p(-p)
+        scaled = (np.clip(logit, -LOGIT_RANGE, LOGIT_RANGE) + LOGIT_RANGE) / (2 * LOGIT_RANGE)
+        idx = np.clip((scaled * self.bins).astype(np.int64), 0, self.bins - 1)
         self.pos += np.bincount(idx[target], minlength=self.bins)
         self.neg += np.bincount(idx[~target], minlength=self.bins)
 
+    def thresholds(self) -> NDArray[np.float64]:
+        """The probability at each bin's lower edge (0 for the first bin)."""
+        edges = -LOGIT_RANGE + np.arange(self.bins) * (2 * LOGIT_RANGE / self.bins)
+        out = 1.0 / (1.0 + np.exp(-edges))
+        out[0] = 0.0
+        return out
+
     def curve(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """Thresholds ``j/B`` (j = 0..B-1) with precision and recall at each."""
+        """Bin-edge thresholds with precision and recall at each (a pixel is positive
+        when its probability reaches the threshold)."""
         tp = np.cumsum(self.pos[::-1])[::-1].astype(np.float64)
         fp = np.cumsum(self.neg[::-1])[::-1].astype(np.float64)
         positives = float(self.pos.sum())
         predicted = tp + fp
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
         recall = tp / positives if positives else np.zeros_like(tp)
-        return np.arange(self.bins) / self.bins, precision, recall
+        return self.thresholds(), precision, recall
 
     def average_precision(self) -> float:
         """AP = Σ (R_k − R_{k+1}) · P_k over thresholds, highest threshold first."""
