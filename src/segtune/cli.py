@@ -19,7 +19,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     status = 0
     for folder in args.folders:
         try:
-            report = check_pictures(Path(folder))
+            report = check_pictures(Path(folder), args.ignore_value)
         except DataError as exc:  # the folder or manifest itself: reported, next one checked
             print(f"error: {exc}", file=sys.stderr)
             status = 1
@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="find and validate pictures (images/ + masks/ or CSV)")
     p.add_argument("folders", nargs="+", help="folder with images/ and masks/, or a CSV manifest")
+    p.add_argument(
+        "--ignore-value",
+        type=int,
+        help="mask value of don't-care pixels (as data.ignore_value): a third value allowed",
+    )
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser("make-demo-data", help="generate the demo dataset")

@@ -69,7 +69,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from segtune.config import check_device
-    from segtune.predict import Predictor, collect_inputs, predict_files
+    from segtune.predict import Predictor, collect_inputs, find_rois, predict_files
     from segtune.records import check_out_dir
 
     check_device(args.device)
@@ -78,7 +78,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.tta is not None:
         predictor.tta = args.tta
     threshold = predictor.threshold(args.threshold)
-    inputs = collect_inputs([Path(p) for p in args.pictures])
+    items = [Path(p) for p in args.pictures]
+    inputs = collect_inputs(items)
     result = predict_files(
         predictor,
         inputs,
@@ -86,6 +87,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         threshold=threshold,
         save_probabilities=args.save_probabilities,
         overlays=args.overlays,
+        rois=find_rois(items),
     )
     source = (
         f", the validation F1-best threshold of epoch {predictor.epoch}"

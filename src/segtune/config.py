@@ -83,6 +83,10 @@ class DataConfig(_Frozen):
     # Largest picture (height × width) read; larger ones are refused naming the file.
     max_pixels: int = Field(2**31, ge=1)
     intensity: IntensityConfig = IntensityConfig()
+    # Mask value of "don't care" pixels (e.g. 255 with positives 1): they never count in
+    # the loss, a metric, a histogram or a per-picture count, like pixels outside a
+    # picture's region of interest (roi/ folder or roi column). None: no such value.
+    ignore_value: int | None = Field(None, ge=0)
     # Channels fed to the network from pictures with several: one index (replicated to
     # grey) or three (as RGB), numbered from 0, or "mean" (their mean as grey). None:
     # up to 4 channels as usual (alpha dropped); more are refused.

@@ -65,20 +65,22 @@ def evaluate_split(
     for i, pic in enumerate(pictures):
         image = np.asarray(cache.get(pic.image, "image", scale, longest))
         mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
+        valid = cache.valid(pic)  # at the original size, like the mask
         prob = predict_probabilities(
             model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages, tta=tta
         )
         prob = resize_probabilities(prob, mask.shape)
         if not np.all(np.isfinite(prob)):
             raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
-        c = confusion_counts(prob, mask, threshold)
+        c = confusion_counts(prob, mask, threshold, valid)
         counts += c
         own = ProbabilityHistogram(bins)  # per picture: intervals of AP and best F1
-        own.add(prob, mask)
+        own.add(prob, mask, valid)
         hist.pos += own.pos
         hist.neg += own.neg
         result.picture_histograms.append(own)
-        result.pictures.append(PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, int(mask.sum())))
+        positives = int((mask & valid).sum()) if valid is not None else int(mask.sum())
+        result.pictures.append(PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, positives))
         if i < keep_previews:
             result.previews.append(prob)
         if on_picture is not None:

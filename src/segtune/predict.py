@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from segtune.config import RunConfig, build_run_config
-from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image
+from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
 from segtune.data.pairs import manifest_rows
 from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
@@ -131,6 +131,24 @@ def _reading(state: dict[str, Any]) -> ImageReading:
     )
 
 
+def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
+    """Regions of interest of the pictures to predict: ``roi/<stem>.*`` beside a
+    folder's ``images/``, or a manifest's ``roi`` column (absent: every pixel)."""
+    rois: dict[Path, Path] = {}
+    for item in items:
+        if item.is_file() and item.suffix.lower() == ".csv":
+            for _, row in manifest_rows(item, ("image",)):
+                if row.get("image") and row.get("roi"):
+                    image = (item.parent / row["image"]).resolve()
+                    rois[image] = (item.parent / row["roi"]).resolve()
+        elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
+            by_stem = {p.stem: p for p in (item / "roi").iterdir() if p.is_file()}
+            for image in (item / "images").iterdir():
+                if image.stem in by_stem:
+                    rois[image] = by_stem[image.stem]
+    return rois
+
+
 def collect_inputs(items: Sequence[Path]) -> list[Path]:
     """Picture files named directly, found in folders (and their ``images/``), or listed
     in the ``image`` column of a CSV manifest (as training reads it; masks are ignored)."""
@@ -181,6 +199,7 @@ def predict_files(
     overlays: bool = False,
     progress: bool = True,
     batch_pages: int = 8,
+    rois: dict[Path, Path] | None = None,
 ) -> PredictResult:
     """Write ``<stem>.png`` masks (0/255, input size) for each picture; a bad picture is
     reported and skipped."""
@@ -197,6 +216,15 @@ def predict_files(
             continue
         prob = predictor.probabilities(image, batch_pages)
         mask = prob >= threshold
+        roi = (rois or {}).get(path)
+        if roi is not None:  # nothing is predicted outside the region of interest
+            try:
+                mask &= read_mask(roi)
+            except DataError as exc:
+                result.errors.append(str(exc))
+                print(f"error: {exc}", file=sys.stderr)
+                bar.update(1)
+                continue
         target = out / f"{path.stem}.png"
         _write_png(target, Image.fromarray(mask.astype(np.uint8) * 255))
         result.written.append(target)

@@ -345,12 +345,25 @@ class RunFolder:
         images: Sequence[NDArray[np.uint8]],
         masks: Sequence[NDArray[np.bool_]],
         threshold: float,
+        valids: Sequence[NDArray[np.bool_] | None] | None = None,
     ) -> None:
-        """Probability maps (16-bit PNG), masks, thumbnails and per-picture counts."""
+        """Probability maps (16-bit PNG), masks, thumbnails, the pixels that count (when a
+        region of interest or ignore value leaves some out) and per-picture counts."""
         self.previews_dir.mkdir(parents=True, exist_ok=True)
         entries = []
-        for res, prob, image, mask in zip(results, probabilities, images, masks, strict=True):
+        valids = valids or [None] * len(results)
+        for res, prob, image, mask, valid in zip(
+            results, probabilities, images, masks, valids, strict=True
+        ):
             base = f"{res.index:02d}-{res.stem}"
+            files: dict[str, str] = {}
+            if valid is not None:
+                _save_png(
+                    self.previews_dir / f"{base}-valid.png",
+                    Image.fromarray(valid.astype(np.uint8) * 255),
+                )
+                files["valid"] = f"{base}-valid.png"
+                mask = mask & valid
             _save_png(
                 self.previews_dir / f"{base}-prob.png",
                 Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
@@ -368,6 +381,7 @@ class RunFolder:
                         "prob": f"{base}-prob.png",
                         "mask": f"{base}-mask.png",
                         "image": f"{base}-image.png",
+                        **files,
                     },
                 }
             )

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from segtune.analysis.intervals import count_samples, interval, resample_weights
-from segtune.data.io import read_mask
+from segtune.data.io import read_ignored, read_mask
 from segtune.data.pairs import Picture, check_sizes, load_pictures
 from segtune.errors import DataError
 from segtune.metrics import (
@@ -87,6 +88,16 @@ def find_labelled(sources: Sequence[Path]) -> list[Picture]:
     return sorted(pictures)
 
 
+def valid_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
+    """Pixels that count: inside the picture's region of interest and not marked with
+    ``ignore_value`` in its mask; None when every pixel counts."""
+    valid = read_mask(pic.roi) if pic.roi is not None else None
+    if ignore_value is not None:
+        kept = ~read_ignored(pic.mask, ignore_value)
+        valid = kept if valid is None else valid & kept
+    return valid
+
+
 def evaluate_checkpoint(
     predictor: Predictor,
     pictures: Sequence[Picture],
@@ -102,13 +113,17 @@ def evaluate_checkpoint(
     hist = ProbabilityHistogram(predictor.config.eval.histogram_bins)
     rows: list[dict[str, Any]] = []
     bar = Progress(len(pictures), f"evaluate {split}", "pictures", enabled=progress)
+    ignore = predictor.config.data.ignore_value
     for pic in pictures:
         image = read_image(pic.image, predictor.reading)
-        mask = read_mask(pic.mask)
+        mask = read_mask(pic.mask, ignore)
+        valid = valid_pixels(pic, ignore)
+        if valid is not None:
+            mask &= valid
         prob = predictor.probabilities(image)
-        c = confusion_counts(prob, mask, threshold)
+        c = confusion_counts(prob, mask, threshold, valid)
         counts += c
-        hist.add(prob, mask)
+        hist.add(prob, mask, valid)
         rows.append(
             {"stem": pic.stem, "positives": int(mask.sum()), "tp": c.tp, "fp": c.fp, "fn": c.fn}
         )

@@ -56,6 +56,9 @@ def _finish(fig: plt.Figure, name: str, title: str, caption: str) -> Figure:
     return Figure(name, title, caption, tuple(drawn), buf.getvalue())
 
 
+NEUTRAL = (200, 200, 200)  # pixels that do not count (outside the ROI, ignored)
+
+
 def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np.uint8]:
     """RGB overlay of one preview picture: the picture in grey, TP / FP / FN coloured.
 
@@ -74,6 +77,17 @@ def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np
     grey = np.asarray(image.resize(shape, Image.Resampling.BILINEAR), dtype=np.float32) * 0.6
     out = np.repeat(grey[:, :, None], 3, axis=2)
     pred = prob >= run.threshold
+    valid_file = prev / f"{base}-valid.png"
+    if valid_file.exists():  # outside the region of interest / ignored: neutral, no class
+        valid = np.asarray(Image.open(valid_file)) > 0
+        pred, mask = pred & valid, mask & valid
+        small_out = (
+            np.asarray(
+                Image.fromarray((~valid).astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)
+            )
+            > 127
+        )
+        out[small_out] = NEUTRAL
     for cls, colour in (
         (pred & ~mask, FP_COLOUR),
         (~pred & mask, FN_COLOUR),

@@ -25,10 +25,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import DataConfig
-from segtune.data.io import DEFAULT_READING, ImageReading, read_image, read_mask
+from segtune.data.io import DEFAULT_READING, ImageReading, read_ignored, read_image, read_mask
+from segtune.data.pairs import Picture
 from segtune.records import FILE_MODE
 
-Kind = Literal["image", "mask"]
+Kind = Literal["image", "mask", "roi", "ignore"]
 
 
 def default_cache_dir() -> Path:
@@ -39,9 +40,10 @@ def default_cache_dir() -> Path:
 
 def open_cache(data: DataConfig, reading: ImageReading = DEFAULT_READING) -> PictureCache:
     """The cache a run uses: ``data.cache_dir`` (else host-local), ``data.cache_max_gb``;
-    images read with ``reading`` (channels and intensity window)."""
+    images read with ``reading`` (channels and intensity window), masks with
+    ``data.ignore_value``."""
     cap = None if data.cache_max_gb is None else int(data.cache_max_gb * 1e9)
-    return PictureCache(data.cache_dir or default_cache_dir(), cap, reading)
+    return PictureCache(data.cache_dir or default_cache_dir(), cap, reading, data.ignore_value)
 
 
 def cache_size(root: Path) -> tuple[int, int]:
@@ -57,16 +59,35 @@ class PictureCache:
     at most ``max_bytes`` of them (least recently used evicted) when given."""
 
     def __init__(
-        self, root: Path, max_bytes: int | None = None, reading: ImageReading = DEFAULT_READING
+        self,
+        root: Path,
+        max_bytes: int | None = None,
+        reading: ImageReading = DEFAULT_READING,
+        ignore_value: int | None = None,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.reading = reading
+        self.ignore_value = ignore_value
         self.root.mkdir(parents=True, exist_ok=True)
 
     def with_reading(self, reading: ImageReading) -> PictureCache:
         """The same cache folder, images read with ``reading``."""
-        return PictureCache(self.root, self.max_bytes, reading)
+        return PictureCache(self.root, self.max_bytes, reading, self.ignore_value)
+
+    def valid(
+        self, picture: Picture, scale: float | None = None, longest_side: int | None = None
+    ) -> NDArray[np.bool_] | None:
+        """The pixels that count (inside the region of interest, not marked ignore), or
+        None when every pixel counts."""
+        parts = []
+        if picture.roi is not None:
+            parts.append(np.asarray(self.get(picture.roi, "roi", scale, longest_side)))
+        if self.ignore_value is not None:
+            parts.append(~np.asarray(self.get(picture.mask, "ignore", scale, longest_side)))
+        if not parts:
+            return None
+        return np.logical_and.reduce(parts) if len(parts) > 1 else parts[0]
 
     @property
     def stats_dir(self) -> Path:
@@ -77,7 +98,13 @@ class PictureCache:
         self, path: Path, kind: Kind, scale: float | None = None, longest_side: int | None = None
     ) -> str:
         stat = path.stat()
-        reading = self.reading.key() if kind == "image" else ""
+        reading = (
+            self.reading.key()
+            if kind == "image"
+            else f"|ignore={self.ignore_value}"
+            if kind in ("mask", "ignore") and self.ignore_value is not None
+            else ""
+        )
         ident = (
             f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|{scale}|{longest_side}"
             f"{reading}"
@@ -175,7 +202,11 @@ class PictureCache:
             image = read_image(path, self.reading)
             shape = resized_shape(image.shape[0], image.shape[1], scale, longest_side)
             return resize_image(image, shape)
-        mask = read_mask(path)
+        if kind == "ignore":
+            assert self.ignore_value is not None
+            mask = read_ignored(path, self.ignore_value)
+        else:  # a mask (positives) or a region of interest (a binary picture)
+            mask = read_mask(path, self.ignore_value if kind == "mask" else None)
         shape = resized_shape(mask.shape[0], mask.shape[1], scale, longest_side)
         return resize_mask(mask, shape)
 

@@ -189,8 +189,8 @@ def read_image(path: Path, reading: ImageReading = DEFAULT_READING) -> NDArray[n
     return np.ascontiguousarray(arr)
 
 
-def read_mask(path: Path) -> NDArray[np.bool_]:
-    """Read a binary mask as ``bool`` of shape ``(H, W)`` (see module docs)."""
+def _mask_values(path: Path) -> NDArray[np.generic]:
+    """A mask file as one channel of raw values (equal colour channels merged)."""
     arr = _read_raw(path, keep_palette=True)
     if arr.ndim == 3:
         first = arr[:, :, 0]
@@ -202,16 +202,36 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
         arr = first
     elif arr.ndim != 2:
         raise DataError(f"{path}: unsupported mask shape {arr.shape}")
+    return arr
+
+
+def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
+    """Read a binary mask as ``bool`` of shape ``(H, W)`` (see module docs). With
+    ``ignore_value`` (``data.ignore_value``) pixels of that value are not positive and
+    the mask may hold three values: 0, one positive value and the ignore value."""
+    arr = _mask_values(path)
     values = np.unique(arr)
-    positive = values[values != 0]
+    positive = values[(values != 0) & (values != (ignore_value if ignore_value is not None else 0))]
     if len(positive) > 1:
         shown = ", ".join(str(v) for v in values[:5].tolist())
         more = " …" if len(values) > 5 else ""
-        raise DataError(
-            f"{path}: mask has {len(values)} distinct values ({shown}{more}); "
-            "expected 0 plus one positive value"
+        allowed = (
+            f"0, one positive value and the ignore value {ignore_value}"
+            if ignore_value is not None
+            else "0 plus one positive value"
         )
-    return np.asarray(arr != 0)
+        raise DataError(
+            f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected {allowed}"
+        )
+    out = arr != 0
+    if ignore_value is not None:
+        out &= arr != ignore_value
+    return np.asarray(out)
+
+
+def read_ignored(path: Path, ignore_value: int) -> NDArray[np.bool_]:
+    """The "don't care" pixels of a mask: those holding ``ignore_value``."""
+    return np.asarray(_mask_values(path) == ignore_value)
 
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}

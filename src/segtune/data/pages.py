@@ -24,7 +24,8 @@ class LoadedPicture:
 
     picture: Picture
     image: NDArray[np.uint8]  # (H, W, 3), after resize
-    mask: NDArray[np.bool_]  # (H, W), after resize
+    mask: NDArray[np.bool_]  # (H, W), after resize; positives inside ``valid`` only
+    valid: NDArray[np.bool_] | None = None  # pixels that count (ROI, not ignored); None: all
 
 
 def load_split(
@@ -33,14 +34,14 @@ def load_split(
     """Decode (once, through the cache) every picture of a split."""
     scale = pages.resize.scale if pages.resize else None
     longest = pages.resize.longest_side if pages.resize else None
-    return [
-        LoadedPicture(
-            p,
-            cache.image(p.image, scale, longest),
-            cache.mask(p.mask, scale, longest),
-        )
-        for p in pictures
-    ]
+    loaded = []
+    for p in pictures:
+        mask = cache.mask(p.mask, scale, longest)
+        valid = cache.valid(p, scale, longest)
+        if valid is not None:
+            mask = mask & valid
+        loaded.append(LoadedPicture(p, cache.image(p.image, scale, longest), mask, valid))
+    return loaded
 
 
 def epoch_plan(
@@ -173,6 +174,8 @@ class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         lp = self.pictures[index]
         image, valid = extract_page(lp.image, (y, x), self.page_size)
         mask, _ = extract_page(lp.mask, (y, x), self.page_size)
+        if lp.valid is not None:  # outside the region of interest, or marked ignore
+            valid = valid & extract_page(lp.valid, (y, x), self.page_size)[0].astype(bool)
         if self.augment is not None:
             self.augment.set_random_seed(seed)
             out = self.augment(image=image, masks=[mask.astype(np.uint8), valid.astype(np.uint8)])

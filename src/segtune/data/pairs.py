@@ -23,11 +23,13 @@ from segtune.errors import DataError
 
 @dataclass(frozen=True, order=True)
 class Picture:
-    """One input image with its binary mask; ordered (and identified) by stem."""
+    """One input image with its binary mask and, optionally, its region of interest (a
+    binary picture: pixels outside it never count); ordered (and identified) by stem."""
 
     stem: str
     image: Path
     mask: Path
+    roi: Path | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -115,12 +117,26 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
             problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
     for stem in sorted(set(masks) - set(images)):
         problems.append(f"{masks[stem][0]}: mask without image (no {images_dir}/{stem}.*)")
+    rois = _rois(source / "roi", images, problems)
     pictures = [
-        Picture(s, images[s][0], masks[s][0])
+        Picture(s, images[s][0], masks[s][0], rois.get(s))
         for s in sorted(set(images) & set(masks))
         if len(images[s]) == 1 and len(masks[s]) == 1
     ]
     return pictures, problems
+
+
+def _rois(folder: Path, images: dict[str, list[Path]], problems: list[str]) -> dict[str, Path]:
+    """``roi/<stem>.*`` beside images/ and masks/: when the folder exists, every picture
+    needs its region of interest."""
+    if not folder.is_dir():
+        return {}
+    found = _by_stem(folder, problems)
+    for stem in sorted(set(images) - set(found)):
+        problems.append(
+            f"{images[stem][0]}: image without region of interest (no {folder}/{stem}.*)"
+        )
+    return {stem: paths[0] for stem, paths in found.items() if stem in images}
 
 
 def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -152,7 +168,11 @@ def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
         if image.stem in pictures:
             problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
         elif image.is_file() and mask.is_file():
-            pictures[image.stem] = Picture(image.stem, image, mask)
+            roi = (manifest.parent / row["roi"]).resolve() if row.get("roi") else None
+            if roi is not None and not roi.is_file():
+                problems.append(f"{roi}: roi listed on line {line} of {manifest} not found")
+                continue
+            pictures[image.stem] = Picture(image.stem, image, mask, roi)
     if not pictures and not problems:
         raise DataError(f"{manifest}: empty manifest")
     return sorted(pictures.values()), problems
@@ -165,16 +185,19 @@ def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int
     too_big = pixel_cap_problem(pic.image, image_hw, max_pixels)
     if too_big is not None:
         return too_big, image_hw
-    if image_hw != mask_hw:
-        return (
-            f"{pic.mask}: size {mask_hw[1]}x{mask_hw[0]} does not match image "
-            f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
-        ), image_hw
+    for path in (pic.mask, pic.roi):
+        hw = mask_hw if path == pic.mask else image_size(path) if path else image_hw
+        if path is not None and hw != image_hw:
+            return (
+                f"{path}: size {hw[1]}x{hw[0]} does not match image "
+                f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
+            ), image_hw
     return None, image_hw
 
 
-def check_pictures(source: Path) -> DataReport:
-    """Find and fully decode every picture, collecting every problem (one line each)."""
+def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
+    """Find and fully decode every picture (and region of interest), collecting every
+    problem (one line each)."""
     pictures, problems = find_pairs(source)
     report = DataReport(pictures=[], problems=problems)
     for pic in pictures:
@@ -183,7 +206,9 @@ def check_pictures(source: Path) -> DataReport:
             if problem is not None:
                 raise DataError(problem)
             read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
-            mask = read_mask(pic.mask)
+            mask = read_mask(pic.mask, ignore_value)
+            if pic.roi is not None:
+                mask &= read_mask(pic.roi)
         except DataError as exc:
             report.problems.append(str(exc))
             continue

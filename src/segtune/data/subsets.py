@@ -52,26 +52,34 @@ class PictureStat:
     image_mtime: int
     mask_bytes: int
     mask_mtime: int
+    roi_bytes: int | None = None
+    roi_mtime: int | None = None
 
     @classmethod
     def of(cls, picture: Picture) -> PictureStat:
         image, mask = picture.image.stat(), picture.mask.stat()
+        roi = picture.roi.stat() if picture.roi is not None else None
         return cls(
             picture.stem,
             image.st_size,
             int(image.st_mtime),
             mask.st_size,
             int(mask.st_mtime),
+            roi.st_size if roi else None,
+            int(roi.st_mtime) if roi else None,
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "stem": self.stem,
             "image_bytes": self.image_bytes,
             "image_mtime": self.image_mtime,
             "mask_bytes": self.mask_bytes,
             "mask_mtime": self.mask_mtime,
         }
+        if self.roi_bytes is not None:  # absent without a ROI: fingerprints stay as they were
+            out |= {"roi_bytes": self.roi_bytes, "roi_mtime": self.roi_mtime}
+        return out
 
 
 def picture_stats(subsets: Subsets) -> dict[str, list[dict[str, Any]]]:

@@ -163,11 +163,20 @@ def read_study_info(study_dir: Path) -> dict[str, Any]:
 
 
 def _pictures_to_json(pictures: list[Picture]) -> list[dict[str, str]]:
-    return [{"stem": p.stem, "image": str(p.image), "mask": str(p.mask)} for p in pictures]
+    return [
+        {"stem": p.stem, "image": str(p.image), "mask": str(p.mask)}
+        | ({"roi": str(p.roi)} if p.roi is not None else {})
+        for p in pictures
+    ]
 
 
 def _pictures_from_json(rows: list[dict[str, str]]) -> list[Picture]:
-    return [Picture(r["stem"], Path(r["image"]), Path(r["mask"])) for r in rows]
+    return [
+        Picture(
+            r["stem"], Path(r["image"]), Path(r["mask"]), Path(r["roi"]) if "roi" in r else None
+        )
+        for r in rows
+    ]
 
 
 def recorded_subsets(study_dir: Path, sample: Callable[[], Subsets]) -> Subsets:
