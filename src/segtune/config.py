@@ -158,6 +158,9 @@ class OptimConfig(_Frozen):
     # A loss above this means the run diverged (BCE of sane logits stays far below it):
     # the run stops as failed, like a non-finite loss. None disables the check.
     max_loss: float | None = Field(1e4, gt=0.0)
+    # With micro-batches: back-propagate the whole batch's Dice exactly (one extra
+    # forward pass, segtune.step) instead of a Dice per micro-batch.
+    exact_batch_dice: bool = True
     # Learning-rate schedule, stepped per optimiser step (segtune.schedule).
     schedule: Literal["constant", "cosine", "poly"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0.0)

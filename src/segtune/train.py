@@ -32,7 +32,6 @@ from segtune.data.subsets import (
 )
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
-from segtune.loss import segmentation_loss
 from segtune.metrics import PictureCounts, better, describe_metric, direction_of
 from segtune.model import build_model, normalise
 from segtune.progress import Progress
@@ -49,6 +48,7 @@ from segtune.records import (
 )
 from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
 from segtune.schedule import build_scheduler
+from segtune.step import Forward, exact_batch_loss, micro_batch_loss
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
 # (a study's pruner raises optuna.TrialPruned).
@@ -348,41 +348,29 @@ def _train_epoch(
     bar = Progress(pages, f"epoch {epoch}/{o.epochs}", "pages", enabled=progress)
     model.train()
     loss_sum, batches = 0.0, 0
+
+    def backward(term: torch.Tensor) -> None:
+        scaler.scale(term).backward()
+
     for step, (images, targets, valid) in enumerate(loader, start=1):
         optimizer.zero_grad(set_to_none=True)
-        total_valid = max(int(valid.sum()), 1)  # on the CPU: no device sync
-        batch_loss = 0.0
-        for start in range(0, images.shape[0], micro):
-            sl = slice(start, start + micro)
-            share = int(valid[sl].sum()) / total_valid
-            x = images[sl].to(device, non_blocking=True)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = targets[sl].to(device, non_blocking=True)
-            v = valid[sl].to(device, non_blocking=True)
-            with autocast(device, amp_dtype):
-                logits = model(normalise(x))[:, 0]
-            loss = segmentation_loss(
-                logits,
-                y,
-                v,
-                bce_weight=config.loss.bce_weight,
-                dice_smooth=config.loss.dice_smooth,
-                pos_weight=config.loss.pos_weight,
+        forward = _forward(model, images, targets, valid, device, amp_dtype)
+        slices = [slice(i, i + micro) for i in range(0, images.shape[0], micro)]
+        counts = [int(valid[sl].sum()) for sl in slices]  # on the CPU: no device sync
+        if len(slices) > 1 and o.exact_batch_dice:
+            batch_loss = exact_batch_loss(model, forward, slices, counts, config.loss, backward)
+        else:
+            batch_loss = micro_batch_loss(forward, slices, counts, config.loss, backward)
+        if not math.isfinite(batch_loss):
+            raise NonFiniteLoss(
+                f"non-finite loss ({batch_loss}) at epoch {epoch}, step {step}", step
             )
-            scaler.scale(loss * share).backward()
-            value = loss.item()  # one sync per micro-batch, after backward is queued
-            if not math.isfinite(value):
-                raise NonFiniteLoss(
-                    f"non-finite loss ({value}) at epoch {epoch}, step {step}", step
-                )
-            if o.max_loss is not None and value > o.max_loss:
-                raise NonFiniteLoss(
-                    f"diverged: loss {value:.3g} > optim.max_loss {o.max_loss:g} "
-                    f"at epoch {epoch}, step {step}",
-                    step,
-                )
-            batch_loss += value * share
+        if o.max_loss is not None and batch_loss > o.max_loss:
+            raise NonFiniteLoss(
+                f"diverged: loss {batch_loss:.3g} > optim.max_loss {o.max_loss:g} "
+                f"at epoch {epoch}, step {step}",
+                step,
+            )
         if o.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
@@ -396,6 +384,28 @@ def _train_epoch(
             fault_point("mid_epoch")
     bar.close()
     return loss_sum / max(batches, 1)
+
+
+def _forward(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> Forward:
+    """The forward pass of one micro-batch (a slice of the batch) in train mode."""
+
+    def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = images[sl].to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(normalise(x))[:, 0]
+        y = targets[sl].to(device, non_blocking=True)
+        return logits, y, valid[sl].to(device, non_blocking=True)
+
+    return forward
 
 
 def _evaluate(
