@@ -196,3 +196,18 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--out {out}" in err and "is a file" in err, err
     assert blocker.read_text() == "x"
+
+
+def test_a_mistyped_command_or_key_gets_the_nearest_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["swep", "spec.yaml"]) == 2
+    assert "unknown command 'swep' (did you mean sweep?" in capsys.readouterr().err
+    assert main(["train", "--set", "optim.epoch=3", "--out", str(tmp_path / "r")]) == 2
+    assert "optim.epoch: unknown key (did you mean optim.epochs?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    from segtune import __version__
+
+    assert capsys.readouterr().out.strip() == f"segtune {__version__}"

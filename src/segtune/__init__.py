@@ -1,3 +1,3 @@
 """segtune: train, tune and inspect binary segmentation models for rare positives."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

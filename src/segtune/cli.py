@@ -112,8 +112,26 @@ def _add_common_run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str | None:
+    """One line for a mistyped subcommand, with the nearest one."""
+    import difflib
+
+    if not words or words[0].startswith("-"):
+        return None
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = list(sub.choices)
+    if words[0] in commands:
+        return None
+    near = difflib.get_close_matches(words[0], commands, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}? " if near else ""
+    return f"unknown command {words[0]!r} ({hint}commands: {', '.join(commands)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from segtune import __version__
+
     parser = argparse.ArgumentParser(prog="segtune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"segtune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check-data", help="find and validate pictures (images/ + masks/ or CSV)")
@@ -179,7 +197,12 @@ class _Terminated:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_command(parser, words)
+    if unknown is not None:
+        print(f"error: {unknown}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(words)
     previous = signal.getsignal(signal.SIGTERM)
     _Terminated.seen = False
     signal.signal(signal.SIGTERM, _Terminated.handler)

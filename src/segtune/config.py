@@ -7,6 +7,7 @@ range, e.g. ``loss.bce_weight: must be <= 1 (got 1.5)``.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -279,13 +280,28 @@ class RunConfig(_Frozen):
         return self
 
 
+def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a run config (sections and their keys), for "did you mean"."""
+    model = model or RunConfig
+    keys: list[str] = []
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys += known_keys(kind, f"{dotted}.")
+    return keys
+
+
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """One line naming the first bad key, what is wrong and the value given."""
     err = exc.errors()[0]
     key = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        return f"{prefix}{key}: unknown key"
+        near = difflib.get_close_matches(key, known_keys(), n=1, cutoff=0.75)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        return f"{prefix}{key}: unknown key{hint}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     given = err.get("input")
