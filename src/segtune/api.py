@@ -1,0 +1,118 @@
+"""The Python API: what the commands do, as typed functions.
+
+    import segtune
+
+    record = segtune.train_run(segtune.load_config("run.yaml"), Path("runs/a"))
+    code = segtune.run_study(Path("spec.yaml"), "studies/s")
+    summary = segtune.load_study("studies/s")          # read-only
+    best = summary.ranked()[0]
+    result = segtune.evaluate_run("runs/a", ["data/test"], threshold="best")
+    written = segtune.predict_masks("runs/a", ["new/"], "masks/")
+
+(``segtune.evaluate`` and ``segtune.predict`` are the modules behind them.)
+
+Everything returned is typed: :class:`~segtune.records.RunRecord`,
+:class:`~segtune.analysis.summary.StudySummary`, :class:`~segtune.score.Evaluation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segtune.analysis.summary import StudySummary
+    from segtune.config import RunConfig
+    from segtune.records import RunRecord
+    from segtune.score import Evaluation
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """A run config from YAML with ``key=value`` overrides, validated (ConfigError)."""
+    from segtune.config import load_run_config
+
+    return load_run_config(Path(path), list(overrides))
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """The typed record (``summary.json``) of a run folder."""
+    from segtune.records import RunFolder
+
+    return RunFolder(Path(run_dir)).read_record()
+
+
+def run_study(
+    spec: str | Path,
+    study_dir: str | Path | None = None,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    device: str | None = None,
+    quiet: bool = True,
+) -> int:
+    """Run or resume a study (as ``segtune sweep``); returns the exit status."""
+    from segtune.study.run import run_sweep
+
+    folder = None if study_dir is None else str(study_dir)
+    return run_sweep(Path(spec), folder, storage, workers, device, quiet=quiet)
+
+
+def load_study(study_dir: str | Path, storage: str | None = None) -> StudySummary:
+    """A study's typed summary from its records and storage; writes nothing."""
+    from segtune.analysis.summary import load_study_summary
+
+    return load_study_summary(Path(study_dir), storage)
+
+
+def evaluate_run(
+    checkpoint: str | Path,
+    data: Sequence[str | Path],
+    *,
+    threshold: str | float = 0.5,
+    split: str = "test",
+    tta: str | None = None,
+    device: str = "auto",
+) -> Evaluation:
+    """Score a checkpoint on labelled pictures (as ``segtune evaluate``)."""
+    from segtune.predict import Predictor
+    from segtune.score import evaluate_checkpoint, find_labelled
+
+    predictor = Predictor.load(Path(checkpoint), device)
+    if tta is not None:
+        predictor.tta = tta
+    value = predictor.threshold(str(threshold))
+    source = "selected on the validation split" if threshold == "best" else "given"
+    pictures = find_labelled([Path(p) for p in data])
+    return evaluate_checkpoint(
+        predictor,
+        pictures,
+        split=split,
+        threshold=value,
+        threshold_source=source,
+        progress=False,
+    )
+
+
+def predict_masks(
+    checkpoint: str | Path,
+    pictures: Sequence[str | Path],
+    out: str | Path,
+    *,
+    threshold: str | float = 0.5,
+    device: str = "auto",
+) -> list[Path]:
+    """Write ``<stem>.png`` masks for pictures (as ``segtune predict``); returns them."""
+    from segtune.predict import Predictor, collect_inputs, find_rois, predict_files
+
+    predictor = Predictor.load(Path(checkpoint), device)
+    items = [Path(p) for p in pictures]
+    result = predict_files(
+        predictor,
+        collect_inputs(items),
+        Path(out),
+        threshold=predictor.threshold(str(threshold)),
+        progress=False,
+        rois=find_rois(items),
+    )
+    return result.written

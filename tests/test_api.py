@@ -1,0 +1,34 @@
+"""The Python API, through the example script the README points to."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_segtune_stays_light() -> None:
+    code = "import sys, segtune; print('torch' in sys.modules, callable(segtune.load_study))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.slow
+def test_the_api_example_runs(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "api_example.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("run completed: validation F1 ")
+    assert any(line.startswith("best of 2: ") for line in lines)
+    assert any(line.startswith("test F1 ") for line in lines)
+    assert lines[-1] == "wrote 4 masks"
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 4
