@@ -25,6 +25,7 @@ def _seeds(study: Path, stage: str) -> list[tuple[float, int]]:
     return sorted(out)
 
 
+@pytest.mark.slow
 def test_repeats_and_a_repeat_stage_train_each_seed_once(demo_data: Path, tmp_path: Path) -> None:
     spec = write_spec(
         tmp_path / "s.yaml",
