@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -125,6 +126,10 @@ def train_run(
     folder.write_config(config)
     ledger.write("running")
 
+    previews = config.eval.preview_pictures
+    validate = partial(
+        _evaluate, config, model, "val", subsets.val, cache, device, amp_dtype, previews
+    )
     epoch = start_epoch
     status: RunStatus = "completed"
     failure: Failure | None = None
@@ -146,16 +151,7 @@ def train_run(
                 progress,
             )
             t1 = time.perf_counter()
-            val = _evaluate(
-                config,
-                model,
-                "val",
-                subsets.val,
-                cache,
-                device,
-                amp_dtype,
-                config.eval.preview_pictures,
-            )
+            val = validate()
             stop = ledger.patience_out(epoch, val.metrics)
             train_metrics: dict[str, float] = {}
             if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
@@ -212,16 +208,7 @@ def train_run(
             selected = folder.load_selected()
             assert selected is not None and int(selected["epoch"]) == kept
             model.load_state_dict(selected["model"])
-            val = _evaluate(
-                config,
-                model,
-                "val",
-                subsets.val,
-                cache,
-                device,
-                amp_dtype,
-                config.eval.preview_pictures,
-            )
+            val = validate()
         ledger.pictures = _picture_records(val.pictures)
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
         # epoch: written once.

@@ -46,6 +46,20 @@ def open_cache(data: DataConfig, reading: ImageReading = DEFAULT_READING) -> Pic
     return PictureCache(data.cache_dir or default_cache_dir(), cap, reading, data.ignore_value)
 
 
+def save_npy(entry: Path, array: NDArray[np.generic]) -> None:
+    """Write an ``.npy`` through a temporary file and a rename (concurrent readers never
+    see half an entry), readable by whoever shares the cache."""
+    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".npy")
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, entry)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cache_size(root: Path) -> tuple[int, int]:
     """``(entries, bytes)`` of a cache folder (0, 0 when it does not exist)."""
     if not root.is_dir():
@@ -127,16 +141,7 @@ class PictureCache:
                 pass  # evicted meanwhile: decoded again below
             except (OSError, ValueError):
                 entry.unlink(missing_ok=True)  # a damaged entry is rebuilt below
-        array = self._decode(path, kind, scale, longest_side)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npy")
-        try:
-            os.fchmod(fd, FILE_MODE)  # readable by whoever shares the cache, like any file
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array)
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npy(entry, self._decode(path, kind, scale, longest_side))
         mapped = self._map(entry, touch=False)
         if self.max_bytes is not None:
             self.evict(keep=entry)

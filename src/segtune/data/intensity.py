@@ -17,8 +17,6 @@ decode each training picture once for them.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import DataConfig
+from segtune.data.cache import save_npy
 from segtune.data.io import ImageReading, is_eight_bit, read_raw_image
 from segtune.data.pairs import Picture
 
@@ -67,12 +66,5 @@ def _picture_stats(path: Path, data: DataConfig, stats_dir: Path) -> NDArray[np.
     step = max(1, raw.size // SAMPLE)
     out = np.concatenate([[raw.min(), raw.max()], raw[::step]]).astype(raw.dtype)
     stats_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=stats_dir, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, out)
-        os.replace(tmp, entry)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npy(entry, out)
     return out
