@@ -60,7 +60,7 @@ def _whole(net: nn.Module, micro: int) -> tuple[float, list[torch.Tensor]]:
     logits = torch.cat([net(x[i : i + micro])[:, 0] for i in range(0, 8, micro)])
     loss = segmentation_loss(logits, y, v, bce_weight=0.3, dice_smooth=1e-4, pos_weight=4.0)
     loss.backward()
-    return float(loss), _grads(net)
+    return float(loss.detach()), _grads(net)
 
 
 def test_without_batch_norm_the_gradients_are_the_unsplit_batch_s() -> None:
