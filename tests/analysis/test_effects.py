@@ -62,3 +62,26 @@ def test_seed_repeats_enter_the_noise_floor_and_the_ties(tmp_path: Path) -> None
     md = to_markdown(build_blocks(summary, tmp_path / "figs", figures=False))
     assert "Training noise measured: 4 configuration(s)" in md
     assert "over seeds: mean ± sd (runs)" in md
+
+
+def test_paired_resamples_find_an_effect_the_unpaired_widths_would_hide(tmp_path: Path) -> None:
+    """Every run shares the picture-sample variation (wide intervals, 0.2): bce_weight
+    adds 0.05 on every resample, pos_weight only independent jitter."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pictures = rng.normal(0.7, 0.05, 1000)  # the same resampled pictures for every run
+    runs = []
+    for trial, (bce, pos) in enumerate([(0.2, 1.0), (0.2, 10.0), (0.8, 1.0), (0.8, 10.0)]):
+        params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
+        gain = 0.05 if bce == 0.8 else 0.0
+        run = fake_run(tmp_path, trial, 0.7 + gain, [(5, 1, 1)] * 3, params)
+        run.samples = {"val/recall": pictures + gain + rng.normal(0, 0.002, 1000)}
+        run.intervals = {"val/recall": Interval(0.6 + gain, 0.8 + gain)}
+        runs.append(run)
+    effects = {e.key: e for e in parameter_effects(fake_summary(runs))}
+    assert effects["loss.bce_weight"].detectable is True
+    assert effects["loss.bce_weight"].spread < effects["loss.bce_weight"].floor.value  # type: ignore[operator]
+    assert effects["loss.pos_weight"].detectable is False
+    assert "paired 95 % interval of that difference" in effects["loss.pos_weight"].verdict()
+    assert effects["loss.bce_weight"].verdict().startswith("matters: the mean moves by 0.05")

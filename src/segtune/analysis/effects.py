@@ -1,14 +1,17 @@
-"""Does a parameter matter? Its effect on the objective against the noise floor.
+"""Does a parameter matter? Its effect on the objective against run-to-run noise.
 
 For each parameter a grid-like stage searches (the seed excepted): the mean objective of
 the stage's completed runs at each of its values (the other parameters and seeds
-averaged), and the *spread*, the largest minus the smallest of those means. The *noise
-floor* is what the study measured of run-to-run noise: the median width of the runs'
-95 % picture-sample intervals of the objective and, when configurations were trained
-with several seeds, the median range of the objective over seeds; the larger of the two.
-A spread at or below the floor is reported as "no effect detectable above run-to-run
-noise". With one seed per point the floor holds picture-sample noise only, and the
-report says that training noise is unmeasured.
+averaged), and the *spread*, the largest minus the smallest of those means.
+
+All runs are scored on the same validation pictures, so picture-sample noise is judged
+*paired*: the difference between the highest and the lowest value's mean is recomputed
+in every bootstrap resample of the pictures (the same resamples for every run), and a
+parameter matters only when that difference's 95 % interval excludes 0 and, when
+configurations were trained with several seeds, the spread also exceeds the median
+range over seeds (training noise). Without per-picture records the *noise floor* is the
+larger of the median width of the runs' intervals and the median range over seeds. With
+one seed per point the report says that training noise is unmeasured.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtune.analysis.summary import StudySummary
+from segtune.analysis.intervals import Interval, interval
+from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.study.spec import SEED_KEY, ParamValue
 
 
@@ -49,24 +53,35 @@ class Effect:
     means: list[tuple[ParamValue, float, int]]  # value, mean objective, runs
     spread: float
     floor: NoiseFloor
+    paired: Interval | None = None  # of (best value's mean − worst value's mean)
 
     @property
     def detectable(self) -> bool | None:
-        """Whether the spread exceeds the noise floor (None: no noise was measured)."""
+        """Whether the effect stands out of the measured noise (None: none measured)."""
+        if self.paired is not None:
+            above_seeds = self.floor.seeds is None or self.spread > self.floor.seeds
+            return not self.paired.contains(0.0) and above_seeds
         floor = self.floor.value
         return None if floor is None else self.spread > floor
 
     def verdict(self) -> str:
+        lo = min(self.means, key=lambda m: m[1])
+        hi = max(self.means, key=lambda m: m[1])
+        moves = (
+            f"the mean moves by {self.spread:.3g} (from {lo[1]:.3g} at {lo[0]} to "
+            f"{hi[1]:.3g} at {hi[0]})"
+        )
+        seeds = f", range over seeds {self.floor.seeds:.3g}" if self.floor.seeds is not None else ""
+        if self.paired is not None:
+            why = f"paired 95 % interval of that difference {self.paired}{seeds}"
+            if self.detectable:
+                return f"matters: {moves}; {why}"
+            return f"no effect detectable above run-to-run noise: {moves}; {why}"
         floor = self.floor.value
         if floor is None:
             return f"spread {self.spread:.3g}; cannot be judged: no noise was measured"
         if self.spread > floor:
-            lo = min(self.means, key=lambda m: m[1])
-            hi = max(self.means, key=lambda m: m[1])
-            return (
-                f"matters: the mean moves by {self.spread:.3g} (from {lo[1]:.3g} at "
-                f"{lo[0]} to {hi[1]:.3g} at {hi[0]}), above the noise floor {floor:.3g}"
-            )
+            return f"matters: {moves}, above the noise floor {floor:.3g}"
         return (
             f"no effect detectable above run-to-run noise: spread {self.spread:.3g} ≤ "
             f"noise floor {floor:.3g}"
@@ -86,6 +101,20 @@ def noise_floor(s: StudySummary) -> NoiseFloor:
     )
 
 
+def _paired(
+    s: StudySummary, groups: dict[str, tuple[ParamValue, list[RunSummary]]]
+) -> Interval | None:
+    """Interval of (highest − lowest value's mean) over the same picture resamples."""
+    if not all(s.objective in r.samples for _, rs in groups.values() for r in rs):
+        return None
+    means = {
+        k: np.mean([r.samples[s.objective] for r in rs], axis=0) for k, (_, rs) in groups.items()
+    }
+    point = {k: float(np.mean([r.final[s.objective] for r in rs])) for k, (_, rs) in groups.items()}
+    hi, lo = max(point, key=point.__getitem__), min(point, key=point.__getitem__)
+    return interval(means[hi] - means[lo])
+
+
 def parameter_effects(s: StudySummary) -> list[Effect]:
     """One :class:`Effect` per stage and searched parameter with at least two values."""
     floor = noise_floor(s)
@@ -95,14 +124,16 @@ def parameter_effects(s: StudySummary) -> list[Effect]:
         for key in grid:
             if key == SEED_KEY:
                 continue
-            groups: dict[str, tuple[ParamValue, list[float]]] = {}
+            groups: dict[str, tuple[ParamValue, list[RunSummary]]] = {}
             for r in runs:
                 if key in r.params:
-                    value = r.params[key]
-                    groups.setdefault(repr(value), (value, []))[1].append(r.final[s.objective])
+                    groups.setdefault(repr(r.params[key]), (r.params[key], []))[1].append(r)
             if len(groups) < 2:
                 continue
-            means = [(v, float(np.mean(xs)), len(xs)) for v, xs in groups.values()]
+            means = [
+                (v, float(np.mean([r.final[s.objective] for r in rs])), len(rs))
+                for v, rs in groups.values()
+            ]
             spread = max(m for _, m, _ in means) - min(m for _, m, _ in means)
-            effects.append(Effect(stage, key, means, spread, floor))
+            effects.append(Effect(stage, key, means, spread, floor, _paired(s, groups)))
     return effects

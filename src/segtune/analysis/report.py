@@ -282,10 +282,12 @@ def _effect_blocks(s: StudySummary) -> list[Block]:
         Heading(2, "Does a parameter matter?"),
         Paragraph(
             f"For each searched parameter: the mean {objective} of the stage's completed "
-            "runs at each value (other parameters and seeds averaged), and its spread "
-            "(largest minus smallest mean), against the noise floor — the larger of the "
-            "median width of the runs' 95 % picture-sample intervals and the median range "
-            f"over seeds. Measured here: {floor.words()}."
+            "runs at each value (other parameters and seeds averaged) and its spread "
+            "(largest minus smallest mean). It matters when the paired 95 % interval of "
+            "that difference (the same resampled validation pictures for every run) "
+            "excludes 0 and, with several seeds, the spread exceeds the range over seeds; "
+            f"without per-picture records, against the noise floor. Measured here: "
+            f"{floor.words()}."
         ),
         Table(
             ["Stage", "Parameter", "Mean per value (runs)", "Spread", "Verdict"],
