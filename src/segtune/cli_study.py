@@ -133,6 +133,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from segtune.config import check_device
+    from segtune.plan import make_plan
+    from segtune.study.spec import load_spec
+
+    check_device(args.device)
+    plan = make_plan(load_spec(Path(args.spec)), measure=not args.no_probe, device=args.device)
+    for line in plan.lines():
+        print(line)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from segtune.demo import run_demo
 
@@ -192,6 +204,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
+    p.add_argument("spec", help="study spec YAML")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the spec's)")
+    p.add_argument("--no-probe", action="store_true", help="counts and warnings only, no timing")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
         "evaluate", help="score a checkpoint on labelled pictures (a test split), split-named"

@@ -33,7 +33,13 @@ def run_demo(out: Path, workers: int = 1) -> int:
     spec_path = out / "demo-study.yaml"  # a copy beside the data: edit it and re-run
     if not spec_path.exists():
         spec_path.write_text(demo_spec_text())
-    status = run_sweep(spec_path, str(out / "study"), None, workers, None)
+    if not (out / "study" / "study.json").exists():  # a new study: its plan first
+        from segtune.plan import make_plan
+        from segtune.study.spec import load_spec
+
+        for line in make_plan(load_spec(spec_path)).lines():
+            print(line)
+    status = run_sweep(spec_path, str(out / "study"), None, workers, None, show_plan=False)
     if status != 0:
         return status
     summary = load_study_summary(out / "study")

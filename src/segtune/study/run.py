@@ -83,6 +83,7 @@ def run_sweep(
     quiet: bool = False,
     write_report: bool = True,
     retry_failed: bool = False,
+    show_plan: bool = True,
 ) -> int:
     """Run or resume a study; returns the exit status (1 when no run succeeded or a
     worker stopped with an error)."""
@@ -93,6 +94,11 @@ def run_sweep(
     spec = preflight(spec_path, study_dir, storage, workers, device)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     fresh = not folder.exists()
+    if fresh and show_plan and not quiet:  # once, when a study starts: counts and warnings
+        from segtune.plan import make_plan
+
+        for line in make_plan(spec, measure=False).lines():
+            print(line)
     try:
         runner = open_runner(spec_path, study_dir, storage, device, progress=False)
         runner.subsets()  # sample and record the subsets once, before any worker starts

@@ -1,0 +1,89 @@
+"""How close ``segtune plan``'s time estimate is to the study it plans.
+
+    .venv/bin/python bench/plan_accuracy.py [--device cpu] [--deepcrack]
+
+For the demo study (generated data) and, with ``--deepcrack``, a small DeepCrack study
+(2 grid points, 1 epoch, pictures at a quarter of their size, 60 training / 20
+validation pictures), in one run: the plan's estimate (its timed probe, on this
+machine) and the measured wall time of ``segtune sweep`` (one worker, report timed
+apart). Goal: within ±30 %.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from _common import DEEPCRACK, machine, parser  # isort: skip
+from segtune.data.synthetic import write_demo_data
+from segtune.demo import DEMO_PICTURES, DEMO_SEED, DEMO_SIZE, demo_spec_text
+from segtune.plan import make_plan
+from segtune.study.run import run_sweep
+from segtune.study.spec import load_spec
+
+
+def measure(name: str, spec_path: Path, study: Path, device: str) -> tuple[float, float]:
+    plan = make_plan(load_spec(spec_path), device=device)
+    per_run = plan.seconds_per_run() or 0.0
+    t0 = time.perf_counter()
+    code = run_sweep(spec_path, str(study), None, 1, device, quiet=True, write_report=False)
+    wall = time.perf_counter() - t0
+    assert code == 0
+    runs = len(list(study.glob("runs/*/*/summary.json")))
+    estimate = per_run * runs
+    print(
+        f"{name}: {runs} runs; plan {estimate:.0f} s ({per_run:.1f} s per run), measured "
+        f"{wall:.0f} s; plan ÷ measured {estimate / wall:.2f} (goal 0.7 – 1.3)"
+    )
+    return estimate, wall
+
+
+def deepcrack_spec(tmp: Path, device: str) -> Path:
+    spec: dict[str, Any] = {
+        "name": "deepcrack-plan",
+        "data": {
+            "train": str(DEEPCRACK / "train"),
+            "val": str(DEEPCRACK / "test"),
+            "train_subset": 60,
+            "val_subset": 20,
+        },
+        "fixed": {
+            "pages": {"page_size": 128, "patch_overlap": 16, "resize": {"scale": 0.25}},
+            "model": {"encoder": "mobilenet_v2"},
+            "optim": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3},
+            "eval": {"preview_pictures": 0},
+            "runtime": {"device": device},
+        },
+        "stages": [{"name": "grid", "grid": {"loss.pos_weight": [1, 10]}}],
+        "objective": {"metric": "val/f1"},
+    }
+    path = tmp / "deepcrack.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--deepcrack", action="store_true")
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        os.environ["SEGTUNE_CACHE"] = str(tmp / "cache")
+        write_demo_data(
+            tmp / "demo" / "data", pictures=DEMO_PICTURES, size=DEMO_SIZE, seed=DEMO_SEED
+        )
+        spec = tmp / "demo" / "demo-study.yaml"
+        spec.write_text(demo_spec_text())
+        measure("demo study", spec, tmp / "demo" / "study", args.device)
+        if args.deepcrack:
+            measure("DeepCrack study", deepcrack_spec(tmp, args.device), tmp / "dc", args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""``segtune plan``: counts, warnings that name the key and the numbers, the probe."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtune.cli import main
+from segtune.plan import largest_fitting_micro_batch, make_plan
+from segtune.study.spec import StudySpec, build_spec
+from tests.conftest import TINY_MODEL
+
+
+def _spec(data: Path, **changes: Any) -> StudySpec:
+    tree: dict[str, Any] = {
+        "name": "p",
+        "data": {"train": str(data / "train"), "val": str(data / "val")},
+        "fixed": {
+            "model": dict(TINY_MODEL),
+            "pages": {"page_size": 64},
+            "optim": {"epochs": 2, "batch_size": 16},
+            "runtime": {"device": "cpu"},
+        },
+        "stages": [
+            {"name": "grid", "grid": {"loss.dice_smooth": [1e-6, 1e-7], "loss.pos_weight": [1, 2]}},
+            {"name": "fine", "refine": {"from": "grid", "top_k": 2}},
+            {"name": "noise", "repeat": {"from": "grid", "top_k": 2, "seeds": 3}},
+        ],
+        "objective": {"metric": "val/recall"},
+        "repeats": 2,
+    }
+    for key, value in changes.items():
+        tree["fixed"].setdefault(key, {}).update(value)
+    return build_spec(tree, "spec.yaml")
+
+
+def test_counts_and_warnings_name_the_keys_and_numbers(demo_data: Path) -> None:
+    plan = make_plan(_spec(demo_data), measure=False)
+    assert [(s.name, s.runs) for s in plan.stages] == [
+        ("grid", 8),
+        ("fine", 2 * 9 * 2),
+        ("noise", 6),
+    ]
+    text = "\n".join(plan.lines())
+    assert "stage grid (grid): 8 run(s) (4 points × 2 seeds)" in text
+    assert "up to 36, known when grid finishes" in text
+    smooth = next(w for w in plan.warnings if w.startswith("loss.dice_smooth"))
+    assert "the values 1e-07, 1e-06 cannot change the loss of a batch holding positive" in smooth
+    assert "batch of 16 pages of 64 px" in smooth and "float32 resolves steps of" in smooth
+    assert any(
+        w.startswith("objective val/recall: predicting every pixel positive") for w in plan.warnings
+    )
+    pos = next(w for w in plan.warnings if w.startswith("loss.pos_weight"))
+    assert "the largest value 2 is far below the data's imbalance (1 − f)/f = " in pos
+
+
+def test_pages_larger_than_pictures_and_no_positives_are_named(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    for mask in (data / "train" / "masks").iterdir():
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(mask)
+    spec = _spec(data, pages={"page_size": 128}, sampling={"positive_fraction": 0.5})
+    warnings = make_plan(spec, measure=False).warnings
+    assert any(
+        "pages.page_size 128: 12 training picture(s) are smaller than a page" in w for w in warnings
+    )
+    assert any("pages are 75% padding on average" in w for w in warnings)
+    assert any(
+        w.startswith("sampling.positive_fraction 0.5: none of the 12 sampled") for w in warnings
+    )
+
+
+def test_the_largest_micro_batch_that_fits_is_found_by_halving() -> None:
+    tried: list[int] = []
+
+    def step(size: int) -> None:
+        tried.append(size)
+        if size > 4:
+            raise MemoryError("fake out of memory")
+
+    assert largest_fitting_micro_batch(step, 16) == 4 and tried == [16, 8, 4]
+
+    def never(size: int) -> None:
+        raise MemoryError
+
+    assert largest_fitting_micro_batch(never, 8) is None
+
+
+def test_plan_command_measures_time_and_memory(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    spec = {
+        "name": "p",
+        "data": {"train": str(demo_data / "train"), "val": str(demo_data / "val")},
+        "fixed": {
+            "model": dict(TINY_MODEL),
+            "pages": {"page_size": 32},
+            "runtime": {"device": "cpu"},
+        },
+        "stages": [{"name": "grid", "grid": {"loss.bce_weight": [0.2, 0.8]}}],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["plan", str(tmp_path / "s.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "stage grid (grid): 2 run(s)" in out
+    assert "per run (measured" in out and "memory of one step:" in out
+    assert not (tmp_path / "studies").exists()  # planning writes no study
