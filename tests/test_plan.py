@@ -114,3 +114,24 @@ def test_plan_command_measures_time_and_memory(
     assert "stage grid (grid): 2 run(s)" in out
     assert "per run (measured" in out and "memory of one step:" in out
     assert not (tmp_path / "studies").exists()  # planning writes no study
+
+
+def test_init_writes_a_commented_spec_from_the_data_that_plans(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segtune.study.spec import load_spec
+
+    out = tmp_path / "my study.yaml"
+    assert main(["init", str(demo_data / "train"), str(demo_data / "val"), "--out", str(out)]) == 0
+    text = out.read_text()
+    spec = load_spec(out)
+    assert spec.name == "my-study" and spec.objective.metric == "val/f1"
+    weights = spec.stages[0].grid["loss.pos_weight"]  # type: ignore[index]
+    ratio = float(text.split("(1 - f)/f = ")[1].split(".")[0])
+    assert weights[0] == 1.0 and 0.8 * ratio <= weights[-1] <= 1.2 * ratio
+    assert "# The median picture's shorter side is 64 px: pages of 64 px" in text
+    assert spec.run_config({}).pages.page_size == 64
+    assert main(["init", str(demo_data / "train"), str(demo_data / "val"), "--out", str(out)]) == 2
+    assert "exists (use --force" in capsys.readouterr().err
+    assert main(["plan", str(out), "--no-probe"]) == 0
+    assert "stage noise (repeat): 6 run(s)" in capsys.readouterr().out

@@ -145,6 +145,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from segtune.errors import SegtuneError
+    from segtune.init import starting_spec
+    from segtune.records import atomic_write_text
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SegtuneError(f"--out {out}: exists (use --force to overwrite)")
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
+    text = starting_spec(Path(args.train), Path(args.val), name)
+    atomic_write_text(out, text)
+    print(f"wrote {out}; next: segtune plan {out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from segtune.demo import run_demo
 
@@ -204,6 +221,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("init", help="write a commented starting spec from the data's statistics")
+    p.add_argument("train", help="training folder (images/ + masks/) or CSV manifest")
+    p.add_argument("val", help="validation folder or CSV manifest")
+    p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
     p.add_argument("spec", help="study spec YAML")

@@ -1,0 +1,76 @@
+"""``segtune init``: a commented starting spec written from the data's own statistics."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from segtune.data.io import image_size, read_mask
+from segtune.data.pairs import load_pictures
+
+MASK_SAMPLE = 20
+
+
+def _round(value: float) -> float:
+    """Two significant digits."""
+    return float(f"{value:.2g}")
+
+
+def starting_spec(train: Path, val: Path, name: str) -> str:
+    """The YAML text of a starting spec for the pictures in ``train`` and ``val``."""
+    train_pics, val_pics = load_pictures(train), load_pictures(val)
+    sides = [min(image_size(p.image)) for p in train_pics]
+    median_side = int(statistics.median(sides))
+    page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
+    sample = train_pics[:: max(1, len(train_pics) // MASK_SAMPLE)][:MASK_SAMPLE]
+    masks = [read_mask(p.mask) for p in sample]
+    f = sum(int(m.sum()) for m in masks) / max(sum(m.size for m in masks), 1)
+    ratio = (1 - f) / f if f > 0 else 100.0
+    top = max(ratio, 1.0)
+    weights = sorted({_round(top ** (i / 3)) for i in range(4)})
+    train_subset = min(len(train_pics), 500)
+    val_subset = min(len(val_pics), 50)
+    return f"""# segtune study spec written by `segtune init` from the data's own statistics.
+# Check it with `segtune plan {name}.yaml`, then run it with `segtune sweep {name}.yaml`.
+name: {name}
+data:
+  train: {train.resolve()}
+  val: {val.resolve()}
+  # {len(train_pics)} training pictures: a seeded subset of {train_subset} keeps a run's
+  # cost bounded (raise it once the study says which settings matter).
+  train_subset: {train_subset}
+  # {len(val_pics)} validation pictures: {val_subset} score every run (intervals in the
+  # report come from resampling these pictures).
+  val_subset: {val_subset}
+  seed: 0
+fixed:
+  pages:
+    # The median picture's shorter side is {median_side} px: pages of {page} px (a power
+    # of two, 64 - 512) cover it with little padding.
+    page_size: {page}
+    patch_overlap: {page // 8}
+    blend: gaussian
+  sampling:
+    # Positive pixels are {f:.3%} of the sampled masks: a quarter of each batch are pages
+    # holding positives, so every batch has some.
+    positive_fraction: 0.25
+  optim:
+    epochs: 5
+    batch_size: 8
+stages:
+  - name: grid
+    grid:
+      # Positives are rare: (1 - f)/f = {ratio:.3g}. pos_weight spans 1 to that
+      # imbalance on a log scale.
+      loss.pos_weight: {weights}
+      loss.bce_weight: [0.2, 0.5, 0.8]
+  # Then re-run the best with new seeds to measure training noise:
+  - name: noise
+    repeat: {{from: grid, top_k: 3, seeds: 2}}
+# F1 needs both precision and recall (recall alone is maximised by predicting every
+# pixel positive); the report shows recall, precision, AP and best F1 beside it.
+objective: {{metric: val/f1, direction: maximize}}
+top_k: 5
+preview_pictures: 5
+"""
