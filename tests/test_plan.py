@@ -135,3 +135,18 @@ def test_init_writes_a_commented_spec_from_the_data_that_plans(
     assert "exists (use --force" in capsys.readouterr().err
     assert main(["plan", str(out), "--no-probe"]) == 0
     assert "stage noise (repeat): 6 run(s)" in capsys.readouterr().out
+
+
+def test_sweep_prints_the_plan_once_when_a_study_starts(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.study.helpers import write_spec
+
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "once", {"loss.bce_weight": [0.5]})
+    study = tmp_path / "study"
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0
+    assert capsys.readouterr().out.count("plan of study once:") == 1
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0  # resume: no plan
+    assert "plan of study" not in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--dir", str(tmp_path / "quiet"), "-q"]) == 0
+    assert "plan of study" not in capsys.readouterr().out

@@ -40,6 +40,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.workers,
         args.device,
         retry_failed=args.retry_failed,
+        quiet=args.quiet,
     )
 
 
@@ -180,6 +181,9 @@ def add_commands(sub: Any) -> None:
         f"password by PGPASSWORD or ~/.pgpass, or the whole URL by ${STORAGE_ENV})",
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no plan and no progress bar (results only)"
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the spec's, else auto)")
     p.add_argument(
         "--retry-failed",
