@@ -46,7 +46,9 @@ def test_a_test_split_from_a_manifest_with_the_validation_threshold(
     manifest.write_text("image,mask\n" + "\n".join(rows) + "\n")
     out = tmp_path / "test.json"
     argv = ["evaluate", str(run), str(manifest), "--threshold", "best", "--tta", "flips"]
-    assert main([*argv, "--out", str(out)]) == 0
+    curve = tmp_path / "pr.png"
+    assert main([*argv, "--out", str(out), "--pr-curve", str(curve)]) == 0
+    assert curve.read_bytes().startswith(b"\x89PNG")
     result = json.loads(out.read_text())
     record = RunFolder(run).read_record()
     assert result["threshold"] == pytest.approx(record.kept["val/best_threshold"])

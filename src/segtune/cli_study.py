@@ -111,8 +111,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segtune.score import evaluate_checkpoint, find_labelled
 
     check_device(args.device)
-    if args.out:
-        check_out_dir(Path(args.out).parent, "--out")
+    for option, value in (("--out", args.out), ("--pr-curve", args.pr_curve)):
+        if value:
+            check_out_dir(Path(value).parent, option)
     predictor = Predictor.load(Path(args.checkpoint), args.device)
     if args.tta is not None:
         predictor.tta = args.tta
@@ -131,6 +132,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result.to_json(), indent=1) + "\n")
         print(f"wrote {args.out}")
+    if args.pr_curve and result.histogram is not None:
+        from segtune.analysis.figures import split_pr_curve
+        from segtune.records import atomic_write_bytes
+
+        label = f"{Path(args.checkpoint)} on {', '.join(args.data)}"
+        fig = split_pr_curve(result.histogram, args.split_name, threshold, label)
+        atomic_write_bytes(Path(args.pr_curve), fig.png)
+        print(f"wrote {args.pr_curve}: {fig.caption}")
     return 0
 
 
@@ -254,6 +263,7 @@ def add_commands(sub: Any) -> None:
         "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
     )
     p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
+    p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_evaluate)
 

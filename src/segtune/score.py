@@ -42,6 +42,7 @@ class Evaluation:
     metrics: dict[str, float]
     pictures: list[dict[str, Any]] = field(default_factory=list)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    histogram: ProbabilityHistogram | None = None
 
     def lines(self) -> list[str]:
         """The summary a person reads: key metrics in words, then one line per picture."""
@@ -130,7 +131,13 @@ def evaluate_checkpoint(
         bar.update(1)
     bar.close()
     result = Evaluation(
-        split, threshold, threshold_source, predictor.tta, split_metrics(split, counts, hist), rows
+        split,
+        threshold,
+        threshold_source,
+        predictor.tta,
+        split_metrics(split, counts, hist),
+        rows,
+        histogram=hist,
     )
     samples = count_samples(
         np.array([r["tp"] for r in rows]),

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import better, describe_metric
+from segtune.metrics import ProbabilityHistogram, better, describe_metric
 from segtune.study.spec import SEED_KEY
 
 # Okabe–Ito colour-blind-safe palette.
@@ -355,6 +355,31 @@ def pr_curves(summary: StudySummary) -> Figure | None:
         f"{describe_metric('val/ap')}."
     )
     return _finish(fig, "pr-curves", title, caption)
+
+
+def split_pr_curve(hist: ProbabilityHistogram, split: str, threshold: float, label: str) -> Figure:
+    """Precision against recall of one split over the histogram's thresholds, with the
+    operating point at ``threshold`` marked (``segtune evaluate --pr-curve``)."""
+    thresholds, precision, recall = hist.curve()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision, color=LINE_COLOURS[0], gid=f"{split}/precision")
+    at = int(np.searchsorted(thresholds, threshold, side="right")) - 1
+    ax.plot(recall[at], precision[at], "o", color=LINE_COLOURS[1], label=f"threshold {threshold:g}")
+    ax.set_xlabel(describe_metric(f"{split}/recall", None))
+    ax.xaxis.label.set_gid(f"{split}/recall")
+    ax.set_ylabel(describe_metric(f"{split}/precision", None))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    ap = f"{describe_metric(f'{split}/ap', short=True)} {hist.average_precision():.3f}"
+    title = f"Precision–recall curve of {label} ({ap})"
+    ax.set_title(title, fontsize=9)
+    caption = (
+        f"{title}: {describe_metric(f'{split}/precision', None)} against "
+        f"{describe_metric(f'{split}/recall', None)} over thresholds; the dot is the "
+        f"operating threshold {threshold:g}."
+    )
+    return _finish(fig, f"pr-curve-{split}", title, caption)
 
 
 def save(fig: Figure, folder: Path) -> Path:
