@@ -26,11 +26,15 @@ def _storage(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from segtune.config import apply_overrides
     from segtune.study.run import open_runner, run_sweep
 
     _configure_threads()
+    overrides = {"fixed": apply_overrides({}, args.set)} if args.set else None
     if args.worker:
-        runner = open_runner(Path(args.spec), args.dir, _storage(args), args.device, progress=False)
+        runner = open_runner(
+            Path(args.spec), args.dir, _storage(args), args.device, False, overrides
+        )
         runner.run()
         return 0
     return run_sweep(
@@ -41,6 +45,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.device,
         retry_failed=args.retry_failed,
         quiet=args.quiet,
+        sets=args.set,
     )
 
 
@@ -192,6 +197,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no plan and no progress bar (results only)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed run-config key for every run, e.g. --set optim.epochs=2 "
+        "(recorded in study.json; a different value on resume is a spec change)",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the spec's, else auto)")
     p.add_argument(

@@ -115,3 +115,26 @@ def test_study_from_before_fingerprints_is_fingerprinted_from_its_run_folders(
     _edit(spec, learning_rate=0.01)
     assert main(["sweep", str(spec), "--dir", str(study)]) == 2
     assert "optim.learning_rate 0.003 → 0.01" in capsys.readouterr().err
+
+
+def test_set_overrides_are_recorded_and_a_different_set_on_resume_is_refused(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from segtune.config import load_yaml
+
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "sets", {"loss.bce_weight": [0.5]})
+    study = tmp_path / "study"
+    argv = ["sweep", str(spec), "--dir", str(study)]
+    assert main([*argv, "--set", "optim.learning_rate=0.01"]) == 0
+    run = next(study.glob("runs/grid/*/config.yaml"))
+    assert load_yaml(run)["optim"]["learning_rate"] == 0.01
+    info = json.loads((study / "study.json").read_text())
+    assert info["overrides"] == {"fixed": {"optim": {"learning_rate": 0.01}}}
+    capsys.readouterr()
+    assert main([*argv, "--set", "optim.learning_rate=0.02"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.learning_rate 0.01 → 0.02" in err and len(err.strip().splitlines()) == 1
+    assert main([*argv, "--set", "optim.learning_rate=0.01"]) == 0
+    assert "nothing to run" in capsys.readouterr().out

@@ -17,18 +17,24 @@ def open_runner(
     storage: str | None,
     device: str | None = None,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> Any:
     from segtune.config import check_device
     from segtune.study.sweep import StudyRunner
 
     check_device(device)
-    spec: StudySpec = load_spec(spec_path)
+    spec: StudySpec = load_spec(spec_path, overrides)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
-    return StudyRunner(spec, folder, storage, device=device, progress=progress)
+    return StudyRunner(spec, folder, storage, device=device, progress=progress, overrides=overrides)
 
 
 def preflight(
-    spec_path: Path, study_dir: str | None, storage: str | None, workers: int, device: str | None
+    spec_path: Path,
+    study_dir: str | None,
+    storage: str | None,
+    workers: int,
+    device: str | None,
+    overrides: dict[str, Any] | None = None,
 ) -> StudySpec:
     """Everything that can be refused before a study folder or database exists: the
     spec, ``--workers``, ``--device`` and ``--storage`` syntax, every distinct model of the
@@ -41,7 +47,7 @@ def preflight(
     if workers < 1:
         raise ConfigError(f"--workers: must be at least 1 (got {workers})")
     check_device(device)
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, overrides)
     if storage is not None:
         check_storage_url(storage)
     _check_models(spec)
@@ -84,14 +90,17 @@ def run_sweep(
     write_report: bool = True,
     retry_failed: bool = False,
     show_plan: bool = True,
+    sets: list[str] | None = None,
 ) -> int:
     """Run or resume a study; returns the exit status (1 when no run succeeded or a
     worker stopped with an error)."""
+    from segtune.config import apply_overrides
     from segtune.progress import Progress
     from segtune.study.status import study_status
     from segtune.study.workers import start_workers, wait_workers
 
-    spec = preflight(spec_path, study_dir, storage, workers, device)
+    overrides = {"fixed": apply_overrides({}, sets)} if sets else None
+    spec = preflight(spec_path, study_dir, storage, workers, device, overrides)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     fresh = not folder.exists()
     if fresh and show_plan and not quiet:  # once, when a study starts: counts and warnings
@@ -100,7 +109,7 @@ def run_sweep(
         for line in make_plan(spec, measure=False).lines():
             print(line)
     try:
-        runner = open_runner(spec_path, study_dir, storage, device, progress=False)
+        runner = open_runner(spec_path, study_dir, storage, device, False, overrides)
         runner.subsets()  # sample and record the subsets once, before any worker starts
         runner.check_unchanged()  # a spec change that alters recorded runs stops here
         runner.record_spec()
@@ -131,7 +140,7 @@ def run_sweep(
         if workers <= 1:
             runner.run(on_run_done=tick)
         else:
-            procs = start_workers(workers, spec_path, runner.dir, runner.url, device)
+            procs = start_workers(workers, spec_path, runner.dir, runner.url, device, sets)
             codes = wait_workers(procs, tick)
             if any(codes):
                 print(f"error: worker exit codes {codes}", file=sys.stderr)

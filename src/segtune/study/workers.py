@@ -42,7 +42,12 @@ def worker_env(index: int, gpus: list[str], device: str | None, storage: str) ->
 
 
 def start_workers(
-    n: int, spec_path: Path, study_dir: Path, storage: str, device: str | None
+    n: int,
+    spec_path: Path,
+    study_dir: Path,
+    storage: str,
+    device: str | None,
+    sets: list[str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``n`` worker processes. Each uses the spec's ``runtime.threads`` (or torch's
     default), never a count derived from ``n``: a point's result must not depend on how
@@ -54,6 +59,8 @@ def start_workers(
         cmd.append("--worker")
         if device:
             cmd += ["--device", device]
+        for item in sets or []:
+            cmd += ["--set", item]
         procs.append(subprocess.Popen(cmd, env=worker_env(i, gpus, device, storage)))
     return procs
 
