@@ -211,3 +211,19 @@ def test_a_mistyped_command_or_key_gets_the_nearest_one(
     from segtune import __version__
 
     assert capsys.readouterr().out.strip() == f"segtune {__version__}"
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    from segtune.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.help is None and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []

@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser("make-demo-data", help="generate the demo dataset")
-    p.add_argument("out")
-    p.add_argument("--pictures", type=int, default=40)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out", help="folder to write train/ and val/ into")
+    p.add_argument("--pictures", type=int, default=40, help="pictures in all (default 40)")
+    p.add_argument("--size", type=int, default=128, help="side of each picture in px (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.set_defaults(func=_cmd_make_demo_data)
 
     p = sub.add_parser("train", help="train one configuration and write its run records")

@@ -245,7 +245,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
     p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("init", help="write a commented starting spec from the data's statistics")
@@ -277,10 +277,10 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
     p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.set_defaults(func=_cmd_demo)
