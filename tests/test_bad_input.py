@@ -227,3 +227,13 @@ def test_every_option_of_every_command_has_help() -> None:
         if action.help is None and not isinstance(action, argparse._HelpAction)
     ]
     assert missing == []
+
+
+def test_quiet_prints_results_only(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_tree(demo_data)))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no progress, no epoch lines
+    assert captured.out.startswith("run completed: ")

@@ -78,7 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise SegtuneError(f"{run_dir}: already holds a run; use --resume {run_dir} or --force")
         resume = False
     try:
-        summary = train_run(config, run_dir, resume=resume)
+        summary = train_run(config, run_dir, resume=resume, progress=not args.quiet)
     except KeyboardInterrupt:
         print(
             f"interrupted: recorded in {run_dir}/summary.json; continue with "
@@ -110,6 +110,28 @@ def _add_common_run_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set loss.bce_weight=0.4 (repeatable)",
     )
+
+
+def add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-q`` (results and errors only: no progress, no plan) and ``-v`` (also the
+    events of the study machinery) on a subcommand."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="results and errors only (no progress)"
+    )
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="also log what the machinery does"
+    )
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(  # as before unless -v: warnings and errors, message only
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s" if verbose else "%(message)s",
+    )
+    logging.getLogger("segtune").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str | None:
@@ -161,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     from segtune import cli_study
 
     cli_study.add_commands(sub)
+    for command in sub.choices.values():
+        add_verbosity(command)
     return parser
 
 
@@ -203,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {unknown}", file=sys.stderr)
         return 2
     args = parser.parse_args(words)
+    _configure_logging(getattr(args, "verbose", False))
     previous = signal.getsignal(signal.SIGTERM)
     _Terminated.seen = False
     signal.signal(signal.SIGTERM, _Terminated.handler)

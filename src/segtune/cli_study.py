@@ -94,6 +94,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         save_probabilities=args.save_probabilities,
         overlays=args.overlays,
         rois=find_rois(items),
+        progress=not args.quiet,
     )
     source = (
         f", the validation F1-best threshold of epoch {predictor.epoch}"
@@ -130,7 +131,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     pictures = find_labelled([Path(p) for p in args.data])
     result = evaluate_checkpoint(
-        predictor, pictures, split=args.split_name, threshold=threshold, threshold_source=source
+        predictor,
+        pictures,
+        split=args.split_name,
+        threshold=threshold,
+        threshold_source=source,
+        progress=not args.quiet,
     )
     for line in result.lines():
         print(line)
@@ -195,9 +201,6 @@ def add_commands(sub: Any) -> None:
         f"password by PGPASSWORD or ~/.pgpass, or the whole URL by ${STORAGE_ENV})",
     )
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument(
-        "-q", "--quiet", action="store_true", help="no plan and no progress bar (results only)"
-    )
     p.add_argument(
         "--set",
         action="append",
