@@ -173,20 +173,16 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     r = config.pages.resize
     scale, longest = (r.scale, r.longest_side) if r else (None, None)
     size, overlap = config.pages.page_size, config.pages.patch_overlap
-    pages, valid, small, cache_bytes = 0, 0.0, 0, 0
+    sizes = {p.image: image_size(p.image) for p in [*train, *val]}  # headers, read once
+    pages, valid, small = 0, 0.0, 0
     for pic in train:
-        h, w = resized_shape(*image_size(pic.image), scale, longest)
+        h, w = resized_shape(*sizes[pic.image], scale, longest)
         origins = page_origins(h, w, size, overlap)
         pages += len(origins)
         valid += sum(min(size, h - y) * min(size, w - x) for y, x in origins) / size**2
         small += h < size or w < size
-    val_pixels = 0
-    val_stems = {p.stem for p in val}
-    for pic in [*train, *val]:
-        h, w = image_size(pic.image)
-        cache_bytes += h * w * 4  # RGB + mask
-        if pic.stem in val_stems:
-            val_pixels += h * w
+    cache_bytes = sum(h * w * 4 for h, w in sizes.values())  # RGB + mask
+    val_pixels = sum(h * w for h, w in (sizes[p.image] for p in val))
     sample = train[:: max(1, len(train) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
     for pic in sample:
@@ -324,9 +320,9 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     from segtune.data.pages import load_split
     from segtune.data.tiles import extract_page
     from segtune.infer import predict_probabilities
-    from segtune.model import build_model, normalise
+    from segtune.model import build_model
     from segtune.runtime import resolve_device
-    from segtune.step import exact_batch_loss, micro_batch_loss
+    from segtune.step import batch_forward, step_gradients
 
     device = resolve_device(config.runtime.device)
     cache = open_cache(config.data)
@@ -338,37 +334,22 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         for y, x in page_origins(h, w, size, config.pages.patch_overlap):
             pages.append((lp, y, x))
     pages = (pages * math.ceil(batch / max(len(pages), 1)))[:batch]
-    images = torch.stack(
-        [
-            torch.from_numpy(extract_page(lp.image, (y, x), size)[0]).permute(2, 0, 1)
-            for lp, y, x in pages
-        ]
-    )
+    cut = [extract_page(lp.image, (y, x), size) for lp, y, x in pages]  # (page, valid)
+    images = torch.stack([torch.from_numpy(page).permute(2, 0, 1) for page, _ in cut])
+    valid = torch.stack([torch.from_numpy(v) for _, v in cut])
     targets = torch.stack(
         [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
     )
-    valid = torch.stack(
-        [torch.from_numpy(extract_page(lp.image, (y, x), size)[1]) for lp, y, x in pages]
-    )
     model = build_model(config.model).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+    forward = batch_forward(model, images, targets, valid, device, None)
+
+    def backward(term: torch.Tensor) -> None:
+        term.backward()
 
     def step(micro: int) -> None:
         optimizer.zero_grad(set_to_none=True)
-        slices = [slice(i, i + micro) for i in range(0, batch, micro)]
-        counts = [int(valid[sl].sum()) for sl in slices]
-
-        def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            x = images[sl].to(device)
-            return model(normalise(x))[:, 0], targets[sl].to(device), valid[sl].to(device)
-
-        def backward(term: torch.Tensor) -> None:
-            term.backward()
-
-        if len(slices) > 1 and config.optim.exact_batch_dice:
-            exact_batch_loss(model, forward, slices, counts, config.loss, backward)
-        else:
-            micro_batch_loss(forward, slices, counts, config.loss, backward)
+        step_gradients(model, forward, batch, micro, valid, config, backward)
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -76,7 +76,7 @@ class Predictor:
             config,
             dev,
             None if best is None else float(best),
-            _reading(state),
+            _reading(state, config),
             None if epoch is None else int(epoch),
             config.eval.tta,
         )
@@ -118,10 +118,9 @@ class Predictor:
         return t
 
 
-def _reading(state: dict[str, Any]) -> ImageReading:
+def _reading(state: dict[str, Any], config: RunConfig) -> ImageReading:
     """How the run read its pictures: recorded in ``model.pt``; for older checkpoints,
     from the config (a fixed window; otherwise the dtype's rule, as segtune 0.1)."""
-    config = build_run_config(state["config"])
     window = state.get("intensity_window")
     intensity = config.data.intensity
     if window is None and intensity.mode == "fixed":

@@ -15,19 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from segtune.analysis.intervals import count_samples, interval, resample_weights
-from segtune.data.io import read_ignored, read_mask
+from segtune.analysis.intervals import interval, picture_samples
 from segtune.data.pairs import Picture, check_sizes, load_pictures
 from segtune.errors import DataError
 from segtune.metrics import (
-    Counts,
     ProbabilityHistogram,
-    confusion_counts,
     describe_metric,
-    split_metrics,
 )
 from segtune.predict import Predictor
 from segtune.progress import Progress
@@ -89,16 +82,6 @@ def find_labelled(sources: Sequence[Path]) -> list[Picture]:
     return sorted(pictures)
 
 
-def valid_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
-    """Pixels that count: inside the picture's region of interest and not marked with
-    ``ignore_value`` in its mask; None when every pixel counts."""
-    valid = read_mask(pic.roi) if pic.roi is not None else None
-    if ignore_value is not None:
-        kept = ~read_ignored(pic.mask, ignore_value)
-        valid = kept if valid is None else valid & kept
-    return valid
-
-
 def evaluate_checkpoint(
     predictor: Predictor,
     pictures: Sequence[Picture],
@@ -108,43 +91,44 @@ def evaluate_checkpoint(
     threshold_source: str,
     progress: bool = True,
 ) -> Evaluation:
-    from segtune.data.io import read_image
+    """Score ``pictures`` exactly as a run's validation is scored (the same
+    :func:`segtune.evaluate.evaluate_split`, reading, regions of interest and ignore
+    value), at ``threshold``."""
+    from segtune.data.cache import open_cache
+    from segtune.evaluate import evaluate_split
+    from segtune.runtime import autocast_dtype
 
-    counts = Counts()
-    hist = ProbabilityHistogram(predictor.config.eval.histogram_bins)
-    rows: list[dict[str, Any]] = []
+    config = predictor.config
     bar = Progress(len(pictures), f"evaluate {split}", "pictures", enabled=progress)
-    ignore = predictor.config.data.ignore_value
-    for pic in pictures:
-        image = read_image(pic.image, predictor.reading)
-        mask = read_mask(pic.mask, ignore)
-        valid = valid_pixels(pic, ignore)
-        if valid is not None:
-            mask &= valid
-        prob = predictor.probabilities(image)
-        c = confusion_counts(prob, mask, threshold, valid)
-        counts += c
-        hist.add(prob, mask, valid)
-        rows.append(
-            {"stem": pic.stem, "positives": int(mask.sum()), "tp": c.tp, "fp": c.fp, "fn": c.fn}
-        )
-        bar.update(1)
+    scored = evaluate_split(
+        predictor.model,
+        split,
+        pictures,
+        open_cache(config.data, predictor.reading),
+        config.pages,
+        predictor.device,
+        threshold=threshold,
+        bins=config.eval.histogram_bins,
+        amp_dtype=autocast_dtype(config.runtime.precision, predictor.device),
+        batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
+        on_picture=lambda: bar.update(1),
+        tta=predictor.tta,
+    )
     bar.close()
+    rows = [
+        {"stem": p.stem, "positives": p.positives, "tp": p.tp, "fp": p.fp, "fn": p.fn}
+        for p in scored.pictures
+    ]
     result = Evaluation(
         split,
         threshold,
         threshold_source,
         predictor.tta,
-        split_metrics(split, counts, hist),
+        scored.metrics,
         rows,
-        histogram=hist,
+        histogram=scored.histogram,
     )
-    samples = count_samples(
-        np.array([r["tp"] for r in rows]),
-        np.array([r["fp"] for r in rows]),
-        np.array([r["fn"] for r in rows]),
-        resample_weights(len(rows)),
-    )
+    samples = picture_samples(scored.pictures)
     for name, values in samples.items():
         ci = interval(values)
         result.intervals[f"{split}/{name}"] = (ci.low, ci.high)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from segtune.config import LossConfig
+from segtune.config import LossConfig, RunConfig
 from segtune.loss import (
     bce_sum,
     dice_from_sums,
@@ -26,9 +26,51 @@ from segtune.loss import (
     exact_dice_surrogate,
     segmentation_loss,
 )
+from segtune.model import normalise
+from segtune.runtime import autocast
 
 Forward = Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # logits, y, v
 Backward = Callable[[torch.Tensor], None]
+
+
+def batch_forward(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> Forward:
+    """The forward pass of one micro-batch (a slice of the batch) in train mode."""
+
+    def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = images[sl].to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            logits = model(normalise(x))[:, 0]
+        y = targets[sl].to(device, non_blocking=True)
+        return logits, y, valid[sl].to(device, non_blocking=True)
+
+    return forward
+
+
+def step_gradients(
+    model: nn.Module,
+    forward: Forward,
+    batch_size: int,
+    micro: int,
+    valid: torch.Tensor,
+    config: RunConfig,
+    backward: Backward,
+) -> float:
+    """One batch's gradients in micro-batches of ``micro`` pages (the exact whole-batch
+    Dice when ``optim.exact_batch_dice`` and the batch is split); returns its loss."""
+    slices = [slice(i, i + micro) for i in range(0, batch_size, micro)]
+    counts = [int(valid[sl].sum()) for sl in slices]  # on the CPU: no device sync
+    if len(slices) > 1 and config.optim.exact_batch_dice:
+        return exact_batch_loss(model, forward, slices, counts, config.loss, backward)
+    return micro_batch_loss(forward, slices, counts, config.loss, backward)
 
 
 def micro_batch_loss(

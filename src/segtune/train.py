@@ -34,7 +34,7 @@ from segtune.data.subsets import (
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
 from segtune.metrics import PictureCounts, better, describe_metric, direction_of
-from segtune.model import build_model, normalise
+from segtune.model import build_model
 from segtune.progress import Progress
 from segtune.records import (
     INTEGER_METRICS,
@@ -47,9 +47,9 @@ from segtune.records import (
     RunStatus,
     Timings,
 )
-from segtune.runtime import autocast, autocast_dtype, resolve_device, seed_everything
+from segtune.runtime import autocast_dtype, resolve_device, seed_everything
 from segtune.schedule import build_scheduler
-from segtune.step import Forward, exact_batch_loss, micro_batch_loss
+from segtune.step import batch_forward, step_gradients
 
 # Called after each epoch with (epoch, metric values); may raise to stop the run early
 # (a study's pruner raises optuna.TrialPruned).
@@ -341,13 +341,8 @@ def _train_epoch(
 
     for step, (images, targets, valid) in enumerate(loader, start=1):
         optimizer.zero_grad(set_to_none=True)
-        forward = _forward(model, images, targets, valid, device, amp_dtype)
-        slices = [slice(i, i + micro) for i in range(0, images.shape[0], micro)]
-        counts = [int(valid[sl].sum()) for sl in slices]  # on the CPU: no device sync
-        if len(slices) > 1 and o.exact_batch_dice:
-            batch_loss = exact_batch_loss(model, forward, slices, counts, config.loss, backward)
-        else:
-            batch_loss = micro_batch_loss(forward, slices, counts, config.loss, backward)
+        forward = batch_forward(model, images, targets, valid, device, amp_dtype)
+        batch_loss = step_gradients(model, forward, images.shape[0], micro, valid, config, backward)
         if not math.isfinite(batch_loss):
             raise NonFiniteLoss(
                 f"non-finite loss ({batch_loss}) at epoch {epoch}, step {step}", step
@@ -371,28 +366,6 @@ def _train_epoch(
             fault_point("mid_epoch")
     bar.close()
     return loss_sum / max(batches, 1)
-
-
-def _forward(
-    model: nn.Module,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    valid: torch.Tensor,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-) -> Forward:
-    """The forward pass of one micro-batch (a slice of the batch) in train mode."""
-
-    def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = images[sl].to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp_dtype):
-            logits = model(normalise(x))[:, 0]
-        y = targets[sl].to(device, non_blocking=True)
-        return logits, y, valid[sl].to(device, non_blocking=True)
-
-    return forward
 
 
 def _evaluate(

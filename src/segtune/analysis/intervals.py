@@ -13,7 +13,9 @@ study with one run per point has none to measure, and the report says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +29,17 @@ COUNT_BASED = ("precision", "recall", "f1", "iou")
 HISTOGRAM_BASED = ("ap", "best_f1")
 
 Samples = dict[str, NDArray[np.float64]]  # metric name → its value in each resample
+
+
+class PictureLike(Protocol):
+    """One picture's pixel counts at the threshold (a record or an evaluation row)."""
+
+    @property
+    def tp(self) -> int: ...
+    @property
+    def fp(self) -> int: ...
+    @property
+    def fn(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,17 @@ def count_samples(
         "f1": _ratio(2 * precision * recall, precision + recall),
         "iou": _ratio(t, t + f + n),
     }
+
+
+def picture_samples(pictures: Sequence[PictureLike], resamples: int = RESAMPLES) -> Samples:
+    """:func:`count_samples` of per-picture records (anything with ``tp``, ``fp``, ``fn``),
+    resampled with the study's fixed seed."""
+    return count_samples(
+        np.array([p.tp for p in pictures]),
+        np.array([p.fp for p in pictures]),
+        np.array([p.fn for p in pictures]),
+        resample_weights(len(pictures), resamples),
+    )
 
 
 def histogram_samples(

@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from segtune.analysis.intervals import (
     Interval,
     Samples,
-    count_samples,
     histogram_samples,
     interval,
+    picture_samples,
     resample_weights,
 )
 from segtune.config import flatten, load_yaml
@@ -313,12 +312,7 @@ def attach_intervals(runs: list[RunSummary]) -> None:
         pictures = run.record.pictures  # type: ignore[union-attr]
         if [p.stem for p in pictures] != stems:
             continue
-        samples = count_samples(
-            np.array([p.tp for p in pictures]),
-            np.array([p.fp for p in pictures]),
-            np.array([p.fn for p in pictures]),
-            weights,
-        )
+        samples = picture_samples(pictures)
         hists = RunFolder(run.run_dir).read_picture_histograms()
         if hists is not None and hists[0] == stems:
             samples.update(histogram_samples(hists[1], hists[2], weights))

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -485,7 +484,7 @@ def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
     """The run's final validation metrics (split-named), its flag and the objective's
     bootstrap interval: trial user attributes, so that optuna-dashboard and
     ``study.trials_dataframe()`` show more than the objective."""
-    from segtune.analysis.intervals import count_samples, interval, resample_weights
+    from segtune.analysis.intervals import interval, picture_samples
     from segtune.metrics import degenerate
 
     attrs: dict[str, Any] = {
@@ -496,14 +495,7 @@ def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
         attrs["flag"] = flag
     name = objective.split("/", 1)[1]
     if record.pictures and objective.startswith("val/") and name in SHOWN_METRICS[:4]:
-        p = record.pictures
-        samples = count_samples(
-            np.array([x.tp for x in p]),
-            np.array([x.fp for x in p]),
-            np.array([x.fn for x in p]),
-            resample_weights(len(p)),
-        )
-        ci = interval(samples[name])
+        ci = interval(picture_samples(record.pictures)[name])
         attrs[f"{objective} 95% interval"] = [ci.low, ci.high]
     return attrs
 
