@@ -1,7 +1,7 @@
 """Quality on real data: DeepCrack with the published protocol, then a small loss study.
 
     .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 3] [--scale 0.5]
-        [--tta flips|none]
+        [--tta flips|none] [--no-study]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
 it, evaluates on test/ with the published protocol (exact pixel matching, TP/FP/FN
@@ -122,6 +122,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
     p.add_argument("--tta", default="flips", choices=("none", "flips"), help="at test time")
+    p.add_argument("--no-study", action="store_true", help="the baseline run only")
     a = p.parse_args()
     a.study_epochs = a.study_epochs or a.epochs
     torch.set_num_threads(torch.get_num_threads())
@@ -161,6 +162,9 @@ def main() -> None:
             f"on validation ({base['selected_threshold']:.3f}): {base['f1@selected']:.3f}"
         )
 
+        if a.no_study:
+            print(f"total wall time {time.perf_counter() - start:.0f} s")
+            return
         fixed = {k: v for k, v in tree.items() if k != "data"}
         fixed["optim"] = {**fixed["optim"], "epochs": a.study_epochs}
         spec = build_spec(

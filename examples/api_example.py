@@ -46,6 +46,8 @@ def main(out: Path) -> None:
     print(f"test F1 {result.metrics['test/f1']:.3f} at threshold {result.threshold:.3f}")
     masks = segtune.predict_masks(best.run_dir, [out / "data" / "val"], out / "masks")
     print(f"wrote {len(masks)} masks")
+    meta = segtune.export_run(best.run_dir, "torchscript", out / "model.ts")
+    print(f"exported pages of {meta['pages']['page_size']} px to {out / 'model.ts'}")
 
 
 if __name__ == "__main__":

@@ -30,5 +30,7 @@ def test_the_api_example_runs(tmp_path: Path) -> None:
     assert lines[0].startswith("run completed: validation F1 ")
     assert any(line.startswith("best of 2: ") for line in lines)
     assert any(line.startswith("test F1 ") for line in lines)
-    assert lines[-1] == "wrote 4 masks"
+    assert lines[-2] == "wrote 4 masks"
+    assert lines[-1].startswith("exported pages of ")
+    assert (tmp_path / "model.ts").stat().st_size > 0
     assert len(list((tmp_path / "masks").glob("*.png"))) == 4

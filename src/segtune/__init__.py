@@ -10,7 +10,15 @@ from typing import Any
 
 __version__ = "0.2.0.dev0"
 
-_API = ("load_config", "load_run", "run_study", "load_study", "evaluate_run", "predict_masks")
+_API = (
+    "load_config",
+    "load_run",
+    "run_study",
+    "load_study",
+    "evaluate_run",
+    "predict_masks",
+    "export_run",
+)
 __all__ = [*_API, "train_run", "__version__"]
 
 

@@ -8,6 +8,7 @@
     best = summary.ranked()[0]
     result = segtune.evaluate_run("runs/a", ["data/test"], threshold="best")
     written = segtune.predict_masks("runs/a", ["new/"], "masks/")
+    meta = segtune.export_run("runs/a", "onnx", "model.onnx")
 
 (``segtune.evaluate`` and ``segtune.predict`` are the modules behind them.)
 
@@ -116,3 +117,12 @@ def predict_masks(
         rois=find_rois(items),
     )
     return result.written
+
+
+def export_run(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, object]:
+    """Write a run's network as ``onnx`` or ``torchscript`` (as ``segtune export``);
+    returns the settings stored in the file."""
+    from segtune.export import export_model
+    from segtune.predict import Predictor
+
+    return export_model(Predictor.load(Path(checkpoint), "cpu"), fmt, Path(out))

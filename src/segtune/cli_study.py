@@ -154,6 +154,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segtune.export import export_model
+    from segtune.predict import Predictor
+    from segtune.records import check_out_dir
+
+    check_out_dir(Path(args.out).parent, "--out")
+    predictor = Predictor.load(Path(args.checkpoint), "cpu")
+    meta = export_model(predictor, args.format, Path(args.out))
+    size = meta["pages"]["page_size"]
+    where = "metadata property 'segtune'" if args.format == "onnx" else "extra file segtune.json"
+    print(
+        f"wrote {args.out} ({args.format}): pages float32 (N, 3, {size}, {size}) RGB 0..255 "
+        f"-> probabilities (N, 1, {size}, {size}); settings in its {where}"
+    )
+    return 0
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from segtune.config import check_device
     from segtune.plan import make_plan
@@ -282,6 +299,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "export", help="write a run's network as ONNX or TorchScript (settings in metadata)"
+    )
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="file format")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.ts)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
     p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
