@@ -248,6 +248,11 @@ class RuntimeConfig(_Frozen):
     # machine. The number used is recorded in summary.json: results are bitwise
     # reproducible only with the same device and thread count.
     threads: int | None = Field(None, ge=1, le=1024)
+    # Live tracking (segtune.loggers): epoch values, learning rate and the final overlay
+    # strip mirrored into TensorBoard event files (<run>/tensorboard) and/or MLflow.
+    loggers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
+    # MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<run or study>/mlflow.db
+    mlflow_uri: str | None = None
 
 
 class RecordsConfig(_Frozen):

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader
 
-from segtune.config import RunConfig, config_to_dict
+from segtune.config import RunConfig, config_to_dict, flatten
 from segtune.data.cache import PictureCache, open_cache
 from segtune.data.intensity import resolve_reading
 from segtune.data.pages import EpochSampler, load_split, page_loader
@@ -33,6 +33,7 @@ from segtune.data.subsets import (
 )
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
+from segtune.loggers import Loggers
 from segtune.metrics import PictureCounts, better, describe_metric, direction_of
 from segtune.model import build_model
 from segtune.progress import Progress
@@ -82,6 +83,8 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     guard: WriteGuard | None = None,
+    experiment: str = "segtune",
+    tracking_home: Path | None = None,
 ) -> RunRecord:
     """Train and evaluate one configuration, writing its run records to ``run_dir``.
 
@@ -91,8 +94,14 @@ def train_run(
         ``interrupted`` (Ctrl-C or SIGTERM; the exception is re-raised after recording).
         A resumed run continues from its last epoch checkpoint and ends with the same
         values as an uninterrupted one (same device and thread count).
+
+    ``experiment`` and ``tracking_home`` name the MLflow experiment and the folder of its
+    default database when ``runtime.loggers`` has ``mlflow`` (a study passes its own).
     """
     folder = RunFolder(run_dir)
+    loggers = Loggers.open(
+        config.runtime.loggers, run_dir, config.runtime.mlflow_uri, experiment, tracking_home
+    )
     subsets = subsets or resolve_subsets(config.data)
     if config.runtime.threads is not None:
         torch.set_num_threads(config.runtime.threads)
@@ -125,6 +134,7 @@ def train_run(
         start_epoch = _resume(folder, ledger, model, optimizer, scaler, scheduler, len(loader))
     folder.write_config(config)
     ledger.write("running")
+    loggers.start(flatten(config_to_dict(config)), start_epoch)
 
     previews = config.eval.preview_pictures
     validate = partial(
@@ -165,6 +175,7 @@ def train_run(
             lr = float(optimizer.param_groups[0]["lr"])
             values = {"train/loss": train_loss, "train/lr": lr, **train_metrics, **val.metrics}
             ledger.add_epoch(epoch, values, val.pictures)
+            loggers.log_epoch(epoch, values)
             if config.eval.select == "best" and ledger.selected_epoch() == epoch:
                 folder.save_selected({"model": _cpu_weights(model), "epoch": epoch})
             folder.save_checkpoint(
@@ -195,11 +206,13 @@ def train_run(
         failure = Failure(epoch=epoch, step=getattr(exc, "step", None), reason=str(exc))
     except KeyboardInterrupt:
         ledger.write("interrupted")
+        loggers.close("interrupted")
         raise
     except Exception as exc:
         if type(exc).__name__ != "TrialPruned":  # optuna's, raised by a study's reporter
             failure = Failure(epoch=epoch, reason=f"{type(exc).__name__}: {exc}")
             ledger.write("failed", failure)
+            loggers.close("failed")
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
@@ -213,10 +226,16 @@ def train_run(
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
         # epoch: written once.
         _write_previews(folder, config, val, subsets.val, cache)
+        if val.previews and loggers.loggers:
+            from segtune.analysis.figures import overlay_row
+
+            strip = overlay_row(run_dir, val.pictures[: len(val.previews)], config.eval.threshold)
+            loggers.log_image("val/overlays", strip, kept)
         folder.write_pr_curve(val.histogram)
         folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
         folder.save_model(_model_file(model, config, kept, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
+    loggers.close(status)
     if record.finished and not config.records.keep_resume_state:
         folder.remove_resume_state()
     return record

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import ProbabilityHistogram, better, describe_metric
+from segtune.metrics import PictureCounts, ProbabilityHistogram, better, describe_metric
 from segtune.study.spec import SEED_KEY
 
 # Okabe–Ito colour-blind-safe palette.
@@ -101,6 +101,23 @@ def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np
         )
         out[small] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
     return out.astype(np.uint8)
+
+
+def overlay_row(
+    run_dir: Path, pictures: Sequence[PictureCounts], threshold: float, gap: int = 4
+) -> NDArray[np.uint8]:
+    """The preview pictures' overlays side by side in one RGB array (white gaps): the
+    image a live logger shows for a run's kept epoch."""
+    run = RunSummary("run", 0, run_dir, {}, "completed", threshold=threshold)
+    run.pictures = list(pictures)
+    tiles = [overlay(run, p.index) for p in pictures]
+    height = max(t.shape[0] for t in tiles)
+    row = []
+    for tile in tiles:
+        padded = np.full((height, tile.shape[1] + gap, 3), 255, np.uint8)
+        padded[: tile.shape[0], : tile.shape[1]] = tile
+        row.append(padded)
+    return np.concatenate(row, axis=1)[:, :-gap]
 
 
 def _legend(ax: plt.Axes, threshold: float) -> None:

@@ -28,6 +28,8 @@ WHERE_KEYS = frozenset(
         "runtime.device",
         "runtime.num_workers",
         "runtime.threads",
+        "runtime.loggers",
+        "runtime.mlflow_uri",
         "eval.preview_pictures",
         "records.keep_resume_state",
     }

@@ -38,7 +38,7 @@ def preflight(
 ) -> StudySpec:
     """Everything that can be refused before a study folder or database exists: the
     spec, ``--workers``, ``--device`` and ``--storage`` syntax, every distinct model of the
-    grid stages (built once without weights), and, for a new study, the data (folders,
+    grid stages (built once without weights), the loggers' packages, and, for a new study, the data (folders,
     manifests, subset sizes, header sizes of every picture)."""
     from segtune.config import check_device
     from segtune.errors import ConfigError
@@ -51,6 +51,9 @@ def preflight(
     if storage is not None:
         check_storage_url(storage)
     _check_models(spec)
+    from segtune.loggers import check_loggers
+
+    check_loggers(spec.run_config({}).runtime.loggers)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     if not (folder / "subsets.json").exists():
         from segtune.data.subsets import resolve_subsets

@@ -388,6 +388,8 @@ class StudyRunner(StudyView):
                     progress=self.progress,
                     resume=resume,
                     guard=guard,
+                    experiment=self.spec.name,
+                    tracking_home=self.dir,
                 )
         except RunAbandoned as exc:
             self._fail_trial(study._storage.get_trial(trial._trial_id), "claim lost")
