@@ -36,7 +36,7 @@ from segtune.faults import fault_point
 from segtune.loggers import Loggers
 from segtune.metrics import PictureCounts, better, describe_metric, direction_of
 from segtune.model import build_model
-from segtune.progress import Progress
+from segtune.progress import Progress, ProgressFile
 from segtune.records import (
     INTEGER_METRICS,
     BestValue,
@@ -135,10 +135,11 @@ def train_run(
     folder.write_config(config)
     ledger.write("running")
     loggers.start(flatten(config_to_dict(config)), start_epoch)
+    watch = ProgressFile(run_dir, config.optim.epochs, len(loader), start_epoch)
 
     previews = config.eval.preview_pictures
     validate = partial(
-        _evaluate, config, model, "val", subsets.val, cache, device, amp_dtype, previews
+        _evaluate, config, model, "val", subsets.val, cache, device, amp_dtype, previews, progress
     )
     epoch = start_epoch
     status: RunStatus = "completed"
@@ -159,6 +160,7 @@ def train_run(
                 device,
                 amp_dtype,
                 progress,
+                watch,
             )
             t1 = time.perf_counter()
             val = validate()
@@ -166,7 +168,7 @@ def train_run(
             train_metrics: dict[str, float] = {}
             if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
                 train_metrics = _evaluate(
-                    config, model, "train", train_eval, cache, device, amp_dtype, 0
+                    config, model, "train", train_eval, cache, device, amp_dtype, 0, progress
                 ).metrics
             ledger.timings["train_s"] += t1 - t0
             ledger.timings["eval_s"] += time.perf_counter() - t1
@@ -207,12 +209,14 @@ def train_run(
     except KeyboardInterrupt:
         ledger.write("interrupted")
         loggers.close("interrupted")
+        watch.remove()
         raise
     except Exception as exc:
         if type(exc).__name__ != "TrialPruned":  # optuna's, raised by a study's reporter
             failure = Failure(epoch=epoch, reason=f"{type(exc).__name__}: {exc}")
             ledger.write("failed", failure)
             loggers.close("failed")
+            watch.remove()
             raise
         status = "pruned"
     if val is not None and status in ("completed", "pruned"):
@@ -236,6 +240,7 @@ def train_run(
         folder.save_model(_model_file(model, config, kept, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
     loggers.close(status)
+    watch.remove()
     if record.finished and not config.records.keep_resume_state:
         folder.remove_resume_state()
     return record
@@ -345,6 +350,7 @@ def _train_epoch(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     progress: bool,
+    watch: ProgressFile,
 ) -> float:
     """One pass over every training page; returns the running mean loss."""
     o, seed = config.optim, config.runtime.seed
@@ -381,6 +387,7 @@ def _train_epoch(
         loss_sum += batch_loss
         batches += 1
         bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
+        watch.step(epoch, step, force=step == len(loader))
         if step == 1 and epoch >= 2:
             fault_point("mid_epoch")
     bar.close()
@@ -396,8 +403,10 @@ def _evaluate(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     previews: int,
+    progress: bool = False,
 ) -> SplitResult:
-    return evaluate_split(
+    bar = Progress(len(pictures), f"evaluate {split}", "pictures", enabled=progress)
+    result = evaluate_split(
         model,
         split,
         pictures,
@@ -410,7 +419,10 @@ def _evaluate(
         amp_dtype=amp_dtype,
         batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
         tta=config.eval.tta,
+        on_picture=lambda: bar.update(1),
     )
+    bar.close()
+    return result
 
 
 def _write_previews(

@@ -38,8 +38,8 @@ def preflight(
 ) -> StudySpec:
     """Everything that can be refused before a study folder or database exists: the
     spec, ``--workers``, ``--device`` and ``--storage`` syntax, every distinct model of the
-    grid stages (built once without weights), the loggers' packages, and, for a new study, the data (folders,
-    manifests, subset sizes, header sizes of every picture)."""
+    grid stages (built once without weights), the loggers' packages, and, for a new study,
+    the data (folders, manifests, subset sizes, header sizes of every picture)."""
     from segtune.config import check_device
     from segtune.errors import ConfigError
     from segtune.study.storage import check_storage_url
@@ -99,6 +99,7 @@ def run_sweep(
     worker stopped with an error)."""
     from segtune.config import apply_overrides
     from segtune.progress import Progress
+    from segtune.study.monitor import StudyMonitor
     from segtune.study.status import study_status
     from segtune.study.workers import start_workers, wait_workers
 
@@ -130,8 +131,15 @@ def run_sweep(
     if total and settled == total and all(s.total is not None for s in status.stages):
         print(f"study {runner.spec.name} is finished; nothing to run ({runner.dir})")
     else:
-        bar = Progress(total, f"study {runner.spec.name}", "runs", enabled=not quiet)
-        bar.update(settled)
+        bar = Progress(
+            total,
+            f"study {runner.spec.name}",
+            "runs",
+            enabled=not quiet,
+            leave=True,
+            show_eta=False,  # the monitor's study ETA counts the running points' progress
+        )
+        bar.skip(settled)
 
         def tick() -> None:
             st = study_status(runner)
@@ -140,14 +148,15 @@ def run_sweep(
             if now > bar.done:
                 bar.update(now - bar.done)
 
-        if workers <= 1:
-            runner.run(on_run_done=tick)
-        else:
-            procs = start_workers(workers, spec_path, runner.dir, runner.url, device, sets)
-            codes = wait_workers(procs, tick)
-            if any(codes):
-                print(f"error: worker exit codes {codes}", file=sys.stderr)
-                code = 1
+        with StudyMonitor(runner.dir, bar, workers):
+            if workers <= 1:
+                runner.run(on_run_done=tick)
+            else:
+                procs = start_workers(workers, spec_path, runner.dir, runner.url, device, sets)
+                codes = wait_workers(procs, tick)
+                if any(codes):
+                    print(f"error: worker exit codes {codes}", file=sys.stderr)
+                    code = 1
         bar.close()
         for stage in runner.spec.stages:
             if runner.stage_points(stage).points is not None:
