@@ -57,9 +57,11 @@ def test_top_k_runs_are_bold_wherever_they_appear(tmp_path: Path) -> None:
     md = to_markdown(blocks)
     bold_rows = [line for line in md.splitlines() if line.startswith("| **")]
     # each top run: once in its observation group and once in the all-runs table
-    assert sum("**4**" in line for line in bold_rows) == 2
-    assert sum("**2**" in line for line in bold_rows) == 2
-    assert not any("**3**" in line or "**5**" in line for line in bold_rows)
+    # the trial number links to the run's appendix section
+    assert sum("**[4](#run-grid-4)**" in line for line in bold_rows) == 2
+    assert sum("**[2](#run-grid-2)**" in line for line in bold_rows) == 2
+    assert not any("(#run-grid-3)" in line or "(#run-grid-5)" in line for line in bold_rows)
+    assert '<a id="run-grid-4"></a>' in md  # the anchor they point at
     html = to_html(blocks, "t")
     assert html.count('<tr class="top">') == 4
 

@@ -63,7 +63,7 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
             ],
             env={**os.environ},
         )
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 700, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(html.as_uri())
@@ -72,10 +72,51 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
             "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
         )
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
+        # A table of contents whose every link has a target.
+        toc = page.eval_on_selector_all(
+            "nav.toc a",
+            "as => as.map(a => [a.textContent, !!document.getElementById("
+            "a.getAttribute('href').slice(1))])",
+        )
+        # Every run label in a table links to that run's appendix section.
+        run_links = page.eval_on_selector_all(
+            "td a[href^='#run-']",
+            "as => as.map(a => !!document.getElementById(a.getAttribute('href').slice(1)))",
+        )
+        link = page.locator("td a[href^='#run-']").last  # in the all-runs table
+        href = link.get_attribute("href")
+        link.click()
+        page.wait_for_function("h => location.hash === h", arg=href)
+        top = page.eval_on_selector(href or "", "h => h.getBoundingClientRect().top")
+        # Wide tables scroll inside their box; the page itself never scrolls sideways.
+        page_overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        boxes = page.eval_on_selector_all(
+            "div.scroll",
+            "ds => ds.map(d => [getComputedStyle(d).overflowX, d.scrollWidth > d.clientWidth])",
+        )
+        # A figure opens full size on click (its own PNG, in a new tab).
+        figure = page.locator("figure a").first
+        src = figure.locator("img").get_attribute("src")
+        with page.context.expect_page() as opened:
+            figure.click()
+        full = opened.value
+        full.wait_for_load_state("load")
+        full_url = full.url
+        natural = full.evaluate("document.images.length ? document.images[0].naturalWidth : 0")
         browser.close()
     assert len(widths) >= 4 and all(w > 0 for w in widths), widths
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert [t for t, _ in toc][:3] == ["Setup", "Searched parameters", toc[2][0]]
+    assert "Appendix: every run" in [t for t, _ in toc] and all(ok for _, ok in toc), toc
+    assert run_links and all(run_links)
+    assert 0 <= top < 100  # the run's section is at the top of the window
+    assert page_overflow <= 1
+    assert boxes and all(o == "auto" for o, _ in boxes)
+    assert any(wide for _, wide in boxes)  # at 700 px the all-runs table is wider
+    assert src and full_url.endswith(src) and natural > 0
 
 
 def test_top_k_shows_intervals_ties_and_names_a_trivial_objective(finished_study: Path) -> None:

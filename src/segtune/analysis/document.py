@@ -1,9 +1,16 @@
 """A tiny document model (headings, paragraphs, tables, figures) rendered to Markdown
-and to self-contained HTML (figures are files beside it, referenced relatively)."""
+and to self-contained HTML (figures are files beside it, referenced relatively).
+
+Both renderings open with a table of contents of the level-2 headings; a table cell
+may be a :class:`Link` (a run's label pointing at its appendix section). In HTML, wide
+tables scroll sideways inside their own box and a figure opens full size on click.
+"""
 
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -12,6 +19,25 @@ class Heading:
     level: int
     text: str
     anchor: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The anchor, or one made from the text (``Top 2 runs`` → ``top-2-runs``)."""
+        return self.anchor or re.sub(r"[^a-z0-9]+", "-", self.text.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links within the report."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Cell = str | Link
 
 
 @dataclass
@@ -22,7 +48,7 @@ class Paragraph:
 @dataclass
 class Table:
     headers: list[str]
-    rows: list[list[str]]
+    rows: Sequence[Sequence[Cell]]
     bold: list[bool] = field(default_factory=list)  # per row: highlight (top-k)
     caption: str | None = None
 
@@ -37,15 +63,26 @@ class Image:
 Block = Heading | Paragraph | Table | Image
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md_cell(cell: Cell) -> str:
+    text = str(cell).replace("|", "\\|").replace("\n", " ")
+    return f"[{text}]({cell.href})" if isinstance(cell, Link) else text
+
+
+def contents(blocks: list[Block]) -> list[Heading]:
+    """The level-2 headings, in order: the table of contents."""
+    return [b for b in blocks if isinstance(b, Heading) and b.level == 2]
 
 
 def to_markdown(blocks: list[Block]) -> str:
     out: list[str] = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
         if isinstance(b, Heading):
+            if b.anchor:  # explicit anchors (runs) as HTML: Markdown renderers keep them
+                out.append(f'<a id="{b.anchor}"></a>\n')
             out.append(f"{'#' * b.level} {b.text}\n")
+            if i == 0 and b.level == 1:
+                toc = contents(blocks)
+                out += [f"- [{h.text}](#{h.id})" for h in toc] + ([""] if toc else [])
         elif isinstance(b, Paragraph):
             out.append(f"{b.text}\n")
         elif isinstance(b, Table):
@@ -55,7 +92,7 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append("|" + "---|" * len(b.headers))
             for i, row in enumerate(b.rows):
                 bold = i < len(b.bold) and b.bold[i]
-                cells = [f"**{_md_cell(c)}**" if bold and c else _md_cell(c) for c in row]
+                cells = [f"**{_md_cell(c)}**" if bold and str(c) else _md_cell(c) for c in row]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
         else:
@@ -69,7 +106,10 @@ margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
 tr.top td{font-weight:bold;background:#eef5fb}
-figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd}
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}.scroll table{margin:0}
+td a{color:inherit}nav.toc{background:#f7f7f7;border:1px solid #e3e3e3;padding:.5em 1em;
+margin:1em 0 2em;font-size:.9em}nav.toc ol{margin:.3em 0;padding-left:1.4em}
+figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd;cursor:zoom-in}
 figcaption{font-size:.85em;color:#444;margin-top:.3em}caption{caption-side:top;text-align:left;
 font-style:italic;padding-bottom:.3em}
 """
@@ -82,25 +122,38 @@ def to_html(blocks: list[Block], title: str) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
     ]
-    for b in blocks:
+    for i, b in enumerate(blocks):
         if isinstance(b, Heading):
-            anchor = f' id="{e(b.anchor)}"' if b.anchor else ""
-            out.append(f"<h{b.level}{anchor}>{e(b.text)}</h{b.level}>")
+            out.append(f'<h{b.level} id="{e(b.id)}">{e(b.text)}</h{b.level}>')
+            if i == 0 and b.level == 1:
+                toc = "".join(
+                    f'<li><a href="#{e(h.id)}">{e(h.text)}</a></li>' for h in contents(blocks)
+                )
+                out.append(f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>')
         elif isinstance(b, Paragraph):
             out.append(f"<p>{e(b.text)}</p>")
         elif isinstance(b, Table):
-            out.append("<table>")
+            out.append('<div class="scroll"><table>')
             if b.caption:
                 out.append(f"<caption>{e(b.caption)}</caption>")
             out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers) + "</tr>")
             for i, row in enumerate(b.rows):
                 cls = ' class="top"' if i < len(b.bold) and b.bold[i] else ""
-                out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
-            out.append("</table>")
+                out.append(
+                    f"<tr{cls}>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>"
+                )
+            out.append("</table></div>")
         else:
             out.append(
-                f'<figure><img src="{e(b.path)}" alt="{e(b.alt)}">'
+                f'<figure><a href="{e(b.path)}" target="_blank" title="full size">'
+                f'<img src="{e(b.path)}" alt="{e(b.alt)}"></a>'
                 f"<figcaption>{e(b.caption)}</figcaption></figure>"
             )
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _html_cell(cell: Cell) -> str:
+    if isinstance(cell, Link):
+        return f'<a href="{html.escape(cell.href)}">{html.escape(cell.text)}</a>'
+    return html.escape(cell)

@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from segtune.analysis import figures as F
-from segtune.analysis.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from segtune.analysis.document import (
+    Block,
+    Heading,
+    Image,
+    Link,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+)
 from segtune.analysis.effects import parameter_effects
 from segtune.analysis.intervals import RESAMPLES
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
@@ -159,7 +168,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                 [
                     [
                         r.stages_text,
-                        str(r.trial),
+                        _run_link(r),
                         *_params(r, keys),
                         _fmt(r.final.get(s.objective, float("nan"))),
                         degenerate(r.final) or "",
@@ -191,7 +200,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
             [
                 [
                     r.stages_text,
-                    str(r.trial),
+                    _run_link(r),
                     *_params(r, keys),
                     r.status + (f" ({r.failure})" if r.failure else ""),
                     degenerate(r.final) or "",
@@ -210,7 +219,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
     blocks.append(Heading(2, "Appendix: every run"))
     metric_name = s.objective.split("/", 1)[1]
     for r in s.runs:
-        blocks.append(Heading(3, f"Run {r.label}", anchor=f"run-{r.stage}-{r.trial}"))
+        blocks.append(Heading(3, f"Run {r.label}", anchor=_run_anchor(r)))
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.params.items())
         blocks.append(
             Paragraph(
@@ -251,6 +260,15 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
             F.save(fig, fig_dir)
             blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
     return blocks
+
+
+def _run_anchor(r: RunSummary) -> str:
+    return f"run-{r.stage}-{r.trial}"
+
+
+def _run_link(r: RunSummary) -> Link:
+    """The trial number, linked to the run's appendix section."""
+    return Link(str(r.trial), f"#{_run_anchor(r)}")
 
 
 def _noise_words(s: StudySummary, objective: str) -> str:
@@ -361,7 +379,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
             [
                 str(i),
                 r.stages_text,
-                str(r.trial),
+                _run_link(r),
                 *_params(r, keys),
                 value,
                 *over_seeds,
