@@ -50,8 +50,10 @@ def test_exported_model_matches_pytorch(
         assert [i.name for i in session.get_inputs()] == ["pages"]
         got = session.run(None, {"pages": pages.numpy()})[0]
     else:
+        with torch.no_grad(), pytest.warns(FutureWarning, match="deprecated"):
+            loaded = torch.jit.load(str(out), map_location="cpu")  # as users load it
         with torch.no_grad():
-            got = torch.jit.load(str(out), map_location="cpu")(pages).numpy()
+            got = loaded(pages).numpy()
     assert got.shape == expected.shape == (2, 1, size, size)
     assert float(np.abs(got - expected).max()) < 1e-4
     assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0  # probabilities

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segtune.cli import main
+from segtune.config import RunConfig
 from segtune.errors import ConfigError
 from segtune.loggers import MLFLOW_RUN_ID_FILE
 from segtune.train import train_run
@@ -25,14 +26,20 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_tensorboard_and_mlflow_mirror_every_epoch(demo_data: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
+def _tracked(demo_data: Path, tmp_path: Path, epochs: int) -> tuple[RunConfig, str]:
+    """A tiny run config with both loggers, and its MLflow store."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(
         demo_data,
-        optim={"epochs": 2},
+        optim={"epochs": epochs},
         runtime={"loggers": ["tensorboard", "mlflow"], "mlflow_uri": uri},
     )
+    return config, uri
+
+
+def test_tensorboard_and_mlflow_mirror_every_epoch(demo_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config, uri = _tracked(demo_data, tmp_path, epochs=2)
     live: list[set[str]] = []
 
     def reporter(epoch: int, values: dict[str, float]) -> None:  # during training
@@ -92,3 +99,25 @@ def test_missing_package_or_unknown_logger_is_refused_before_anything_is_written
         "installed (pip install 'segtune[tensorboard]')"
     ]
     assert not out.exists()
+
+
+def test_a_resumed_run_continues_its_tracking(demo_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config, uri = _tracked(demo_data, tmp_path, epochs=3)
+
+    def stop_after_first(epoch: int, values: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, run, reporter=stop_after_first, progress=False)
+    run_id = (run / MLFLOW_RUN_ID_FILE).read_text().strip()
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert train_run(config, run, resume=True, progress=False).status == "completed"
+    assert (run / MLFLOW_RUN_ID_FILE).read_text().strip() == run_id  # the same MLflow run
+    assert [s for s, _ in _scalars(run)["val/f1"]] == [1, 2, 3]  # no epoch twice
+    history = sorted(m.step for m in client.get_metric_history(run_id, "val/f1"))
+    assert history == [1, 2, 3]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
