@@ -54,7 +54,7 @@ def test_resumed_items_do_not_count_in_the_rate(capsys: pytest.CaptureFixture[st
     assert _lines(capsys)[-1].startswith("study s: 4/4 runs")
 
 
-def _progress(run: Path, **values: float) -> None:
+def _progress(run: Path, **values: float | str) -> None:
     run.mkdir(parents=True)
     (run / PROGRESS_FILE).write_text(json.dumps(values))
 
@@ -62,12 +62,15 @@ def _progress(run: Path, **values: float) -> None:
 def test_running_points_and_study_eta(tmp_path: Path) -> None:
     now = time.time()
     base = {"epochs": 4, "steps": 10, "elapsed_s": 30.0}
-    _progress(tmp_path / "runs/grid/a", epoch=2, step=5, eta_s=60.0, updated=now, **base)
+    _progress(
+        tmp_path / "runs/grid/a", epoch=2, step=5, eta_s=60.0, updated=now, label="grid#3", **base
+    )
     _progress(tmp_path / "runs/grid/b", epoch=1, step=1, eta_s=90.0, updated=now - 1, **base)
     _progress(tmp_path / "runs/grid/dead", epoch=1, step=1, eta_s=9.0, updated=now - 999, **base)
     points = running_points(tmp_path, now)
     assert [p.name for p in points] == ["a", "b"]  # the stale one is a dead worker's
-    assert points[0].words() == "grid/a: epoch 2/4 step 5/10, run ETA 1m00s"
+    assert points[0].words() == "grid#3 (a): epoch 2/4 step 5/10, run ETA 1m00s"
+    assert points[1].words() == "grid/b: epoch 1/4 step 1/10, run ETA 1m30s"  # no label
     # No run finished yet: a pending point costs the running ones' mean (30+60, 30+90).
     assert study_eta(points, pending=2, finished_runs=0, elapsed_s=30, workers=2) == (
         pytest.approx((60 + 90 + 2 * 105) / 2)

@@ -146,9 +146,16 @@ class ProgressFile:
     coordinator (and ``segtune status``) reads it to show each running point."""
 
     def __init__(
-        self, run_dir: Path, epochs: int, steps: int, start_epoch: int, every_s: float = 2.0
+        self,
+        run_dir: Path,
+        epochs: int,
+        steps: int,
+        start_epoch: int,
+        label: str | None = None,
+        every_s: float = 2.0,
     ) -> None:
         self.path = run_dir / PROGRESS_FILE
+        self.label = label
         self.epochs, self.steps = epochs, steps
         self.start_epoch = start_epoch
         self.every_s = every_s
@@ -169,6 +176,7 @@ class ProgressFile:
             write_json(
                 self.path,
                 {
+                    "label": self.label,
                     "epoch": epoch,
                     "epochs": self.epochs,
                     "step": step,

@@ -83,8 +83,7 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     guard: WriteGuard | None = None,
-    experiment: str = "segtune",
-    tracking_home: Path | None = None,
+    study: StudyContext | None = None,
 ) -> RunRecord:
     """Train and evaluate one configuration, writing its run records to ``run_dir``.
 
@@ -95,12 +94,16 @@ def train_run(
         A resumed run continues from its last epoch checkpoint and ends with the same
         values as an uninterrupted one (same device and thread count).
 
-    ``experiment`` and ``tracking_home`` name the MLflow experiment and the folder of its
-    default database when ``runtime.loggers`` has ``mlflow`` (a study passes its own).
+    ``study`` is passed by a study's worker: its name and folder (the MLflow experiment
+    and default database of ``runtime.loggers``) and the run's label in progress lines.
     """
     folder = RunFolder(run_dir)
     loggers = Loggers.open(
-        config.runtime.loggers, run_dir, config.runtime.mlflow_uri, experiment, tracking_home
+        config.runtime.loggers,
+        run_dir,
+        config.runtime.mlflow_uri,
+        study.name if study else "segtune",
+        study.folder if study else None,
     )
     subsets = subsets or resolve_subsets(config.data)
     if config.runtime.threads is not None:
@@ -135,7 +138,9 @@ def train_run(
     folder.write_config(config)
     ledger.write("running")
     loggers.start(flatten(config_to_dict(config)), start_epoch)
-    watch = ProgressFile(run_dir, config.optim.epochs, len(loader), start_epoch)
+    watch = ProgressFile(
+        run_dir, config.optim.epochs, len(loader), start_epoch, study.label if study else None
+    )
 
     previews = config.eval.preview_pictures
     validate = partial(
@@ -454,6 +459,15 @@ def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
         f"val: recall {v['val/recall']:.3f} precision {v['val/precision']:.3f} "
         f"f1 {v['val/f1']:.3f} ap {v['val/ap']:.3f}  (threshold {config.eval.threshold:g})"
     )
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a study's worker tells the run it starts."""
+
+    name: str  # the study's name: MLflow experiment
+    folder: Path  # the study folder: default MLflow database
+    label: str  # "grid#3": stage and trial, in progress lines
 
 
 @dataclass

@@ -27,13 +27,14 @@ class RunningPoint:
     steps: int
     eta_s: float | None
     elapsed_s: float
+    label: str | None = None  # "grid#3"
 
-    def words(self, width: int = 48) -> str:
+    def words(self, width: int = 40) -> str:
         name = self.name if len(self.name) <= width else self.name[: width - 1] + "…"
         eta = "?" if self.eta_s is None else duration(self.eta_s)
+        who = f"{self.label} ({name})" if self.label else f"{self.stage}/{name}"
         return (
-            f"{self.stage}/{name}: epoch {self.epoch}/{self.epochs} step "
-            f"{self.step}/{self.steps}, run ETA {eta}"
+            f"{who}: epoch {self.epoch}/{self.epochs} step {self.step}/{self.steps}, run ETA {eta}"
         )
 
 
@@ -56,6 +57,7 @@ def running_points(study_dir: Path, now: float | None = None) -> list[RunningPoi
                     int(p["steps"]),
                     None if p.get("eta_s") is None else float(p["eta_s"]),
                     float(p.get("elapsed_s", 0.0)),
+                    None if p.get("label") is None else str(p["label"]),
                 )
             )
         except (KeyError, TypeError, ValueError):

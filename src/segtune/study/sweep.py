@@ -352,7 +352,7 @@ class StudyRunner(StudyView):
         folder: PointFolder,
         resume: bool,
     ) -> Outcome:
-        from segtune.train import RunAbandoned, train_run
+        from segtune.train import RunAbandoned, StudyContext, train_run
 
         config = self._local(config)
         metric = self.spec.objective.metric
@@ -388,8 +388,7 @@ class StudyRunner(StudyView):
                     progress=self.progress,
                     resume=resume,
                     guard=guard,
-                    experiment=self.spec.name,
-                    tracking_home=self.dir,
+                    study=StudyContext(self.spec.name, self.dir, f"{stage.name}#{trial.number}"),
                 )
         except RunAbandoned as exc:
             self._fail_trial(study._storage.get_trial(trial._trial_id), "claim lost")
