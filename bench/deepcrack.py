@@ -1,6 +1,7 @@
 """Quality on real data: DeepCrack with the published protocol, then a small loss study.
 
-    .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 3] [--scale 0.5]
+    .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 8] [--study-epochs 3]
+        [--scale 0.5]
         [--tta flips|none] [--no-study]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
@@ -114,8 +115,8 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--study-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--epochs", type=int, default=8, help="of the baseline run")
+    p.add_argument("--study-epochs", type=int, default=3, help="of each loss-study run")
     p.add_argument("--scale", type=float, default=0.5)
     p.add_argument("--page", type=int, default=128)
     p.add_argument("--encoder", default="mobilenet_v2")
@@ -124,7 +125,6 @@ def main() -> None:
     p.add_argument("--tta", default="flips", choices=("none", "flips"), help="at test time")
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
     a = p.parse_args()
-    a.study_epochs = a.study_epochs or a.epochs
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
     start = time.perf_counter()
@@ -187,6 +187,20 @@ def main() -> None:
         runner = StudyRunner(spec, tmp / "study", progress=False)
         runner.run()
         best = runner.ranked("grid")[0]
+        from segtune.analysis.summary import load_study_summary
+
+        summary = load_study_summary(tmp / "study")
+        diffs = summary.differences_to_best()
+        tied = {r.label for r in summary.tied_with_best()}
+        print(
+            f"loss study, validation F1 of each run [95 % interval over the {a.val} validation "
+            "pictures], difference to the best [paired 95 %], tied with the best:"
+        )
+        for r in summary.ranked():
+            print(
+                f"  {r.label} {r.params}: {r.final['val/f1']:.3f} {r.intervals.get('val/f1', '')}"
+                f"  diff {diffs.get(r.label, '')}  tied {'yes' if r.label in tied else 'no'}"
+            )
         tuned = test_protocol(
             tmp / "study" / best.user_attrs["run_dir"] / "model.pt", a.device, a.tta
         )
