@@ -1,5 +1,6 @@
-"""The ``segtune`` command: demo, check-data, make-demo-data, train, sweep, status,
-report, predict. User errors print as one line and exit with status 2."""
+"""The ``segtune`` command: demo, check-data, make-demo-data, train, init, plan, sweep,
+status, report, evaluate, predict, export. User errors print as one line and exit with
+status 2."""
 
 from __future__ import annotations
 
