@@ -153,7 +153,11 @@ def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str |
 def build_parser() -> argparse.ArgumentParser:
     from segtune import __version__
 
-    parser = argparse.ArgumentParser(prog="segtune", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="segtune",
+        description="Train, tune and inspect binary segmentation models for large pictures "
+        "whose positive class is rare. `segtune COMMAND -h` for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"segtune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
