@@ -171,6 +171,9 @@ class Loggers:
         check_loggers(names)
         return cls([LOGGERS[n][0](run_dir, uri, experiment, home or run_dir) for n in names])
 
+    def __bool__(self) -> bool:
+        return bool(self.loggers)
+
     def _each(self, call: Callable[[RunLogger], None]) -> None:
         import logging
 

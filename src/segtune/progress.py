@@ -110,25 +110,25 @@ class Progress:
         ):
             self._line(now)
 
+    @property
+    def on_terminal(self) -> bool:
+        """Whether a live bar is drawn (else plain lines are printed)."""
+        return self._bar is not None
+
     def note(self, text: str) -> None:
-        """A status text after the counts (the running points of a study)."""
+        """A status text after the bar's counts (the running points of a study)."""
         if self._bar is not None:
             self._bar.set_postfix_str(text)
-        elif self.enabled:
-            self._postfix = {"": text}
-            self._line(time.perf_counter(), force=True)
 
-    def _line(self, now: float, force: bool = False) -> None:
-        if self.done == self._printed and not force:
+    def _line(self, now: float) -> None:
+        if self.done == self._printed:
             return
         self._printed = self.done
         self._last_line = now
         rate = rate_words(self.done - self._counted_from, now - self.start, self.unit)
         eta = self.eta_seconds() if self.show_eta else None
         left = "" if eta is None or self.done >= self.total else f", ETA {duration(eta)}"
-        extra = "".join(
-            f"; {v}" if not k else f", {k} {v}" for k, v in self._postfix.items() if v != ""
-        )
+        extra = "".join(f", {k} {v}" for k, v in self._postfix.items())
         print(
             f"  {self.desc}: {self.done}/{self.total} {self.unit} ({rate}{left}){extra}",
             file=sys.stderr,

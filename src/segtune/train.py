@@ -235,7 +235,7 @@ def train_run(
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
         # epoch: written once.
         _write_previews(folder, config, val, subsets.val, cache)
-        if val.previews and loggers.loggers:
+        if val.previews and loggers:
             from segtune.analysis.figures import overlay_row
 
             strip = overlay_row(run_dir, val.pictures[: len(val.previews)], config.eval.threshold)

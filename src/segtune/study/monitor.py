@@ -149,7 +149,7 @@ class StudyMonitor:
 
     def refresh(self) -> None:
         lines = self.lines()
-        if self.bar._bar is not None:  # a terminal: one note on the study bar
+        if self.bar.on_terminal:  # one note on the study bar
             self.bar.note(" | ".join(lines))
             return
         text = "\n".join(lines)
