@@ -69,10 +69,12 @@ def study_eta(
     running: list[RunningPoint], pending: int, finished_runs: int, elapsed_s: float, workers: int
 ) -> float | None:
     """Remaining time: the running points' own ETAs plus the pending points at the mean
-    run time (of the runs finished since this command started, else of the running ones'
-    elapsed + ETA), spread over the workers."""
+    run time (of the runs finished since this command started: the workers' time minus
+    what the running points have spent so far; else the running ones' elapsed + ETA),
+    spread over the workers."""
     if finished_runs:
-        per_run = elapsed_s * workers / finished_runs
+        spent = elapsed_s * workers - sum(p.elapsed_s for p in running)
+        per_run = max(spent, 0.0) / finished_runs
     else:
         known = [p.elapsed_s + p.eta_s for p in running if p.eta_s is not None]
         if not known:
