@@ -37,7 +37,10 @@ def _tracked(demo_data: Path, tmp_path: Path, epochs: int) -> tuple[RunConfig, s
     return config, uri
 
 
-def test_tensorboard_and_mlflow_mirror_every_epoch(demo_data: Path, tmp_path: Path) -> None:
+def test_tensorboard_and_mlflow_mirror_every_epoch(
+    demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing may land in the folder the run is started from
     run = tmp_path / "run"
     config, uri = _tracked(demo_data, tmp_path, epochs=2)
     live: list[set[str]] = []
@@ -66,6 +69,8 @@ def test_tensorboard_and_mlflow_mirror_every_epoch(demo_data: Path, tmp_path: Pa
     assert mlrun.info.status == "FINISHED"
     assert mlrun.data.params["loss.bce_weight"] == str(config.loss.bce_weight)
     assert mlrun.info.run_name == "run"
+    assert not (tmp_path / "mlruns").exists()
+    assert list((run / "mlflow-artifacts").rglob("*.png"))  # the overlay strip, kept here
 
 
 def test_a_broken_tracking_server_does_not_fail_the_run(

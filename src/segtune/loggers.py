@@ -74,6 +74,7 @@ class MlflowLogger:
 
     def __init__(self, run_dir: Path, uri: str | None, experiment: str, home: Path) -> None:
         self.run_dir = run_dir
+        self.home = home
         self.experiment = experiment
         self.uri = (
             uri
@@ -97,8 +98,14 @@ class MlflowLogger:
             self.client.update_run(self.run_id, status="RUNNING")
             return
         found = self.client.get_experiment_by_name(self.experiment)
+        # A local store keeps its artifacts (the overlay strip) beside its database, not in
+        # MLflow's default ./mlruns of whatever folder the command was started from.
+        local = not self.uri.startswith(("http://", "https://", "databricks"))
+        artifacts = (self.home / "mlflow-artifacts").resolve().as_uri() if local else None
         experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(self.experiment)
+            found.experiment_id
+            if found
+            else self.client.create_experiment(self.experiment, artifact_location=artifacts)
         )
         run = self.client.create_run(experiment_id, run_name=self.run_dir.name)
         self.run_id = run.info.run_id
