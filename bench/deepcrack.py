@@ -1,8 +1,8 @@
 """Quality on real data: DeepCrack with the published protocol, then a small loss study.
 
     .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 8] [--study-epochs 3]
-        [--scale 0.5]
-        [--tta flips|none] [--no-study]
+        [--scale 0.5] [--page 128] [--encoder mobilenet_v2] [--batch 8] [--precision auto]
+        [--tta flips|none] [--no-study] [--fit-s SECONDS] [--data FOLDER]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
 it, evaluates on test/ with the published protocol (exact pixel matching, TP/FP/FN
@@ -10,7 +10,10 @@ summed over the whole test set, best threshold in 0.01 steps) and prints precisi
 recall and F1 next to DeepCrack-BN (F1 0.852) and DeepCrack-GF (F1 0.868). Then a
 bce_weight × pos_weight study selected by validation F1, and its best run on test.
 The CPU default is small (few epochs, pictures at half size, a light encoder): the
-printed settings say exactly what ran.
+printed settings say exactly what ran. The validation split is evaluated with the same
+test-time augmentation as test/, so the threshold it selects is matched to the
+probabilities it is applied to. ``--fit-s`` trains one probe epoch first and lowers
+``--epochs`` to what fits in that many seconds on this machine.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from segtune.train import train_run
 PUBLISHED = {"DeepCrack-BN": (0.858, 0.846, 0.852), "DeepCrack-GF": (None, None, 0.868)}
 
 
-def carve(tmp: Path, val_count: int, seed: int) -> tuple[Path, Path]:
-    pictures = load_pictures(DEEPCRACK / "train")
+def carve(data: Path, tmp: Path, val_count: int, seed: int) -> tuple[Path, Path]:
+    pictures = load_pictures(data / "train")
     val = set(p.stem for p in random.Random(seed).sample(pictures, val_count))
     paths = {}
     for name, keep in (("train", lambda s: s not in val), ("val", lambda s: s in val)):
@@ -52,7 +55,7 @@ def carve(tmp: Path, val_count: int, seed: int) -> tuple[Path, Path]:
     return paths["train"], paths["val"]
 
 
-def test_protocol(checkpoint: Path, device: str, tta: str) -> dict[str, float]:
+def test_protocol(data: Path, checkpoint: Path, device: str, tta: str) -> dict[str, float]:
     """Published protocol on test/: exact pixel matching, TP/FP/FN summed over the test
     set, the best threshold in 0.01 steps (the dataset-best F1); and, honestly, F1 at the
     threshold selected on the validation split (what ``segtune evaluate --threshold best``
@@ -64,7 +67,7 @@ def test_protocol(checkpoint: Path, device: str, tta: str) -> dict[str, float]:
     pos, neg = np.zeros(100, np.int64), np.zeros(100, np.int64)
     chosen = predictor.best_threshold or 0.5
     tp = fp = fn = 0
-    for pic in load_pictures(DEEPCRACK / "test"):
+    for pic in load_pictures(data / "test"):
         prob = predictor.probabilities(read_image(pic.image, predictor.reading))
         mask = read_mask(pic.mask)
         idx = np.clip((prob * 100).astype(np.int64), 0, 99)
@@ -105,12 +108,28 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
             **({"resize": {"scale": a.scale}} if a.scale != 1.0 else {}),
         },
         "model": {"encoder": a.encoder},
-        "optim": {"epochs": a.epochs, "batch_size": 8, "learning_rate": a.lr},
-        "loss": {"bce_weight": 0.5, "pos_weight": 5.0, "dice_smooth": 1e-5},
-        "sampling": {"positive_fraction": 0.25},
-        "eval": {"preview_pictures": 0, "train_eval_pictures": 20},
-        "runtime": {"device": a.device, "num_workers": 0 if a.device == "cpu" else 4},
+        "optim": {"epochs": a.epochs, "batch_size": a.batch, "learning_rate": a.lr},
+        "loss": {"bce_weight": a.bce_weight, "pos_weight": a.pos_weight, "dice_smooth": 1e-5},
+        "sampling": {"positive_fraction": a.positive_fraction},
+        "eval": {"preview_pictures": 0, "train_eval_pictures": 20, "tta": a.tta},
+        "runtime": {
+            "device": a.device,
+            "precision": a.precision,
+            "num_workers": 0 if a.device == "cpu" else 4,
+        },
     }
+
+
+def fit_epochs(tree: dict[str, Any], tmp: Path, wanted: int, seconds: float) -> int:
+    """Epochs of this setting that fit in ``seconds`` here, from one probe epoch."""
+    probe = build_run_config({**tree, "optim": {**tree["optim"], "epochs": 1}})
+    record = train_run(probe, tmp / "probe", progress=False)
+    per_epoch = record.timings.total_s
+    fits = max(1, min(wanted, int(seconds // per_epoch)))
+    print(
+        f"probe: one epoch takes {per_epoch:.1f} s here; {fits} of {wanted} epochs fit in {seconds:.0f} s"
+    )
+    return fits
 
 
 def main() -> None:
@@ -123,27 +142,37 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
     p.add_argument("--tta", default="flips", choices=("none", "flips"), help="at test time")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--bce-weight", type=float, default=0.5)
+    p.add_argument("--pos-weight", type=float, default=5.0)
+    p.add_argument("--positive-fraction", type=float, default=0.25)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
+    p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
+    p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
     a = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        train, val = carve(tmp, a.val, seed=0)
+        train, val = carve(a.data, tmp, a.val, seed=0)
+        if a.fit_s:
+            a.epochs = fit_epochs(base_tree(train, val, a), tmp, a.epochs, a.fit_s)
         tree = base_tree(train, val, a)
         config = build_run_config(tree)
         print(
             f"settings: Unet/{a.encoder} (random init), {a.epochs} epochs, pages {a.page} px "
-            f"overlap {a.page // 8} gaussian, pictures scaled x{a.scale}, batch 8, lr {a.lr}, "
-            f"bce_weight 0.5, pos_weight 5, dice_smooth 1e-5, positive_fraction 0.25, "
-            f"{300 - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
-            f"schedule {config.optim.schedule}, kept epoch by {config.eval.select_key}, "
-            f"test-time {a.tta}"
+            f"overlap {a.page // 8} gaussian, pictures scaled x{a.scale}, batch {a.batch}, lr {a.lr}, "
+            f"bce_weight {a.bce_weight:g}, pos_weight {a.pos_weight:g}, dice_smooth 1e-5, "
+            f"positive_fraction {a.positive_fraction:g}, "
+            f"{len(load_pictures(a.data / 'train')) - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
+            f"precision {a.precision}, schedule {config.optim.schedule}, kept epoch by "
+            f"{config.eval.select_key}, test-time {a.tta} (validation too)"
         )
         t0 = time.perf_counter()
         summary = train_run(config, tmp / "run", progress=False)
-        base = test_protocol(tmp / "run" / "model.pt", a.device, a.tta)
+        base = test_protocol(a.data, tmp / "run" / "model.pt", a.device, a.tta)
         print(
             f"baseline run: {time.perf_counter() - t0:.0f} s, kept epoch "
             f"{summary.kept_epoch} of {summary.epochs_done} (by {summary.selected_by}), "
@@ -202,7 +231,7 @@ def main() -> None:
                 f"  diff {diffs.get(r.label, '')}  tied {'yes' if r.label in tied else 'no'}"
             )
         tuned = test_protocol(
-            tmp / "study" / best.user_attrs["run_dir"] / "model.pt", a.device, a.tta
+            a.data, tmp / "study" / best.user_attrs["run_dir"] / "model.pt", a.device, a.tta
         )
         print(
             f"loss study: bce_weight x pos_weight = 2 x 2, {a.study_epochs} epoch(s) each, selected by "

@@ -102,10 +102,13 @@ def test_corrupt_picture_is_reported_and_the_rest_written(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
 
 
-def test_best_threshold_comes_from_the_run(checkpoint: Path) -> None:
+def test_best_threshold_comes_from_the_run(
+    checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     predictor = Predictor.load(checkpoint, "cpu")
     assert predictor.best_threshold is not None
     assert predictor.threshold("best") == predictor.best_threshold
+    assert capsys.readouterr().err == ""  # the run's own test-time augmentation: matched
     with pytest.raises(Exception, match="must be in"):
         predictor.threshold("1.5")
 

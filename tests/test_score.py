@@ -54,10 +54,14 @@ def test_a_test_split_from_a_manifest_with_the_validation_threshold(
     assert result["threshold"] == pytest.approx(record.kept["val/best_threshold"])
     assert result["threshold_source"].startswith("selected on the validation split at epoch")
     assert result["tta"] == "flips" and "test/f1" in result["metrics"]
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert (
         "Test F1, pixel-level, threshold" in printed and "test-time augmentation: flips" in printed
     )
+    # The run chose its threshold without flips: using it with flips is said once.
+    warning = "--threshold best was selected on validation with test-time augmentation 'none'"
+    assert captured.err.count(warning) == 1 and "used here with 'flips'" in captured.err
 
 
 def test_a_mask_of_another_size_is_refused_before_scoring(

@@ -359,6 +359,7 @@ def test_training_split_pass_sizes() -> None:
     assert EvalConfig(train_eval_pictures="all").train_eval_count(train=30, val=10) == 30
     assert EvalConfig(train_eval_pictures=None).train_eval_count(train=30, val=10) == 30  # 0.1
     assert EvalConfig(train_eval_pictures=7).train_eval_count(train=30, val=10) == 7
+    assert EvalConfig(train_eval_pictures=40).train_eval_count(train=30, val=10) == 30
     with pytest.raises(ValueError):
         EvalConfig(train_eval_pictures=0)
 

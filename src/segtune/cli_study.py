@@ -59,12 +59,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     info = read_study_info(folder)
     spec = build_spec(info["spec"], str(folder / "study.json"))
     view = StudyView(spec, folder, _storage(args) or info["storage"])
-    from segtune.study.monitor import running_points
-
     for line in study_status(view).lines():
         print(line)
-    for point in running_points(folder):  # from the runs' progress.json (any machine)
-        print(f"running {point.words(width=80)}")
     return 0
 
 

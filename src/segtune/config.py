@@ -221,11 +221,11 @@ class EvalConfig(_Frozen):
         return epoch == epochs or (self.train_every > 0 and epoch % self.train_every == 0)
 
     def train_eval_count(self, train: int, val: int) -> int:
-        """How many training pictures the training-split pass evaluates."""
+        """How many training pictures the training-split pass evaluates (N: at most N)."""
         n = self.train_eval_pictures
         if n == "all":
             return train
-        return min(train, val) if n == "val" else n
+        return min(train, val if n == "val" else n)
 
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"

@@ -106,6 +106,14 @@ class Predictor:
                     "(its model collapsed: no probability reached the first bin; or it "
                     "predates segtune 0.2)"
                 )
+            if self.tta != self.config.eval.tta:
+                print(
+                    f"warning: --threshold best was selected on validation with test-time "
+                    f"augmentation {self.config.eval.tta!r}, used here with {self.tta!r}: the "
+                    "probabilities differ, so the threshold is not matched (train with "
+                    f"eval.tta: {self.tta} for one that is)",
+                    file=sys.stderr,
+                )
             return self.best_threshold
         try:
             t = float(value)

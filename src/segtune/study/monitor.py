@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -65,23 +66,34 @@ def running_points(study_dir: Path, now: float | None = None) -> list[RunningPoi
     return found
 
 
+def remaining_s(
+    running: Sequence[RunningPoint], pending: int, per_run_s: float | None, workers: int
+) -> float | None:
+    """A study's remaining time, the one estimate behind the live study line and
+    ``segtune status``: each running point's own ETA (the mean run time ``per_run_s``
+    while it has none), plus ``pending`` points at the mean run time, spread over the
+    workers. None while a mean that is needed is unknown."""
+    unknown = max(pending, 0) + sum(p.eta_s is None for p in running)
+    if unknown and per_run_s is None:
+        return None
+    known = sum(p.eta_s for p in running if p.eta_s is not None)
+    return (known + unknown * (per_run_s or 0.0)) / max(workers, 1)
+
+
 def study_eta(
     running: list[RunningPoint], pending: int, finished_runs: int, elapsed_s: float, workers: int
 ) -> float | None:
-    """Remaining time: the running points' own ETAs plus the pending points at the mean
-    run time (of the runs finished since this command started: the workers' time minus
-    what the running points have spent so far; else the running ones' elapsed + ETA),
-    spread over the workers."""
+    """:func:`remaining_s` with the mean run time of the runs finished since this command
+    started (the workers' time minus what the running points have spent so far), else
+    the running ones' elapsed + ETA."""
+    per_run: float | None = None
     if finished_runs:
         spent = elapsed_s * workers - sum(p.elapsed_s for p in running)
         per_run = max(spent, 0.0) / finished_runs
     else:
         known = [p.elapsed_s + p.eta_s for p in running if p.eta_s is not None]
-        if not known:
-            return None
-        per_run = sum(known) / len(known)
-    left = sum(p.eta_s or 0.0 for p in running) + max(pending, 0) * per_run
-    return left / max(workers, 1)
+        per_run = sum(known) / len(known) if known else None
+    return remaining_s(running, pending, per_run, workers)
 
 
 class StudyMonitor:

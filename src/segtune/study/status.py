@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from segtune.data.cache import cache_size, default_cache_dir
 from segtune.metrics import better, describe_metric
+from segtune.study.monitor import RunningPoint, remaining_s, running_points
 from segtune.study.view import StudyView
 
 
@@ -43,18 +44,25 @@ class StudyStatus:
     objective: str
     threshold: float
     cache: tuple[Path, int, int, float | None] | None = None  # folder, entries, bytes, cap GB
+    running_points: list[RunningPoint] = field(default_factory=list)  # from progress.json
 
     @property
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.stages)
 
     def eta_seconds(self) -> float | None:
+        """Remaining time by :func:`segtune.study.monitor.remaining_s`: the running
+        points' own ETAs (from their ``progress.json``; a running point without one
+        counts a mean run), then the pending points at the mean time of the finished
+        runs, over as many workers as points are running."""
         times = [t for s in self.stages for t in s.run_seconds]
-        pending = sum((s.pending or 0) + s.running for s in self.stages)
-        if not times or not pending:
-            return 0.0 if not pending else None
-        workers = max(1, sum(s.running for s in self.stages))
-        return sum(times) / len(times) * pending / workers
+        running = sum(s.running for s in self.stages)
+        pending = sum(s.pending or 0 for s in self.stages) + max(
+            running - len(self.running_points), 0
+        )
+        per_run = sum(times) / len(times) if times else None
+        workers = max(running, len(self.running_points), 1)
+        return remaining_s(self.running_points, pending, per_run, workers)
 
     def lines(self) -> list[str]:
         out = []
@@ -84,6 +92,7 @@ class StudyStatus:
         out.append(
             "ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min")
         )
+        out += [f"running {point.words(width=80)}" for point in self.running_points]
         return out
 
 
@@ -140,4 +149,6 @@ def study_status(runner: StudyView) -> StudyStatus:
     root = base.data.cache_dir or default_cache_dir()
     entries, size = cache_size(root)
     cache = (root, entries, size, base.data.cache_max_gb)
-    return StudyStatus(stages, best, spec.objective.metric, base.eval.threshold, cache)
+    return StudyStatus(
+        stages, best, spec.objective.metric, base.eval.threshold, cache, running_points(runner.dir)
+    )
