@@ -8,12 +8,15 @@ data path (decoded cache + augmentation + loader workers) vs pages in memory.
    logic, loss checks) over in-memory pictures without augmentation. Goal: ratio >= 0.97.
 2. segtune with the real data path (cache memory maps, flips/rot90, loader workers) vs
    segtune on in-memory pages. Goal: ratio >= 0.95 (loading keeps up).
+3. segtune's epoch with channels-last tensors (its default on CUDA and CPU) vs the same
+   epoch with NCHW tensors: what the memory format is worth on this device.
 Each variant runs in its own process (peak memory is its own), alternately, 3 times;
 medians are printed.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +37,7 @@ class Case:
     augment: bool = False
     cache: bool = False
     workers: int = 0
+    nchw: bool = False  # segtune with NCHW tensors instead of channels-last
 
 
 def _setup(c: Case) -> tuple[Any, ...]:
@@ -72,24 +76,34 @@ def run_segtune(c: Case) -> dict[str, Any]:
     import torch
     from _common import Timer, peak_memory_mb
 
+    import segtune.step
     from segtune.data.pages import page_loader
-    from segtune.runtime import autocast_dtype
+    from segtune.progress import ProgressFile
+    from segtune.runtime import autocast_dtype, channels_last
+    from segtune.schedule import build_scheduler
     from segtune.train import _optimizer, _train_epoch
 
     torch.set_num_threads(torch.get_num_threads())
     config, loaded, model = _setup(c)
     dev = torch.device(c.device)
-    if dev.type == "cuda":
+    if c.nchw:
+        segtune.step.channels_last = lambda device: False  # this process only
+    elif channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(config, model)
     amp = autocast_dtype(config.runtime.precision, dev)
     scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
     loader, sampler = page_loader(loaded, config, pin_memory=dev.type == "cuda")
-    sampler.set_epoch(1)
-    _train_epoch(config, model, opt, scaler, loader, 1, dev, amp, False)  # warm-up (starts workers)
+    schedule = build_scheduler(opt, config.optim, len(loader))
+    watch = ProgressFile(Path(c.tmp) / f"run-{os.getpid()}", 2, len(loader), 1)
+
+    def epoch(n: int) -> None:
+        sampler.set_epoch(n)
+        _train_epoch(config, model, opt, scaler, schedule, loader, n, dev, amp, False, watch)
+
+    epoch(1)  # warm-up (starts workers)
     with Timer() as t:
-        sampler.set_epoch(2)
-        _train_epoch(config, model, opt, scaler, loader, 2, dev, amp, False)
+        epoch(2)
         if dev.type == "cuda":
             torch.cuda.synchronize()
     return {"pages_per_s": len(sampler) / t.seconds, "peak_mb": peak_memory_mb(c.device)}
@@ -103,12 +117,12 @@ def run_bare(c: Case) -> dict[str, Any]:
     from segtune.data.tiles import page_origins
     from segtune.loss import segmentation_loss
     from segtune.model import normalise
-    from segtune.runtime import autocast, autocast_dtype
+    from segtune.runtime import autocast, autocast_dtype, channels_last
 
     _config, loaded, model = _setup(c)
     dev = torch.device(c.device)
     page, batch = c.page, c.batch
-    if dev.type == "cuda":
+    if channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     pages = [
         (lp.image[y : y + page, x : x + page], lp.mask[y : y + page, x : x + page])
@@ -128,7 +142,7 @@ def run_bare(c: Case) -> dict[str, Any]:
         for s in range(0, len(perm), batch):
             idx = perm[s : s + batch]
             x = images[idx].to(dev, non_blocking=True)
-            if dev.type == "cuda":
+            if channels_last(dev):
                 x = x.contiguous(memory_format=torch.channels_last)
             y, v = masks[idx].to(dev), valid[idx].to(dev)
             opt.zero_grad(set_to_none=True)
@@ -169,6 +183,7 @@ def main() -> None:
                 "bare": lambda: isolated(run_bare, base),
                 "segtune": lambda: isolated(run_segtune, base),
                 "real": lambda: isolated(run_segtune, real_path),
+                "nchw": lambda: isolated(run_segtune, replace(base, nchw=True)),
             },
             a.repeats,
         )
@@ -178,12 +193,15 @@ def main() -> None:
         ("bare", "bare PyTorch loop, in-memory pages"),
         ("segtune", "segtune epoch, in-memory pages, no augmentation"),
         ("real", f"segtune epoch, cache + flips/rot90 + {a.workers} workers"),
+        ("nchw", "segtune epoch, in-memory pages, NCHW tensors"),
     ):
         print(
             f"{label:48s} {median(res[key], 'pages_per_s'):9.1f} {median(res[key], 'peak_mb'):9.0f}"
         )
     print(f"ratio segtune / bare loop: {seg / bare:.3f}  (goal >= 0.97)")
     print(f"ratio real data path / in-memory: {real / seg:.3f}  (goal >= 0.95)")
+    nchw = median(res["nchw"], "pages_per_s")
+    print(f"ratio channels-last / NCHW tensors: {seg / nchw:.3f}")
 
 
 if __name__ == "__main__":

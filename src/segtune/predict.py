@@ -24,7 +24,7 @@ from segtune.infer import predict_probabilities
 from segtune.model import build_model
 from segtune.progress import Progress
 from segtune.records import atomic_write_bytes
-from segtune.runtime import autocast_dtype, resolve_device
+from segtune.runtime import autocast_dtype, channels_last, resolve_device
 
 
 @dataclass
@@ -69,6 +69,8 @@ class Predictor:
                 f"{config.model.encoder}): {str(exc).strip().splitlines()[-1].strip()}"
             ) from exc
         model.to(dev).eval()
+        if channels_last(dev):
+            model.to(memory_format=torch.channels_last)
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
         epoch = state.get("epoch")
         return cls(

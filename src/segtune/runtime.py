@@ -41,6 +41,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def channels_last(device: torch.device) -> bool:
+    """Whether convolutions get channels-last tensors: on CUDA, and on CPUs, where
+    oneDNN's kernels ran a training step 1.15-1.25x faster than with NCHW tensors
+    (BENCHMARKS.md, training step overhead)."""
+    return device.type in ("cuda", "cpu")
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """Mixed-precision dtype: ``auto`` is bf16 on CUDA (fp16 where bf16 is missing), else None."""
     if precision == "fp32" or device.type != "cuda":

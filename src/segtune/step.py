@@ -27,7 +27,7 @@ from segtune.loss import (
     segmentation_loss,
 )
 from segtune.model import normalise
-from segtune.runtime import autocast
+from segtune.runtime import autocast, channels_last
 
 Forward = Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # logits, y, v
 Backward = Callable[[torch.Tensor], None]
@@ -45,7 +45,7 @@ def batch_forward(
 
     def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = images[sl].to(device, non_blocking=True)
-        if device.type == "cuda":
+        if channels_last(device):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             logits = model(normalise(x))[:, 0]

@@ -48,7 +48,7 @@ from segtune.records import (
     RunStatus,
     Timings,
 )
-from segtune.runtime import autocast_dtype, resolve_device, seed_everything
+from segtune.runtime import autocast_dtype, channels_last, resolve_device, seed_everything
 from segtune.schedule import build_scheduler
 from segtune.step import batch_forward, step_gradients
 
@@ -121,7 +121,7 @@ def train_run(
     )
 
     model = build_model(config.model).to(device)
-    if device.type == "cuda":
+    if channels_last(device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
