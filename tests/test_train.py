@@ -285,7 +285,7 @@ def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Pat
             sampling={"positive_fraction": 0.5},
             loss={"bce_weight": 0.8, "pos_weight": 10.0},
             eval={"preview_pictures": 0, "select": "last"},
-            runtime={"threads": 1},
+            runtime={"threads": 1, "channels_last": False},  # 0.1 ran NCHW on the CPU
         )
     )
     final = train_run(config, tmp_path / "run", progress=False).final

@@ -248,6 +248,10 @@ class RuntimeConfig(_Frozen):
     # machine. The number used is recorded in summary.json: results are bitwise
     # reproducible only with the same device and thread count.
     threads: int | None = Field(None, ge=1, le=1024)
+    # Channels-last tensors for the model and its inputs (None: on CUDA and CPU, where
+    # they are faster). Like threads, it changes values only by float rounding; false
+    # reproduces NCHW runs (segtune 0.1 on CPU) bit for bit.
+    channels_last: bool | None = None
     # Live tracking (segtune.loggers): epoch values, learning rate and the final overlay
     # strip mirrored into TensorBoard event files (<run>/tensorboard) and/or MLflow.
     loggers: tuple[Literal["tensorboard", "mlflow"], ...] = ()

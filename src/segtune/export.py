@@ -84,8 +84,8 @@ def export_model(predictor: Predictor, fmt: str, out: Path) -> dict[str, Any]:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)} (got {fmt!r})")
     # NCHW weights: channels-last strides (segtune's default memory format) make
     # torch.export specialise the batch dimension.
-    net = PageProbabilities(predictor.model).to("cpu", memory_format=torch.contiguous_format)
-    net.eval()
+    net = PageProbabilities(predictor.model).to("cpu").eval()
+    net.to(memory_format=torch.contiguous_format)
     size = predictor.config.pages.page_size
     example = torch.rand(1, 3, size, size) * 255.0
     meta = export_metadata(predictor, fmt)

@@ -14,7 +14,7 @@ from torch import nn
 from segtune.config import PagesConfig
 from segtune.data.tiles import Stitcher, extract_page, page_origins
 from segtune.model import normalise
-from segtune.runtime import autocast, channels_last
+from segtune.runtime import autocast, memory_format
 
 
 @torch.inference_mode()
@@ -43,8 +43,7 @@ def predict_probabilities(
         chunk = origins[start : start + batch_pages]
         batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
-        if channels_last(device):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=memory_format(model))
         stitcher.add_batch(_page_probabilities(model, normalise(x), device, amp_dtype, tta), chunk)
     return stitcher.finalize()
 

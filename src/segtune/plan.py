@@ -341,7 +341,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
     )
     model = build_model(config.model).to(device).train()
-    if channels_last(device):
+    if channels_last(device, config.runtime.channels_last):
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
     forward = batch_forward(model, images, targets, valid, device, None)

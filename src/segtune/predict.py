@@ -69,7 +69,7 @@ class Predictor:
                 f"{config.model.encoder}): {str(exc).strip().splitlines()[-1].strip()}"
             ) from exc
         model.to(dev).eval()
-        if channels_last(dev):
+        if channels_last(dev, config.runtime.channels_last):
             model.to(memory_format=torch.channels_last)
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
         epoch = state.get("epoch")

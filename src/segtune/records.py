@@ -88,7 +88,7 @@ class Timings(_Record):
 
 class Provenance(_Record):
     """Where a run ran: results are bitwise reproducible only on the same device with
-    the same thread count and library versions."""
+    the same thread count, memory format and library versions."""
 
     device: str
     device_name: str = ""
@@ -97,6 +97,7 @@ class Provenance(_Record):
     smp: str
     segtune: str
     data: str | None = None  # fingerprint of the pictures (segtune.study.identity)
+    channels_last: bool | None = None  # the model's memory format (None: before 0.2)
 
 
 class PictureRecord(_Record):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
 from segtune.errors import ConfigError
 
@@ -41,11 +42,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def channels_last(device: torch.device) -> bool:
-    """Whether convolutions get channels-last tensors: on CUDA, and on CPUs, where
-    oneDNN's kernels ran a training step 1.15-1.25x faster than with NCHW tensors
-    (BENCHMARKS.md, training step overhead)."""
-    return device.type in ("cuda", "cpu")
+def channels_last(device: torch.device, setting: bool | None = None) -> bool:
+    """Whether the model (and so its inputs) takes channels-last tensors: ``setting``
+    (``runtime.channels_last``), else on CUDA and on CPUs, where oneDNN's kernels ran a
+    training step 1.19x faster than with NCHW tensors (BENCHMARKS.md, training step
+    overhead)."""
+    return device.type in ("cuda", "cpu") if setting is None else setting
+
+
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """The memory format of ``model``'s first spatial convolution: its inputs are given
+    the same one."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[2] * p.shape[3] > 1:
+            if not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last):
+                return torch.channels_last
+            break
+    return torch.contiguous_format
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

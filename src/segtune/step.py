@@ -27,7 +27,7 @@ from segtune.loss import (
     segmentation_loss,
 )
 from segtune.model import normalise
-from segtune.runtime import autocast, channels_last
+from segtune.runtime import autocast, memory_format
 
 Forward = Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # logits, y, v
 Backward = Callable[[torch.Tensor], None]
@@ -45,8 +45,7 @@ def batch_forward(
 
     def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = images[sl].to(device, non_blocking=True)
-        if channels_last(device):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=memory_format(model))
         with autocast(device, amp_dtype):
             logits = model(normalise(x))[:, 0]
         y = targets[sl].to(device, non_blocking=True)

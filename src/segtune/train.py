@@ -48,7 +48,13 @@ from segtune.records import (
     RunStatus,
     Timings,
 )
-from segtune.runtime import autocast_dtype, channels_last, resolve_device, seed_everything
+from segtune.runtime import (
+    autocast_dtype,
+    channels_last,
+    memory_format,
+    resolve_device,
+    seed_everything,
+)
 from segtune.schedule import build_scheduler
 from segtune.step import batch_forward, step_gradients
 
@@ -121,7 +127,7 @@ def train_run(
     )
 
     model = build_model(config.model).to(device)
-    if channels_last(device):
+    if channels_last(device, config.runtime.channels_last):
         model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
@@ -129,7 +135,8 @@ def train_run(
     scheduler = build_scheduler(optimizer, config.optim, len(loader))
 
     data = data_fingerprint(picture_stats(subsets))
-    ledger = _Ledger(folder, config, subsets, _provenance(device, data), cache.reading.window)
+    provenance = _provenance(device, data, model)
+    ledger = _Ledger(folder, config, subsets, provenance, cache.reading.window)
     start_epoch = 1
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
@@ -575,7 +582,7 @@ class _Ledger:
         return record
 
 
-def _provenance(device: torch.device, data: str) -> Provenance:
+def _provenance(device: torch.device, data: str, model: nn.Module) -> Provenance:
     """Where the run runs: results are bitwise reproducible only on the same device with
     the same thread count and library versions."""
     import segmentation_models_pytorch as smp
@@ -591,4 +598,5 @@ def _provenance(device: torch.device, data: str) -> Provenance:
         smp=getattr(smp, "__version__", "unknown"),
         segtune=__version__,
         data=data,
+        channels_last=memory_format(model) == torch.channels_last,
     )

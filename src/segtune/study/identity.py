@@ -28,6 +28,7 @@ WHERE_KEYS = frozenset(
         "runtime.device",
         "runtime.num_workers",
         "runtime.threads",
+        "runtime.channels_last",
         "runtime.loggers",
         "runtime.mlflow_uri",
         "eval.preview_pictures",
