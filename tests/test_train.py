@@ -224,6 +224,7 @@ def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
     assert not list((tmp_path / "cut").glob(".checkpoint.pt.*"))
     assert resumed.provenance.threads == 1
     assert resumed.provenance.device == "cpu"
+    assert resumed.provenance.channels_last is True  # the CPU default
     assert resumed.provenance.data is not None and len(resumed.provenance.data) == 20
     assert {"torch", "smp", "segtune", "device_name"} <= set(resumed.provenance.model_dump())
 
@@ -288,7 +289,9 @@ def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Pat
             runtime={"threads": 1, "channels_last": False},  # 0.1 ran NCHW on the CPU
         )
     )
-    final = train_run(config, tmp_path / "run", progress=False).final
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.provenance is not None and record.provenance.channels_last is False
+    final = record.final
     for key, value in RECORDED_0_1.items():
         assert final[key] == pytest.approx(value, abs=2e-3), key
 

@@ -584,7 +584,7 @@ class _Ledger:
 
 def _provenance(device: torch.device, data: str, model: nn.Module) -> Provenance:
     """Where the run runs: results are bitwise reproducible only on the same device with
-    the same thread count and library versions."""
+    the same thread count, memory format and library versions."""
     import segmentation_models_pytorch as smp
 
     from segtune import __version__
