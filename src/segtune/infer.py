@@ -38,12 +38,13 @@ def predict_probabilities(
     h, w = image.shape[:2]
     size = pages.page_size
     origins = page_origins(h, w, size, pages.patch_overlap)
+    layout = memory_format(model)
     stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap, device)
     for start in range(0, len(origins), batch_pages):
         chunk = origins[start : start + batch_pages]
         batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
-        x = x.contiguous(memory_format=memory_format(model))
+        x = x.contiguous(memory_format=layout)
         stitcher.add_batch(_page_probabilities(model, normalise(x), device, amp_dtype, tta), chunk)
     return stitcher.finalize()
 

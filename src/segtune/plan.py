@@ -321,7 +321,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     from segtune.data.tiles import extract_page
     from segtune.infer import predict_probabilities
     from segtune.model import build_model
-    from segtune.runtime import channels_last, resolve_device
+    from segtune.runtime import place_model, resolve_device
     from segtune.step import batch_forward, step_gradients
 
     device = resolve_device(config.runtime.device)
@@ -340,9 +340,8 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     targets = torch.stack(
         [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
     )
-    model = build_model(config.model).to(device).train()
-    if channels_last(device, config.runtime.channels_last):
-        model.to(memory_format=torch.channels_last)
+    model = place_model(build_model(config.model), device, config.runtime.channels_last)
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
     forward = batch_forward(model, images, targets, valid, device, None)
 

@@ -24,7 +24,7 @@ from segtune.infer import predict_probabilities
 from segtune.model import build_model
 from segtune.progress import Progress
 from segtune.records import atomic_write_bytes
-from segtune.runtime import autocast_dtype, channels_last, resolve_device
+from segtune.runtime import autocast_dtype, place_model, resolve_device
 
 
 @dataclass
@@ -68,9 +68,7 @@ class Predictor:
                 f"{checkpoint}: its weights do not fit its model config ({config.model.arch}/"
                 f"{config.model.encoder}): {str(exc).strip().splitlines()[-1].strip()}"
             ) from exc
-        model.to(dev).eval()
-        if channels_last(dev, config.runtime.channels_last):
-            model.to(memory_format=torch.channels_last)
+        model = place_model(model, dev, config.runtime.channels_last).eval()
         best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
         epoch = state.get("epoch")
         return cls(

@@ -50,6 +50,14 @@ def channels_last(device: torch.device, setting: bool | None = None) -> bool:
     return device.type in ("cuda", "cpu") if setting is None else setting
 
 
+def place_model(model: nn.Module, device: torch.device, setting: bool | None) -> nn.Module:
+    """``model`` on ``device``, channels-last where :func:`channels_last` says so."""
+    model = model.to(device)
+    if channels_last(device, setting):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def memory_format(model: nn.Module) -> torch.memory_format:
     """The memory format of ``model``'s first spatial convolution: its inputs are given
     the same one."""

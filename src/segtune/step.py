@@ -42,10 +42,11 @@ def batch_forward(
     amp_dtype: torch.dtype | None,
 ) -> Forward:
     """The forward pass of one micro-batch (a slice of the batch) in train mode."""
+    layout = memory_format(model)
 
     def forward(sl: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = images[sl].to(device, non_blocking=True)
-        x = x.contiguous(memory_format=memory_format(model))
+        x = x.contiguous(memory_format=layout)
         with autocast(device, amp_dtype):
             logits = model(normalise(x))[:, 0]
         y = targets[sl].to(device, non_blocking=True)

@@ -50,8 +50,8 @@ from segtune.records import (
 )
 from segtune.runtime import (
     autocast_dtype,
-    channels_last,
     memory_format,
+    place_model,
     resolve_device,
     seed_everything,
 )
@@ -126,9 +126,7 @@ def train_run(
         subset_seed(config.data.seed, "train_eval"),
     )
 
-    model = build_model(config.model).to(device)
-    if channels_last(device, config.runtime.channels_last):
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(build_model(config.model), device, config.runtime.channels_last)
     optimizer = _optimizer(config, model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
     loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")

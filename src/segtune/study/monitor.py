@@ -86,7 +86,7 @@ def study_eta(
     """:func:`remaining_s` with the mean run time of the runs finished since this command
     started (the workers' time minus what the running points have spent so far), else
     the running ones' elapsed + ETA."""
-    per_run: float | None = None
+    per_run: float | None
     if finished_runs:
         spent = elapsed_s * workers - sum(p.elapsed_s for p in running)
         per_run = max(spent, 0.0) / finished_runs
