@@ -85,3 +85,9 @@ def test_paired_resamples_find_an_effect_the_unpaired_widths_would_hide(tmp_path
     assert effects["loss.pos_weight"].detectable is False
     assert "paired 95 % interval of that difference" in effects["loss.pos_weight"].verdict()
     assert effects["loss.bce_weight"].verdict().startswith("matters: the mean moves by 0.05")
+    # One seed per point: the verdict says the interval covers the pictures only.
+    assert (
+        effects["loss.bce_weight"]
+        .verdict()
+        .endswith("(picture-sample noise only: training noise unmeasured, one seed per point)")
+    )

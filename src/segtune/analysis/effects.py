@@ -71,7 +71,11 @@ class Effect:
             f"the mean moves by {self.spread:.3g} (from {lo[1]:.3g} at {lo[0]} to "
             f"{hi[1]:.3g} at {hi[0]})"
         )
-        seeds = f", range over seeds {self.floor.seeds:.3g}" if self.floor.seeds is not None else ""
+        seeds = (
+            f", range over seeds {self.floor.seeds:.3g}"
+            if self.floor.seeds is not None
+            else " (picture-sample noise only: training noise unmeasured, one seed per point)"
+        )
         if self.paired is not None:
             why = f"paired 95 % interval of that difference {self.paired}{seeds}"
             if self.detectable:
