@@ -35,6 +35,7 @@ from _common import DEEPCRACK, machine, parser  # isort: skip
 from segtune.config import build_run_config
 from segtune.data.pairs import load_pictures
 from segtune.predict import Predictor
+from segtune.score import pixel_shares
 from segtune.study.spec import build_spec
 from segtune.study.sweep import StudyRunner
 from segtune.train import train_run
@@ -98,6 +99,7 @@ def test_protocol(data: Path, checkpoint: Path, device: str, tta: str) -> dict[s
         "f1": float(f1[i]),
         "selected_threshold": chosen,
         "f1@selected": 2 * tp / max(2 * tp + fp + fn, 1),
+        "positive_share": float(pos.sum() / max(pos.sum() + neg.sum(), 1)),
     }
 
 
@@ -193,6 +195,13 @@ def main() -> None:
             f"  dataset-best threshold {base['threshold']:.2f}; F1 at the threshold selected "
             f"on validation ({base['selected_threshold']:.3f}): {base['f1@selected']:.3f}"
         )
+        val_share = pixel_shares(summary.kept, "val")
+        if val_share is not None:
+            print(
+                f"positive pixels: test/ {base['positive_share']:.2%}, validation "
+                f"{val_share[0]:.2%} (x{base['positive_share'] / val_share[0]:.2f}; a threshold "
+                "selected on validation transfers to pictures annotated like validation's)"
+            )
 
         if a.no_study:
             print(f"total wall time {time.perf_counter() - start:.0f} s")

@@ -21,7 +21,7 @@ def run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_scoring_the_validation_pictures_gives_the_recorded_values(
-    run: Path, demo_data: Path, tmp_path: Path
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "val.json"
     argv = ["evaluate", str(run), str(demo_data / "val"), "--split-name", "val", "--out", str(out)]
@@ -30,6 +30,10 @@ def test_scoring_the_validation_pictures_gives_the_recorded_values(
     kept = RunFolder(run).read_record().kept
     for key in ("val/tp", "val/fp", "val/fn", "val/f1", "val/ap", "val/best_f1"):
         assert result["metrics"][key] == pytest.approx(kept[key], abs=1e-12), key
+    shares = result["pixel_shares"]  # the same masks: no shift, and no note about one
+    assert shares["positives"] == pytest.approx(shares["validation_positives"], rel=1e-12)
+    assert 0 < shares["positives"] < 1 and 0 <= shares["marked"] < 1
+    assert "note: these masks hold" not in capsys.readouterr().out
     low, high = result["intervals_95"]["val/recall"]
     assert low <= result["metrics"]["val/recall"] <= high or low == high
     assert [p["stem"] for p in result["pictures"]] == sorted(p["stem"] for p in result["pictures"])
@@ -80,3 +84,34 @@ def test_a_mask_of_another_size_is_refused_before_scoring(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match image" in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_masks_with_wider_structures_than_validation_are_called_a_shift(
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DeepCrack's test masks hold 1.5x the training masks' share of crack pixels, and
+    every threshold selected on validation was too high there: evaluate says so."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "wide"
+    shutil.copytree(demo_data / "val", data)
+    for path in (data / "masks").iterdir():
+        mask = np.asarray(Image.open(path)) > 0
+        wide = mask.copy()  # dilated by one pixel in each direction
+        wide[1:] |= mask[:-1]
+        wide[:-1] |= mask[1:]
+        wide[:, 1:] |= mask[:, :-1]
+        wide[:, :-1] |= mask[:, 1:]
+        Image.fromarray(wide.astype(np.uint8) * 255).save(path)
+    out = tmp_path / "wide.json"
+    assert main(["evaluate", str(run), str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    shares = json.loads(out.read_text())["pixel_shares"]
+    ratio = shares["positives"] / shares["validation_positives"]
+    assert ratio > 1.25
+    assert f"note: these masks hold x{ratio:.2f} the validation masks' share" in printed
+    assert "this split's own F1-best threshold is" in printed
+    assert f"(validation: {shares['validation_positives']:.2%}, x{ratio:.2f})" in printed

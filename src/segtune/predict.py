@@ -38,6 +38,9 @@ class Predictor:
     reading: ImageReading = DEFAULT_READING  # channels and intensity window of the run
     epoch: int | None = None  # the epoch whose weights these are (the run's kept epoch)
     tta: str = "none"  # eval.tta of the run, unless overridden (evaluate/predict --tta)
+    # The kept epoch's validation values (counts, F1, …): empty for checkpoints that
+    # predate segtune 0.2's model.pt metrics.
+    validation: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, checkpoint: Path, device: str = "auto") -> Predictor:
@@ -69,7 +72,9 @@ class Predictor:
                 f"{config.model.encoder}): {str(exc).strip().splitlines()[-1].strip()}"
             ) from exc
         model = place_model(model, dev, config.runtime.channels_last).eval()
-        best = state.get("best_threshold", state.get("metrics", {}).get("val/best_threshold"))
+        recorded = state.get("metrics") or {}
+        validation = {str(k): float(v) for k, v in recorded.items() if isinstance(v, int | float)}
+        best = state.get("best_threshold", validation.get("val/best_threshold"))
         epoch = state.get("epoch")
         return cls(
             model,
@@ -79,6 +84,7 @@ class Predictor:
             _reading(state, config),
             None if epoch is None else int(epoch),
             config.eval.tta,
+            validation,
         )
 
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:

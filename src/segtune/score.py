@@ -6,6 +6,12 @@ fixed-bin histogram. ``--threshold best`` is the threshold selected on the *vali
 split when the run was trained, never one tuned on the pictures being scored. Every
 picture's counts are kept, so the JSON also holds 95 % bootstrap intervals over the
 pictures.
+
+A threshold selected on validation transfers only to pictures like the validation ones.
+The summary therefore compares the scored masks' share of positive pixels with the
+validation masks' share (recorded in ``model.pt``) and says when they differ by more than
+a quarter, next to the scored split's own F1-best threshold (for diagnosis, never for
+selection).
 """
 
 from __future__ import annotations
@@ -19,11 +25,26 @@ from segtune.analysis.intervals import interval, picture_samples
 from segtune.data.pairs import Picture, check_sizes, load_pictures
 from segtune.errors import DataError
 from segtune.metrics import (
+    COUNT_METRICS,
     ProbabilityHistogram,
     describe_metric,
 )
 from segtune.predict import Predictor
 from segtune.progress import Progress
+
+# Positive shares further apart than this factor are called a shift between the splits.
+SHIFT_RATIO = 1.25
+
+
+def pixel_shares(metrics: dict[str, float], split: str) -> tuple[float, float] | None:
+    """(positive share of the masks, share marked positive at the threshold) from a
+    split's pixel counts (inside the region of interest); None without counts."""
+    try:
+        tp, fp, fn, tn = (metrics[f"{split}/{name}"] for name in COUNT_METRICS)
+    except KeyError:
+        return None
+    total = tp + fp + fn + tn
+    return ((tp + fn) / total, (tp + fp) / total) if total > 0 else None
 
 
 @dataclass
@@ -36,9 +57,55 @@ class Evaluation:
     pictures: list[dict[str, Any]] = field(default_factory=list)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     histogram: ProbabilityHistogram | None = None
+    validation: dict[str, float] = field(default_factory=dict)  # the run's, kept epoch
+
+    def shares(self) -> dict[str, float]:
+        """Positive shares of the scored and validation masks, and the scored share marked
+        positive at the threshold (keys absent where counts are missing)."""
+        out: dict[str, float] = {}
+        scored = pixel_shares(self.metrics, self.split)
+        if scored is not None:
+            out["positives"], out["marked"] = scored
+        val = pixel_shares(self.validation, "val")
+        if val is not None:
+            out["validation_positives"] = val[0]
+        return out
+
+    def shift_lines(self) -> list[str]:
+        """How the scored masks compare with the validation masks, and a note when the
+        threshold selected on validation may not transfer to them."""
+        shares = self.shares()
+        if "positives" not in shares or shares["positives"] == 0:
+            return []
+        pos, marked = shares["positives"], shares["marked"]
+        line = f"  positive pixels: {pos:.2%} of the scored pixels"
+        ratio = None
+        if shares.get("validation_positives"):
+            ratio = pos / shares["validation_positives"]
+            line += f" (validation: {shares['validation_positives']:.2%}, x{ratio:.2f})"
+        line += (
+            f"; marked positive at threshold {self.threshold:g}: {marked:.2%}"
+            f" (x{marked / pos:.2f} the masks)"
+        )
+        out = [line]
+        if ratio is not None and not 1 / SHIFT_RATIO <= ratio <= SHIFT_RATIO:
+            own = self.metrics.get(f"{self.split}/best_threshold")
+            out.append(
+                f"  note: these masks hold x{ratio:.2f} the validation masks' share of positive "
+                "pixels: the pictures or their annotation differ from the validation split, so "
+                "a threshold selected there may not transfer"
+                + (
+                    f" (this split's own F1-best threshold is {own:.3g}: for diagnosis, never "
+                    "for selection)"
+                    if own is not None
+                    else ""
+                )
+            )
+        return out
 
     def lines(self) -> list[str]:
-        """The summary a person reads: key metrics in words, then one line per picture."""
+        """The summary a person reads: key metrics in words, how the masks compare with
+        validation's, then one line per picture."""
         out = [
             f"{self.split}: {len(self.pictures)} pictures, threshold {self.threshold:g} "
             f"({self.threshold_source}), test-time augmentation: {self.tta}"
@@ -51,6 +118,7 @@ class Evaluation:
                 out.append(
                     f"  {describe_metric(key, self.threshold)}: {self.metrics[key]:.4f}{extra}"
                 )
+        out += self.shift_lines()
         out.append("  picture  positives  TP  FP  FN")
         out += [
             f"  {p['stem']}  {p['positives']}  {p['tp']}  {p['fp']}  {p['fn']}"
@@ -66,6 +134,7 @@ class Evaluation:
             "tta": self.tta,
             "metrics": self.metrics,
             "intervals_95": {k: list(v) for k, v in self.intervals.items()},
+            "pixel_shares": self.shares(),
             "pictures": self.pictures,
         }
 
@@ -127,6 +196,7 @@ def evaluate_checkpoint(
         scored.metrics,
         rows,
         histogram=scored.histogram,
+        validation=predictor.validation,
     )
     samples = picture_samples(scored.pictures)
     for name, values in samples.items():

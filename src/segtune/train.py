@@ -313,6 +313,8 @@ def _model_file(
         "epoch": epoch,
         "threshold": config.eval.threshold,
         "best_threshold": None if best is None else float(best),
+        # The kept epoch's validation values: evaluate compares a scored split with them.
+        "metrics": {k: float(v) for k, v in val.items()},
         "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
         # Raw values low..high map onto 0..255 before that normalisation (None: 8-bit
         # pictures as they are, 16-bit ones divided by 257, floats in [0, 1] times 255).
