@@ -14,10 +14,11 @@ from segtune.errors import SegtuneError
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from segtune.data.pairs import check_pictures
+    from segtune.data.pairs import DataReport, check_pictures, compare_reports
     from segtune.errors import DataError
 
     status = 0
+    checked: list[tuple[str, DataReport]] = []
     for folder in args.folders:
         try:
             report = check_pictures(Path(folder), args.ignore_value)
@@ -40,6 +41,10 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
         print(f"{folder}: OK")
         for line in report.summary_lines():
             print(f"  {line}")
+        checked.append((folder, report))
+    for other in checked[1:]:  # each folder against the first (the training folder, say)
+        for line in compare_reports(checked[0], other):
+            print(line)
     return status
 
 

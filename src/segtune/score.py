@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.pairs import Picture, check_sizes, load_pictures
+from segtune.data.pairs import SHIFT_RATIO, Picture, check_sizes, load_pictures
 from segtune.errors import DataError
 from segtune.metrics import (
     COUNT_METRICS,
@@ -31,9 +31,6 @@ from segtune.metrics import (
 )
 from segtune.predict import Predictor
 from segtune.progress import Progress
-
-# Positive shares further apart than this factor are called a shift between the splits.
-SHIFT_RATIO = 1.25
 
 
 def pixel_shares(metrics: dict[str, float], split: str) -> tuple[float, float] | None:

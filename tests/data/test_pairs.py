@@ -114,3 +114,53 @@ def test_deepcrack_train_passes_with_300_pictures(capsys: pytest.CaptureFixture[
     assert main(["check-data", str(DEEPCRACK / "train")]) == 0
     out = capsys.readouterr().out
     assert "300 pictures" in out and "544x384 (300)" in out
+
+
+def _strips(root: Path, width: int, pictures: int = 3) -> None:
+    """Pictures of 64x64 px, each with one horizontal strip ``width`` px wide, 60 long."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(pictures):
+        Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(root / "images" / f"{i}.png")
+        m = np.zeros((64, 64), np.uint8)
+        m[10 + i : 10 + i + width, 2:62] = 255
+        Image.fromarray(m).save(root / "masks" / f"{i}.png")
+
+
+def test_structure_width_is_measured_from_the_masks(tmp_path: Path) -> None:
+    for width in (3, 7):
+        _strips(tmp_path / str(width), width)
+        report = check_pictures(tmp_path / str(width))
+        # boundary: two long edges (2 x 60) and the ends' inner pixels (2 x (width - 2))
+        expected = 2 * (60 * width) / (120 + 2 * (width - 2))
+        assert report.structure_width == pytest.approx(expected)
+        assert abs(expected - width) < 0.1 * width
+
+
+def test_check_data_says_when_two_folders_masks_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _strips(tmp_path / "thin", 3)
+    _strips(tmp_path / "same", 3)
+    _strips(tmp_path / "wide", 7)
+    assert main(["check-data", str(tmp_path / "thin"), str(tmp_path / "same")]) == 0
+    out = capsys.readouterr().out
+    assert "same vs " in out and "positive share x1.00, structure width x1.00" in out
+    assert "note:" not in out
+    assert main(["check-data", str(tmp_path / "thin"), str(tmp_path / "wide")]) == 0
+    out = capsys.readouterr().out
+    assert "typical width 3.0 px" in out and "typical width 6.5 px" in out
+    assert "positive share x2.33, structure width x2.19" in out
+    assert "note: positive share and structure width differ by more than x1.25" in out
+
+
+@pytest.mark.skipif(not DEEPCRACK.is_dir(), reason="../shared/data/deepcrack not present")
+def test_deepcrack_test_masks_are_wider_than_train_masks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The shift behind DeepCrack's threshold gap (BENCHMARKS.md): test/ masks hold 1.49x
+    the positive share of train/'s, in structures 1.39x as wide."""
+    assert main(["check-data", str(DEEPCRACK / "train"), str(DEEPCRACK / "test")]) == 0
+    out = capsys.readouterr().out
+    assert "positive share x1.49, structure width x1.39" in out
+    assert "note: positive share and structure width differ" in out

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from segtune.data.io import (
     DEFAULT_MAX_PIXELS,
@@ -19,6 +20,10 @@ from segtune.data.io import (
     read_raw_image,
 )
 from segtune.errors import DataError
+
+# Two sets of masks whose positive share or structure width differ by more than this
+# factor are called shifted: a threshold selected on one may not transfer to the other.
+SHIFT_RATIO = 1.25
 
 
 @dataclass(frozen=True, order=True)
@@ -40,10 +45,32 @@ class DataReport:
     problems: list[str] = field(default_factory=list)
     sizes: dict[tuple[int, int], int] = field(default_factory=dict)
     positive_fractions: dict[str, float] = field(default_factory=dict)
+    positive_pixels: int = 0
+    boundary_pixels: int = 0  # positive pixels with a negative 4-neighbour
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def add_mask(self, stem: str, mask: NDArray[np.bool_]) -> None:
+        self.positive_fractions[stem] = float(mask.mean())
+        self.positive_pixels += int(mask.sum())
+        self.boundary_pixels += boundary_pixels(mask)
+
+    @property
+    def positive_share(self) -> float | None:
+        """Mean share of positive pixels per picture (None without pictures)."""
+        values = list(self.positive_fractions.values())
+        return float(np.mean(values)) if values else None
+
+    @property
+    def structure_width(self) -> float | None:
+        """Typical width of the positive structures in pixels: 2 × area ÷ boundary pixels
+        over all pictures (a strip w pixels wide has about 2 boundary pixels per unit of
+        length); None without positives."""
+        if self.boundary_pixels == 0:
+            return None
+        return 2 * self.positive_pixels / self.boundary_pixels
 
     def summary_lines(self) -> list[str]:
         """Human-readable summary (count, sizes, positive-pixel fraction)."""
@@ -57,6 +84,11 @@ class DataReport:
             lines.append(
                 f"positive pixels: mean {fractions.mean():.3%}, min {fractions.min():.3%}, "
                 f"max {fractions.max():.3%}"
+            )
+        if self.structure_width is not None:
+            lines.append(
+                f"positive structures: typical width {self.structure_width:.1f} px "
+                "(2 x area / boundary pixels)"
             )
         empty = sorted(s for s, f in self.positive_fractions.items() if f == 0.0)
         lines.append(
@@ -214,8 +246,43 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
             continue
         report.pictures.append(pic)
         report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
-        report.positive_fractions[pic.stem] = float(mask.mean())
+        report.add_mask(pic.stem, mask)
     return report
+
+
+def boundary_pixels(mask: NDArray[np.bool_]) -> int:
+    """Positive pixels with at least one negative 4-neighbour (the picture's edge counts
+    as negative)."""
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = (
+        mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    )
+    return int(mask.sum() - inner.sum())
+
+
+def compare_reports(reference: tuple[str, DataReport], other: tuple[str, DataReport]) -> list[str]:
+    """How ``other``'s masks compare with ``reference``'s (positive share, structure
+    width), and a note when either differs by more than a quarter: a threshold selected
+    on pictures like one may not transfer to the other."""
+    (ref_name, ref), (name, rep) = reference, other
+    ratios: list[tuple[str, float]] = []
+    for what, a, b in (
+        ("positive share", ref.positive_share, rep.positive_share),
+        ("structure width", ref.structure_width, rep.structure_width),
+    ):
+        if a and b is not None:
+            ratios.append((what, b / a))
+    if not ratios:
+        return []
+    lines = [f"{name} vs {ref_name}: " + ", ".join(f"{w} x{r:.2f}" for w, r in ratios)]
+    shifted = [w for w, r in ratios if not 1 / SHIFT_RATIO <= r <= SHIFT_RATIO]
+    if shifted:
+        lines.append(
+            f"note: {' and '.join(shifted)} differ by more than x{SHIFT_RATIO:g}: the masks "
+            "(or what they annotate) differ between the two, so a threshold selected on "
+            "one may not transfer to the other"
+        )
+    return lines
 
 
 def check_sizes(pictures: Sequence[Picture], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
