@@ -3,6 +3,7 @@
     .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 25] [--study-epochs 3]
         [--scale 0.5] [--page 128] [--encoder resnet18] [--batch 8] [--precision bf16]
         [--bce-weight 0.2] [--pos-weight 1] [--positive-fraction 0.25] [--val 30]
+        [--augment hflip,vflip,rot90[,zoom,brightness_contrast]]
         [--tta flips|none] [--no-study] [--fit-s SECONDS] [--data FOLDER]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
@@ -115,7 +116,7 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
         "model": {"encoder": a.encoder},
         "optim": {"epochs": a.epochs, "batch_size": a.batch, "learning_rate": a.lr},
         "loss": {"bce_weight": a.bce_weight, "pos_weight": a.pos_weight, "dice_smooth": 1e-5},
-        "sampling": {"positive_fraction": a.positive_fraction},
+        "sampling": {"positive_fraction": a.positive_fraction, "augment": a.augment.split(",")},
         "eval": {"preview_pictures": 0, "train_eval_pictures": 20, "tta": a.tta},
         "runtime": {
             "device": a.device,
@@ -151,6 +152,9 @@ def main() -> None:
     p.add_argument("--bce-weight", type=float, default=0.2)
     p.add_argument("--pos-weight", type=float, default=1.0)
     p.add_argument("--positive-fraction", type=float, default=0.25)
+    p.add_argument(
+        "--augment", default="hflip,vflip,rot90", help="sampling.augment, comma-separated"
+    )
     p.add_argument("--precision", default="bf16", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
     p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
@@ -170,7 +174,7 @@ def main() -> None:
             f"settings: Unet/{a.encoder} (random init), {a.epochs} epochs, pages {a.page} px "
             f"overlap {a.page // 8} gaussian, pictures scaled x{a.scale}, batch {a.batch}, lr {a.lr}, "
             f"bce_weight {a.bce_weight:g}, pos_weight {a.pos_weight:g}, dice_smooth 1e-5, "
-            f"positive_fraction {a.positive_fraction:g}, "
+            f"positive_fraction {a.positive_fraction:g}, augment {a.augment}, "
             f"{len(load_pictures(a.data / 'train')) - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
             f"precision {a.precision}, schedule {config.optim.schedule}, kept epoch by "
             f"{config.eval.select_key}, test-time {a.tta} (validation too)"

@@ -172,7 +172,7 @@ class OptimConfig(_Frozen):
 
 class SamplingConfig(_Frozen):
     positive_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    augment: tuple[Literal["hflip", "vflip", "rot90", "brightness_contrast"], ...] = (
+    augment: tuple[Literal["hflip", "vflip", "rot90", "brightness_contrast", "zoom"], ...] = (
         "hflip",
         "vflip",
         "rot90",

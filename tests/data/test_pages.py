@@ -59,6 +59,23 @@ def test_augmentation_keeps_image_and_mask_aligned() -> None:
         assert np.array_equal(dark, mask.numpy()) and int(mask.sum()) == 16
 
 
+def test_zoom_widens_and_thins_structures_and_excludes_pixels_from_outside() -> None:
+    pics = _pictures()
+    dataset = PageDataset(pics, 32, ["zoom"])
+    areas, excluded = set(), 0
+    for seed in range(40):
+        image, mask, valid = dataset[(0, 0, 32, seed)]
+        touched = image[0].numpy() < 195  # the dark square, blended linearly at its edge
+        assert not (mask.numpy() & ~touched).any()  # the nearest-neighbour mask follows it
+        areas.add(int(mask.sum()))
+        brought_in = ~valid.numpy()
+        excluded += int(brought_in.sum())
+        assert not mask.numpy()[brought_in].any()  # background there, and never counted
+        assert (image[:, brought_in] < 200).all()  # filled with black (blended at the edge)
+    assert 16 in areas and min(areas) < 16 < max(areas)  # unchanged, thinner, wider
+    assert excluded > 0  # zooming out brings in pixels from outside the page
+
+
 def test_one_loader_serves_every_epoch() -> None:
     config = build_run_config(
         {"pages": {"page_size": 32}, "optim": {"batch_size": 4}, "sampling": {"augment": []}}

@@ -97,12 +97,21 @@ def _positive_page(
 
 
 def build_augment(names: Sequence[str]) -> A.Compose:
-    """albumentations pipeline from names (hflip, vflip, rot90, brightness_contrast)."""
+    """albumentations pipeline from names (hflip, vflip, rot90, brightness_contrast, zoom).
+
+    ``zoom`` scales half the pages by a factor drawn from ×0.75–1 or ×1–1.5 (equally
+    likely), so the network sees structures thinner and wider than the data's; pixels
+    brought in from outside the page are background and outside the region that counts
+    (the validity mask is filled with 0), and masks are resampled nearest-neighbour.
+    """
     table = {
         "hflip": lambda: A.HorizontalFlip(p=0.5),
         "vflip": lambda: A.VerticalFlip(p=0.5),
         "rot90": lambda: A.RandomRotate90(p=0.5),
         "brightness_contrast": lambda: A.RandomBrightnessContrast(p=0.5),
+        "zoom": lambda: A.Affine(
+            scale=(0.75, 1.5), balanced_scale=True, fill=0, fill_mask=0, p=0.5
+        ),
     }
     return A.Compose([table[n]() for n in names])
 
