@@ -73,7 +73,7 @@ class DataReport:
         return 2 * self.positive_pixels / self.boundary_pixels
 
     def summary_lines(self) -> list[str]:
-        """Human-readable summary (count, sizes, positive-pixel fraction)."""
+        """Human-readable summary (count, sizes, positive-pixel fraction, structure width)."""
         fractions = np.array(list(self.positive_fractions.values()), dtype=np.float64)
         lines = [f"{len(self.pictures)} pictures"]
         sizes = ", ".join(
