@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.pairs import SHIFT_RATIO, Picture, check_sizes, load_pictures
+from segtune.data.pairs import Picture, check_sizes, load_pictures, shifted
 from segtune.errors import DataError
 from segtune.metrics import (
     COUNT_METRICS,
@@ -85,7 +85,7 @@ class Evaluation:
             f" (x{marked / pos:.2f} the masks)"
         )
         out = [line]
-        if ratio is not None and not 1 / SHIFT_RATIO <= ratio <= SHIFT_RATIO:
+        if ratio is not None and shifted(ratio):
             own = self.metrics.get(f"{self.split}/best_threshold")
             out.append(
                 f"  note: these masks hold x{ratio:.2f} the validation masks' share of positive "

@@ -26,6 +26,12 @@ from segtune.errors import DataError
 SHIFT_RATIO = 1.25
 
 
+def shifted(ratio: float) -> bool:
+    """Whether a ratio of two mask statistics (positive share, structure width) is
+    further from 1 than :data:`SHIFT_RATIO` either way."""
+    return not 1 / SHIFT_RATIO <= ratio <= SHIFT_RATIO
+
+
 @dataclass(frozen=True, order=True)
 class Picture:
     """One input image with its binary mask and, optionally, its region of interest (a
@@ -275,10 +281,10 @@ def compare_reports(reference: tuple[str, DataReport], other: tuple[str, DataRep
     if not ratios:
         return []
     lines = [f"{name} vs {ref_name}: " + ", ".join(f"{w} x{r:.2f}" for w, r in ratios)]
-    shifted = [w for w, r in ratios if not 1 / SHIFT_RATIO <= r <= SHIFT_RATIO]
-    if shifted:
+    differing = [w for w, r in ratios if shifted(r)]
+    if differing:
         lines.append(
-            f"note: {' and '.join(shifted)} differ by more than x{SHIFT_RATIO:g}: the masks "
+            f"note: {' and '.join(differing)} differ by more than x{SHIFT_RATIO:g}: the masks "
             "(or what they annotate) differ between the two, so a threshold selected on "
             "one may not transfer to the other"
         )
