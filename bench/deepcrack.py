@@ -114,7 +114,12 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
             **({"resize": {"scale": a.scale}} if a.scale != 1.0 else {}),
         },
         "model": {"encoder": a.encoder},
-        "optim": {"epochs": a.epochs, "batch_size": a.batch, "learning_rate": a.lr},
+        "optim": {
+            "epochs": a.epochs,
+            "batch_size": a.batch,
+            "learning_rate": a.lr,
+            **({"ema_decay": a.ema} if a.ema else {}),
+        },
         "loss": {"bce_weight": a.bce_weight, "pos_weight": a.pos_weight, "dice_smooth": 1e-5},
         "sampling": {"positive_fraction": a.positive_fraction, "augment": a.augment.split(",")},
         "eval": {"preview_pictures": 0, "train_eval_pictures": 20, "tta": a.tta},
@@ -156,6 +161,9 @@ def main() -> None:
         "--augment", default="hflip,vflip,rot90", help="sampling.augment, comma-separated"
     )
     p.add_argument("--precision", default="bf16", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--ema", type=float, default=None, help="optim.ema_decay (default: the weights as trained)"
+    )
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
     p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
@@ -176,7 +184,8 @@ def main() -> None:
             f"bce_weight {a.bce_weight:g}, pos_weight {a.pos_weight:g}, dice_smooth 1e-5, "
             f"positive_fraction {a.positive_fraction:g}, augment {a.augment}, "
             f"{len(load_pictures(a.data / 'train')) - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
-            f"precision {a.precision}, schedule {config.optim.schedule}, kept epoch by "
+            f"precision {a.precision}, schedule {config.optim.schedule}, "
+            f"weight average {config.optim.ema_decay or 'none'}, kept epoch by "
             f"{config.eval.select_key}, test-time {a.tta} (validation too)"
         )
         t0 = time.perf_counter()

@@ -461,3 +461,54 @@ def test_flips_average_the_four_flipped_predictions(demo_data: Path) -> None:
     ) / 4
     flips = predict_probabilities(model, image, pages, device, tta="flips")
     assert np.allclose(flips, manual, atol=1e-6) and not np.allclose(flips, p(image), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_weight_average_is_what_the_run_evaluates_keeps_and_resumes(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from segtune.model import build_model
+
+    config = tiny_config(
+        demo_data,
+        optim={"epochs": 3, "ema_decay": 0.9},
+        eval={"preview_pictures": 0, "select": "last"},
+        runtime={"threads": 1},
+        records={"keep_resume_state": True},
+    )
+    whole = train_run(config, tmp_path / "whole", progress=False)
+    checkpoint = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    kept = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)["model"]
+    averaged = checkpoint["average"]["model"]
+    assert checkpoint["average"]["updates"] > 0
+    assert all(torch.equal(kept[k], averaged[k].cpu()) for k in kept)
+    assert any(not torch.equal(kept[k], checkpoint["model"][k].cpu()) for k in kept)
+    # The averaged weights are not the trained ones: evaluated alone they give other values.
+    plain = train_run(
+        tiny_config(
+            demo_data,
+            optim={"epochs": 3},
+            eval={"preview_pictures": 0, "select": "last"},
+            runtime={"threads": 1},
+        ),
+        tmp_path / "plain",
+        progress=False,
+    )
+    assert plain.final["train/loss"] == whole.final["train/loss"]  # same training
+    assert plain.final["val/ap"] != whole.final["val/ap"]  # other weights evaluated
+    build_model(config.model).load_state_dict(kept)  # model.pt loads as a plain model
+
+    def stop_after_first(epoch: int, values: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "cut", reporter=stop_after_first, progress=False)
+    resumed = train_run(config, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.final == whole.final
+    from segtune.records import kept_epoch_words
+
+    assert whole.weight_average == 0.9 and plain.weight_average is None
+    assert kept_epoch_words(whole) == "epoch 3 of 3 (the last); weights averaged (decay 0.9)"

@@ -168,6 +168,10 @@ class OptimConfig(_Frozen):
     poly_power: float = Field(0.9, gt=0.0)
     # Stop after this many epochs without improvement of eval.select_key (None: never).
     early_stop_patience: int | None = Field(None, ge=1)
+    # Evaluate, select and keep an exponential moving average of the weights, updated
+    # after every optimiser step with this decay (segtune.average; None: the weights as
+    # trained). 0.998 averages over roughly the last 500 steps.
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
 
 
 class SamplingConfig(_Frozen):

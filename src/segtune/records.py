@@ -140,6 +140,9 @@ class RunRecord(_Record):
     selected_by: str | None = None
     selected: dict[str, float] = Field(default_factory=dict)
     stopped_early: bool = False
+    # optim.ema_decay: the values and kept weights are those of an exponential moving
+    # average of the trained weights with this decay (None: the weights as trained).
+    weight_average: float | None = None
     metric_words: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -175,12 +178,17 @@ class RunRecord(_Record):
 
 def kept_epoch_words(record: RunRecord) -> str:
     """Which epoch a run's values, weights and threshold come from, in words, e.g.
-    "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)"."""
+    "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)", then
+    "; weights averaged (decay 0.999)" when optim.ema_decay was set."""
     of = f"epoch {record.kept_epoch} of {record.epochs_done}"
+    how = " (the last)" if record.selected_by is None else f", selected by {record.selected_by}"
     early = f"; stopped early at epoch {record.epochs_done}" if record.stopped_early else ""
-    if record.selected_by is None:
-        return f"{of} (the last){early}"
-    return f"{of}, selected by {record.selected_by}{early}"
+    average = (
+        f"; weights averaged (decay {record.weight_average:g})"
+        if record.weight_average is not None
+        else ""
+    )
+    return f"{of}{how}{early}{average}"
 
 
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays

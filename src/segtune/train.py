@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader
 
+from segtune.average import WeightAverage
 from segtune.config import RunConfig, config_to_dict, flatten
 from segtune.data.cache import PictureCache, open_cache
 from segtune.data.intensity import resolve_reading
@@ -128,6 +129,9 @@ def train_run(
 
     model = place_model(build_model(config.model), device, config.runtime.channels_last)
     optimizer = _optimizer(config, model)
+    # With optim.ema_decay, the averaged weights are the ones evaluated, selected and kept.
+    average = WeightAverage(model, config.optim.ema_decay) if config.optim.ema_decay else None
+    kept_model = average.model if average else model
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
     loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
     scheduler = build_scheduler(optimizer, config.optim, len(loader))
@@ -139,7 +143,9 @@ def train_run(
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
     if resume and folder.checkpoint_path.exists():
-        start_epoch = _resume(folder, ledger, model, optimizer, scaler, scheduler, len(loader))
+        start_epoch = _resume(
+            folder, ledger, model, optimizer, scaler, scheduler, average, len(loader)
+        )
     folder.write_config(config)
     ledger.write("running")
     loggers.start(flatten(config_to_dict(config)), start_epoch)
@@ -149,7 +155,16 @@ def train_run(
 
     previews = config.eval.preview_pictures
     validate = partial(
-        _evaluate, config, model, "val", subsets.val, cache, device, amp_dtype, previews, progress
+        _evaluate,
+        config,
+        kept_model,
+        "val",
+        subsets.val,
+        cache,
+        device,
+        amp_dtype,
+        previews,
+        progress,
     )
     epoch = start_epoch
     status: RunStatus = "completed"
@@ -165,6 +180,7 @@ def train_run(
                 optimizer,
                 scaler,
                 scheduler,
+                average,
                 loader,
                 epoch,
                 device,
@@ -178,7 +194,7 @@ def train_run(
             train_metrics: dict[str, float] = {}
             if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
                 train_metrics = _evaluate(
-                    config, model, "train", train_eval, cache, device, amp_dtype, 0, progress
+                    config, kept_model, "train", train_eval, cache, device, amp_dtype, 0, progress
                 ).metrics
             ledger.timings["train_s"] += t1 - t0
             ledger.timings["eval_s"] += time.perf_counter() - t1
@@ -189,13 +205,14 @@ def train_run(
             ledger.add_epoch(epoch, values, val.pictures)
             loggers.log_epoch(epoch, values)
             if config.eval.select == "best" and ledger.selected_epoch() == epoch:
-                folder.save_selected({"model": _cpu_weights(model), "epoch": epoch})
+                folder.save_selected({"model": _cpu_weights(kept_model), "epoch": epoch})
             folder.save_checkpoint(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    **({"average": average.state_dict()} if average else {}),
                     "rng": _rng_state(),
                     "epoch": epoch,
                     "config": config_to_dict(config),
@@ -234,7 +251,7 @@ def train_run(
         if kept != epoch:  # the selected epoch's weights, evaluated again (same values)
             selected = folder.load_selected()
             assert selected is not None and int(selected["epoch"]) == kept
-            model.load_state_dict(selected["model"])
+            kept_model.load_state_dict(selected["model"])
             val = validate()
         ledger.pictures = _picture_records(val.pictures)
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
@@ -247,7 +264,7 @@ def train_run(
             loggers.log_image("val/overlays", strip, kept)
         folder.write_pr_curve(val.histogram)
         folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
-        folder.save_model(_model_file(model, config, kept, val.metrics, cache.reading.window))
+        folder.save_model(_model_file(kept_model, config, kept, val.metrics, cache.reading.window))
     record = ledger.write(status, failure)
     loggers.close(status)
     watch.remove()
@@ -263,6 +280,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    average: WeightAverage | None,
     steps_per_epoch: int,
 ) -> int:
     """Restore the last epoch checkpoint; returns the epoch to continue with."""
@@ -271,6 +289,13 @@ def _resume(
     optimizer.load_state_dict(state["optimizer"])
     if "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+    if average is not None:
+        if "average" not in state:
+            raise ValueError(
+                f"{folder.checkpoint_path}: optim.ema_decay is set but the checkpoint holds "
+                "no averaged weights (it was written without optim.ema_decay)"
+            )
+        average.load_state_dict(state["average"])
     done = int(state["epoch"])
     if "scheduler" in state:
         scheduler.load_state_dict(state["scheduler"])
@@ -357,6 +382,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    average: WeightAverage | None,
     loader: DataLoader[Any],
     epoch: int,
     device: torch.device,
@@ -396,6 +422,8 @@ def _train_epoch(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if average is not None:
+            average.update(model)
         loss_sum += batch_loss
         batches += 1
         bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
@@ -576,6 +604,7 @@ class _Ledger:
             pictures=self.pictures,
             intensity_window=self.intensity_window,
             **self._selection(),
+            weight_average=self.config.optim.ema_decay,
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
         )
         self.folder.write_record(record)

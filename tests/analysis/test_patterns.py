@@ -101,3 +101,15 @@ def test_levels_separate_runs_when_every_run_has_tp_and_fp_on_every_picture(
     )
     assert groups[1].title.startswith("True positives per picture: 1 few, 2 few, 3 few")
     assert groups[1].title.endswith("false positives: 1 many, 2 many, 3 many")
+
+
+def test_captions_name_the_weight_average_when_runs_evaluated_one(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    assert fake_summary(runs).kept_words == "final epoch"
+    for r in runs:
+        r.weight_average = 0.999
+    assert fake_summary(runs).kept_words == "final epoch, weights averaged (decay 0.999)"
+    runs[0].weight_average = None
+    assert fake_summary(runs).kept_words == (
+        "final epoch, some runs' weights averaged (decay 0.999)"
+    )

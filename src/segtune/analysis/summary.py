@@ -54,6 +54,7 @@ class RunSummary:
     intervals: dict[str, Interval] = field(default_factory=dict)
     kept_epoch: int = 0  # the selected epoch (eval.select: best), else the last
     selected_by: str | None = None
+    weight_average: float | None = None  # optim.ema_decay: the values are the average's
 
     @property
     def label(self) -> str:
@@ -137,9 +138,16 @@ class StudySummary:
     @property
     def kept_words(self) -> str:
         """Which epoch the values come from: "final epoch", or "selected epoch (best by
-        val/best_f1)" when the runs keep their best epoch."""
+        val/best_f1)" when the runs keep their best epoch; then ", weights averaged
+        (decay 0.999)" when the runs evaluated a weight average (optim.ema_decay)."""
         keys = sorted({r.selected_by for r in self.runs if r.selected_by})
-        return f"selected epoch (best by {', '.join(keys)})" if keys else "final epoch"
+        words = f"selected epoch (best by {', '.join(keys)})" if keys else "final epoch"
+        decays = sorted({r.weight_average for r in self.runs if r.weight_average is not None})
+        if decays:
+            every = all(r.weight_average is not None for r in self.runs)
+            some = "" if every else "some runs' "
+            words += f", {some}weights averaged (decay {', '.join(f'{d:g}' for d in decays)})"
+        return words
 
     def differences_to_best(self) -> dict[str, Interval]:
         """Run label → interval of (its objective − the best run's), paired bootstrap
@@ -209,6 +217,7 @@ def read_run(
         final=dict(s.kept),
         kept_epoch=s.kept_epoch,
         selected_by=s.selected_by,
+        weight_average=s.weight_average,
         epochs_done=s.epochs_done,
         threshold=s.threshold,
         pictures=[
