@@ -36,11 +36,19 @@ WHERE_KEYS = frozenset(
     }
 )
 DATA_KEY = "data.pictures"
+# Settings added after studies were recorded whose "off" value trains exactly as before
+# they existed: left out of the identity while off, so those studies keep their
+# fingerprints and resume (a new setting must be added here with its off value).
+ADDED_OFF: dict[str, Any] = {"optim.ema_decay": None}
 
 
 def run_identity(config: RunConfig, data: str) -> dict[str, Any]:
     """The flat ``key → value`` identity of a run (``data`` is the data fingerprint)."""
-    flat = {k: v for k, v in flatten(config_to_dict(config)).items() if k not in WHERE_KEYS}
+    flat = {
+        k: v
+        for k, v in flatten(config_to_dict(config)).items()
+        if k not in WHERE_KEYS and not (k in ADDED_OFF and v == ADDED_OFF[k])
+    }
     flat[DATA_KEY] = data
     return flat
 
