@@ -512,3 +512,26 @@ def test_a_weight_average_is_what_the_run_evaluates_keeps_and_resumes(
 
     assert whole.weight_average == 0.9 and plain.weight_average is None
     assert kept_epoch_words(whole) == "epoch 3 of 3 (the last); weights averaged (decay 0.9)"
+
+
+def test_resuming_with_another_weight_average_setting_is_refused(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def stop_after_first(epoch: int, values: dict[str, float]) -> None:
+        raise KeyboardInterrupt
+
+    plain = tiny_config(demo_data, optim={"epochs": 2}, eval={"preview_pictures": 0})
+    with pytest.raises(KeyboardInterrupt):
+        train_run(plain, tmp_path / "run", reporter=stop_after_first, progress=False)
+    records = RunFolder(tmp_path / "run")
+    averaged = tiny_config(
+        demo_data, optim={"epochs": 2, "ema_decay": 0.9}, eval={"preview_pictures": 0}
+    )
+    records.write_config(averaged)
+    summary = (tmp_path / "run" / "summary.json").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint.pt" in err
+    assert "optim.ema_decay is 0.9 but the checkpoint holds no weight average" in err
+    assert (tmp_path / "run" / "summary.json").read_bytes() == summary  # nothing written

@@ -32,6 +32,7 @@ from segtune.data.subsets import (
     resolve_subsets,
     subset_seed,
 )
+from segtune.errors import ConfigError
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
 from segtune.loggers import Loggers
@@ -289,12 +290,16 @@ def _resume(
     optimizer.load_state_dict(state["optimizer"])
     if "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+    if (average is None) != ("average" not in state):
+        what = (
+            f"optim.ema_decay is {average.decay:g} but the checkpoint holds no weight average"
+            if average
+            else "the checkpoint holds a weight average but optim.ema_decay is not set"
+        )
+        raise ConfigError(
+            f"{folder.checkpoint_path}: {what}; resume with the run's own optim.ema_decay"
+        )
     if average is not None:
-        if "average" not in state:
-            raise ValueError(
-                f"{folder.checkpoint_path}: optim.ema_decay is set but the checkpoint holds "
-                "no averaged weights (it was written without optim.ema_decay)"
-            )
         average.load_state_dict(state["average"])
     done = int(state["epoch"])
     if "scheduler" in state:
