@@ -150,3 +150,8 @@ def test_sweep_prints_the_plan_once_when_a_study_starts(
     assert "plan of study" not in capsys.readouterr().out
     assert main(["sweep", str(spec), "--dir", str(tmp_path / "quiet"), "-q"]) == 0
     assert "plan of study" not in capsys.readouterr().out
+
+
+def test_the_probe_times_a_step_with_its_weight_average(demo_data: Path) -> None:
+    plan = make_plan(_spec(demo_data, optim={"ema_decay": 0.99}), measure=True)
+    assert plan.probe is not None and plan.probe.seconds_per_step > 0

@@ -316,6 +316,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
 
     import torch
 
+    from segtune.average import WeightAverage
     from segtune.data.cache import open_cache
     from segtune.data.pages import load_split
     from segtune.data.tiles import extract_page
@@ -343,6 +344,8 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     model = place_model(build_model(config.model), device, config.runtime.channels_last)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+    decay = config.optim.ema_decay
+    average = WeightAverage(model, decay) if decay else None
     forward = batch_forward(model, images, targets, valid, device, None)
 
     def backward(term: torch.Tensor) -> None:
@@ -352,6 +355,8 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         optimizer.zero_grad(set_to_none=True)
         step_gradients(model, forward, batch, micro, valid, config, backward)
         optimizer.step()
+        if average is not None:
+            average.update(model)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
