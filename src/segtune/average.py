@@ -28,6 +28,10 @@ class WeightAverage:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.updates = 0
+        # Which entries are averaged and which copied, found once (not every step).
+        state = self.model.state_dict()
+        self._floats = [k for k, v in state.items() if v.is_floating_point()]
+        self._copied = [k for k, v in state.items() if not v.is_floating_point()]
 
     def current_decay(self) -> float:
         """The decay the next update uses (ramped up over the first updates)."""
@@ -39,13 +43,11 @@ class WeightAverage:
         """Move the average towards ``model``'s current weights and buffers."""
         weight = 1.0 - self.current_decay()
         averaged, trained = self.model.state_dict(), model.state_dict()
-        floats = [k for k, v in averaged.items() if v.is_floating_point()]
         torch._foreach_lerp_(
-            [averaged[k] for k in floats], [trained[k].detach() for k in floats], weight
+            [averaged[k] for k in self._floats], [trained[k] for k in self._floats], weight
         )
-        for key, value in averaged.items():
-            if not value.is_floating_point():
-                value.copy_(trained[key])
+        for key in self._copied:
+            averaged[key].copy_(trained[key])
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:
