@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -167,6 +168,7 @@ def main() -> None:
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
     p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
+    p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
     a = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
@@ -190,6 +192,9 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         summary = train_run(config, tmp / "run", progress=False)
+        if a.keep:
+            shutil.copytree(tmp / "run", a.keep, dirs_exist_ok=True)
+            shutil.copy(val, a.keep / "val.csv")
         base = test_protocol(a.data, tmp / "run" / "model.pt", a.device, a.tta)
         print(
             f"baseline run: {time.perf_counter() - t0:.0f} s, kept epoch "

@@ -463,6 +463,26 @@ def test_flips_average_the_four_flipped_predictions(demo_data: Path) -> None:
     assert np.allclose(flips, manual, atol=1e-6) and not np.allclose(flips, p(image), atol=1e-4)
 
 
+def test_a_run_validated_with_flips_says_so(demo_data: Path, tmp_path: Path) -> None:
+    from segtune.analysis.summary import read_run
+    from segtune.records import kept_epoch_words
+
+    config = tiny_config(
+        demo_data, optim={"epochs": 1}, eval={"preview_pictures": 0, "tta": "flips"}
+    )
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.tta == "flips"
+    assert kept_epoch_words(record).endswith("; validated with test-time flips")
+    assert read_run("grid", 0, tmp_path / "run", {}).tta == "flips"
+    # A record written before the field existed: its config.yaml says what ran.
+    summary = tmp_path / "run" / "summary.json"
+    older = json.loads(summary.read_text())
+    del older["tta"]
+    summary.write_text(json.dumps(older))
+    assert RunRecord.load(summary).tta == "none"
+    assert read_run("grid", 0, tmp_path / "run", {}).tta == "flips"
+
+
 @pytest.mark.slow
 def test_a_weight_average_is_what_the_run_evaluates_keeps_and_resumes(
     demo_data: Path, tmp_path: Path

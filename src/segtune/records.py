@@ -143,6 +143,9 @@ class RunRecord(_Record):
     # optim.ema_decay: the values and kept weights are those of an exponential moving
     # average of the trained weights with this decay (None: the weights as trained).
     weight_average: float | None = None
+    # eval.tta: validation values are of probabilities averaged over test-time flips
+    # ("flips") or of the plain prediction ("none"; also records before this field).
+    tta: str = "none"
     metric_words: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -179,7 +182,8 @@ class RunRecord(_Record):
 def kept_epoch_words(record: RunRecord) -> str:
     """Which epoch a run's values, weights and threshold come from, in words, e.g.
     "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)", then
-    "; weights averaged (decay 0.999)" when optim.ema_decay was set."""
+    "; weights averaged (decay 0.999)" when optim.ema_decay was set, then "; validated
+    with test-time flips" when eval.tta was."""
     of = f"epoch {record.kept_epoch} of {record.epochs_done}"
     how = " (the last)" if record.selected_by is None else f", selected by {record.selected_by}"
     early = f"; stopped early at epoch {record.epochs_done}" if record.stopped_early else ""
@@ -188,7 +192,8 @@ def kept_epoch_words(record: RunRecord) -> str:
         if record.weight_average is not None
         else ""
     )
-    return f"{of}{how}{early}{average}"
+    flips = "; validated with test-time flips" if record.tta == "flips" else ""
+    return f"{of}{how}{early}{average}{flips}"
 
 
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays

@@ -610,6 +610,7 @@ class _Ledger:
             intensity_window=self.intensity_window,
             **self._selection(),
             weight_average=self.config.optim.ema_decay,
+            tta=self.config.eval.tta,
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
         )
         self.folder.write_record(record)

@@ -113,3 +113,14 @@ def test_captions_name_the_weight_average_when_runs_evaluated_one(tmp_path: Path
     assert fake_summary(runs).kept_words == (
         "final epoch, some runs' weights averaged (decay 0.999)"
     )
+
+
+def test_captions_name_test_time_flips_when_runs_were_validated_with_them(
+    tmp_path: Path,
+) -> None:
+    runs = _runs(tmp_path)
+    for r in runs:
+        r.tta = "flips"
+    assert fake_summary(runs).kept_words == "final epoch, validated with test-time flips"
+    runs[0].tta = "none"
+    assert fake_summary(runs).kept_words == "final epoch, some runs validated with test-time flips"

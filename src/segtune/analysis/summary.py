@@ -55,6 +55,7 @@ class RunSummary:
     kept_epoch: int = 0  # the selected epoch (eval.select: best), else the last
     selected_by: str | None = None
     weight_average: float | None = None  # optim.ema_decay: the values are the average's
+    tta: str = "none"  # eval.tta: the values are of probabilities averaged over flips
 
     @property
     def label(self) -> str:
@@ -139,7 +140,8 @@ class StudySummary:
     def kept_words(self) -> str:
         """Which epoch the values come from: "final epoch", or "selected epoch (best by
         val/best_f1)" when the runs keep their best epoch; then ", weights averaged
-        (decay 0.999)" when the runs evaluated a weight average (optim.ema_decay)."""
+        (decay 0.999)" when the runs evaluated a weight average (optim.ema_decay), and
+        ", validated with test-time flips" when they evaluated with eval.tta: flips."""
         keys = sorted({r.selected_by for r in self.runs if r.selected_by})
         words = f"selected epoch (best by {', '.join(keys)})" if keys else "final epoch"
         decays = sorted({r.weight_average for r in self.runs if r.weight_average is not None})
@@ -147,6 +149,9 @@ class StudySummary:
             every = all(r.weight_average is not None for r in self.runs)
             some = "" if every else "some runs' "
             words += f", {some}weights averaged (decay {', '.join(f'{d:g}' for d in decays)})"
+        flipped = [r.tta == "flips" for r in self.runs]
+        if any(flipped):
+            words += f", {'' if all(flipped) else 'some runs '}validated with test-time flips"
         return words
 
     def differences_to_best(self) -> dict[str, Interval]:
@@ -205,6 +210,9 @@ def read_run(
     if records.config_path.exists():
         trained = flatten(load_yaml(records.config_path))
         params = {k: trained.get(k, v) for k, v in params.items()}
+        tta = str(trained.get("eval.tta", s.tta))  # what it ran with, for older records too
+    else:
+        tta = s.tta
     status: str = s.status
     if status == "running" and not live:
         status = "interrupted"
@@ -218,6 +226,7 @@ def read_run(
         kept_epoch=s.kept_epoch,
         selected_by=s.selected_by,
         weight_average=s.weight_average,
+        tta=tta,
         epochs_done=s.epochs_done,
         threshold=s.threshold,
         pictures=[
