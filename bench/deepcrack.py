@@ -37,6 +37,7 @@ from _common import DEEPCRACK, machine, parser  # isort: skip
 from segtune.config import build_run_config
 from segtune.data.pairs import load_pictures
 from segtune.predict import Predictor
+from segtune.records import tta_words
 from segtune.score import pixel_shares
 from segtune.study.spec import build_spec
 from segtune.study.sweep import StudyRunner
@@ -61,7 +62,9 @@ def carve(data: Path, tmp: Path, val_count: int, seed: int) -> tuple[Path, Path]
     return paths["train"], paths["val"]
 
 
-def test_protocol(data: Path, checkpoint: Path, device: str, tta: str) -> dict[str, float]:
+def test_protocol(
+    data: Path, checkpoint: Path, device: str, tta: str, scales: list[float]
+) -> dict[str, float]:
     """Published protocol on test/: exact pixel matching, TP/FP/FN summed over the test
     set, the best threshold in 0.01 steps (the dataset-best F1); and, honestly, F1 at the
     threshold selected on the validation split (what ``segtune evaluate --threshold best``
@@ -69,7 +72,7 @@ def test_protocol(data: Path, checkpoint: Path, device: str, tta: str) -> dict[s
     from segtune.data.io import read_image, read_mask
 
     predictor = Predictor.load(checkpoint, device)
-    predictor.tta = tta
+    predictor.augment(tta, scales)
     pos, neg = np.zeros(100, np.int64), np.zeros(100, np.int64)
     chosen = predictor.best_threshold or 0.5
     tp = fp = fn = 0
@@ -123,13 +126,23 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
         },
         "loss": {"bce_weight": a.bce_weight, "pos_weight": a.pos_weight, "dice_smooth": 1e-5},
         "sampling": {"positive_fraction": a.positive_fraction, "augment": a.augment.split(",")},
-        "eval": {"preview_pictures": 0, "train_eval_pictures": 20, "tta": a.tta},
+        "eval": {
+            "preview_pictures": 0,
+            "train_eval_pictures": 20,
+            "tta": a.tta,
+            "tta_scales": scales(a),
+        },
         "runtime": {
             "device": a.device,
             "precision": a.precision,
+            "seed": a.seed,
             "num_workers": 0 if a.device == "cpu" else 4,
         },
     }
+
+
+def scales(a: Any) -> list[float]:
+    return [float(s) for s in a.tta_scales.split(",")]
 
 
 def fit_epochs(tree: dict[str, Any], tmp: Path, wanted: int, seconds: float) -> int:
@@ -153,7 +166,8 @@ def main() -> None:
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
-    p.add_argument("--tta", default="flips", choices=("none", "flips"), help="at test time")
+    p.add_argument("--tta", default="flips", choices=("none", "flips", "dihedral"), help="eval.tta")
+    p.add_argument("--tta-scales", default="1", help="eval.tta_scales, comma-separated")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--bce-weight", type=float, default=0.2)
     p.add_argument("--pos-weight", type=float, default=1.0)
@@ -169,6 +183,7 @@ def main() -> None:
     p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
     p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
+    p.add_argument("--seed", type=int, default=0, help="runtime.seed (weights, sampling)")
     a = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
@@ -188,14 +203,16 @@ def main() -> None:
             f"{len(load_pictures(a.data / 'train')) - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
             f"precision {a.precision}, schedule {config.optim.schedule}, "
             f"weight average {config.optim.ema_decay or 'none'}, kept epoch by "
-            f"{config.eval.select_key}, test-time {a.tta} (validation too)"
+            f"{config.eval.select_key}, test-time "
+            f"{tta_words(config.eval.tta, config.eval.tta_scales)} (validation too), "
+            f"seed {a.seed}"
         )
         t0 = time.perf_counter()
         summary = train_run(config, tmp / "run", progress=False)
         if a.keep:
             shutil.copytree(tmp / "run", a.keep, dirs_exist_ok=True)
             shutil.copy(val, a.keep / "val.csv")
-        base = test_protocol(a.data, tmp / "run" / "model.pt", a.device, a.tta)
+        base = test_protocol(a.data, tmp / "run" / "model.pt", a.device, a.tta, scales(a))
         print(
             f"baseline run: {time.perf_counter() - t0:.0f} s, kept epoch "
             f"{summary.kept_epoch} of {summary.epochs_done} (by {summary.selected_by}), "
@@ -261,7 +278,11 @@ def main() -> None:
                 f"  diff {diffs.get(r.label, '')}  tied {'yes' if r.label in tied else 'no'}"
             )
         tuned = test_protocol(
-            a.data, tmp / "study" / best.user_attrs["run_dir"] / "model.pt", a.device, a.tta
+            a.data,
+            tmp / "study" / best.user_attrs["run_dir"] / "model.pt",
+            a.device,
+            a.tta,
+            scales(a),
         )
         print(
             f"loss study: bce_weight x pos_weight = 2 x 2, {a.study_epochs} epoch(s) each, selected by "

@@ -73,6 +73,7 @@ def evaluate_run(
     threshold: str | float = 0.5,
     split: str = "test",
     tta: str | None = None,
+    tta_scales: Sequence[float] | None = None,
     device: str = "auto",
 ) -> Evaluation:
     """Score a checkpoint on labelled pictures (as ``segtune evaluate``)."""
@@ -80,8 +81,7 @@ def evaluate_run(
     from segtune.score import evaluate_checkpoint, find_labelled
 
     predictor = Predictor.load(Path(checkpoint), device)
-    if tta is not None:
-        predictor.tta = tta
+    predictor.augment(tta, tta_scales)
     value = predictor.threshold(str(threshold))
     source = "selected on the validation split" if threshold == "best" else "given"
     pictures = find_labelled([Path(p) for p in data])

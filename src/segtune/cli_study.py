@@ -10,6 +10,8 @@ from typing import Any
 
 from segtune.study import STORAGE_ENV
 
+TTA_CHOICES = ("none", "flips", "dihedral")  # eval.tta (segtune.infer.VIEWS; tested equal)
+
 
 def _configure_threads() -> None:
     threads = os.environ.get("SEGTUNE_THREADS")
@@ -81,8 +83,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_out_dir(Path(args.out))
     predictor = Predictor.load(Path(args.checkpoint), args.device)
-    if args.tta is not None:
-        predictor.tta = args.tta
+    predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
     items = [Path(p) for p in args.pictures]
     inputs = collect_inputs(items)
@@ -121,8 +122,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if value:
             check_out_dir(Path(value).parent, option)
     predictor = Predictor.load(Path(args.checkpoint), args.device)
-    if args.tta is not None:
-        predictor.tta = args.tta
+    predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
     source = (
         f"selected on the validation split at epoch {predictor.epoch}"
@@ -264,7 +264,12 @@ def add_commands(sub: Any) -> None:
         help="also write <stem>-prob.png (8- or 16-bit; default 16)",
     )
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
-    p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
+    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
+    p.add_argument(
+        "--tta-scales",
+        metavar="0.75,1,1.25",
+        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_predict)
 
@@ -291,7 +296,12 @@ def add_commands(sub: Any) -> None:
         default="0.5",
         help="a number in (0, 1), or 'best': the threshold selected on the validation split",
     )
-    p.add_argument("--tta", choices=("none", "flips"), help="default: the run's eval.tta")
+    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
+    p.add_argument(
+        "--tta-scales",
+        metavar="0.75,1,1.25",
+        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
+    )
     p.add_argument(
         "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
     )

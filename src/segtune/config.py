@@ -119,6 +119,16 @@ class PagesConfig(_Frozen):
     resize: Resize | None = None
     blend: Literal["mean", "gaussian", "linear"] = "mean"
 
+    def resize_at(self, factor: float) -> tuple[float | None, int | None]:
+        """(scale, longest_side) of the resize times ``factor`` (a test-time scale)."""
+        r = self.resize
+        if r is None:
+            return (None if factor == 1.0 else factor), None
+        if r.scale is not None:
+            return r.scale * factor, None
+        assert r.longest_side is not None
+        return None, max(8, round(r.longest_side * factor))
+
     @model_validator(mode="after")
     def _overlap_below_page(self) -> PagesConfig:
         if self.patch_overlap >= self.page_size:
@@ -201,8 +211,13 @@ class EvalConfig(_Frozen):
     select: Literal["last", "best"] = "best"
     select_key: str = "val/best_f1"
     # Test-time augmentation in evaluation, evaluate and predict: the mean probability
-    # over the identity, horizontal, vertical and both flips.
-    tta: Literal["none", "flips"] = "none"
+    # over the identity, horizontal, vertical and both flips ("flips"), or those and the
+    # same four of the transposed page ("dihedral": the 8 symmetries of a square page),
+    # at each of ``tta_scales`` (factors on pages.resize, or on the picture's own size).
+    tta: Literal["none", "flips", "dihedral"] = "none"
+    tta_scales: list[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(
+        default_factory=lambda: [1.0], min_length=1, max_length=8
+    )
 
     @field_validator("train_eval_pictures", mode="before")
     @classmethod
@@ -218,6 +233,13 @@ class EvalConfig(_Frozen):
         if split != "val" or name not in METRIC_WORDS or name in ("loss", "lr"):
             known = ", ".join(f"val/{m}" for m in METRIC_WORDS if m not in ("loss", "lr"))
             raise ValueError(f"{value!r} is not a validation metric; one of {known}")
+        return value
+
+    @field_validator("tta_scales")
+    @classmethod
+    def _distinct_scales(cls, value: list[float]) -> list[float]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each scale once (got {value})")
         return value
 
     def train_pass_due(self, epoch: int, epochs: int) -> bool:

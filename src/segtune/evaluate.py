@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,8 +14,7 @@ from torch import nn
 from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
-from segtune.data.tiles import resize_probabilities
-from segtune.infer import predict_probabilities
+from segtune.infer import predict_at_scales
 from segtune.metrics import (
     Counts,
     PictureCounts,
@@ -51,25 +51,35 @@ def evaluate_split(
     batch_pages: int = 8,
     on_picture: Callable[[], None] | None = None,
     tta: str = "none",
+    tta_scales: Sequence[float] = (1.0,),
 ) -> SplitResult:
     """Evaluate full stitched pictures at their original size.
 
-    Probabilities are computed on the resized picture and resized back, then compared
-    with the original mask. The first ``keep_previews`` probability maps are kept.
+    Probabilities are computed on the resized picture (at each test-time scale) and
+    resized back, then compared with the original mask. The first ``keep_previews``
+    probability maps are kept.
     """
-    scale = pages.resize.scale if pages.resize else None
-    longest = pages.resize.longest_side if pages.resize else None
     counts = Counts()
     hist = ProbabilityHistogram(bins)
     result = SplitResult(metrics={}, histogram=hist)
     for i, pic in enumerate(pictures):
-        image = np.asarray(cache.get(pic.image, "image", scale, longest))
         mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
         valid = cache.valid(pic)  # at the original size, like the mask
-        prob = predict_probabilities(
-            model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages, tta=tta
+
+        def image_at(factor: float, path: Path = pic.image) -> NDArray[np.uint8]:
+            return np.asarray(cache.get(path, "image", *pages.resize_at(factor)))
+
+        prob = predict_at_scales(
+            model,
+            image_at,
+            mask.shape,
+            pages,
+            device,
+            scales=tta_scales,
+            amp_dtype=amp_dtype,
+            batch_pages=batch_pages,
+            tta=tta,
         )
-        prob = resize_probabilities(prob, mask.shape)
         if not np.all(np.isfinite(prob)):
             raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
         c = confusion_counts(prob, mask, threshold, valid)

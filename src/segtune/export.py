@@ -74,6 +74,7 @@ def export_metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
         "best_threshold": predictor.best_threshold,
         "epoch": predictor.epoch,
         "tta": predictor.tta,
+        "tta_scales": predictor.tta_scales,
     }
 
 

@@ -6,13 +6,15 @@ inferers): evaluation, ``segtune predict`` and exports use it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import nn
 
 from segtune.config import PagesConfig
-from segtune.data.tiles import Stitcher, extract_page, page_origins
+from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
 from segtune.model import normalise
 from segtune.runtime import autocast, memory_format
 
@@ -32,7 +34,8 @@ def predict_probabilities(
 
     Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
     With ``tta="flips"`` each page's probability is the mean over the identity and the
-    horizontal, vertical and both flips (each flipped back before averaging).
+    horizontal, vertical and both flips (each flipped back before averaging); with
+    ``tta="dihedral"`` over those four and the same four of the transposed page.
     """
     model.eval()
     h, w = image.shape[:2]
@@ -49,21 +52,61 @@ def predict_probabilities(
     return stitcher.finalize()
 
 
+def predict_at_scales(
+    model: nn.Module,
+    image_at: Callable[[float], NDArray[np.uint8]],
+    shape: tuple[int, int],
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    scales: Sequence[float] = (1.0,),
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+    tta: str = "none",
+) -> NDArray[np.float32]:
+    """Probability map at ``shape`` (the picture's own size): the mean over ``scales``
+    (eval.tta_scales) of the map of ``image_at(scale)`` (the picture resized by
+    pages.resize times that factor), each resized back to ``shape``."""
+    total: NDArray[np.float32] | None = None
+    for scale in scales:
+        prob = predict_probabilities(
+            model,
+            image_at(scale),
+            pages,
+            device,
+            amp_dtype=amp_dtype,
+            batch_pages=batch_pages,
+            tta=tta,
+        )
+        prob = resize_probabilities(prob, shape)
+        total = prob if total is None else total + prob
+    assert total is not None
+    return total if len(scales) == 1 else (total / len(scales)).astype(np.float32)
+
+
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))  # identity, h, v, both
+VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {  # (transposed, flips)
+    "none": ((False, ()),),
+    "flips": tuple((False, dims) for dims in FLIPS),
+    "dihedral": tuple((t, dims) for t in (False, True) for dims in FLIPS),
+}
 
 
 def _page_probabilities(
     model: nn.Module, x: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None, tta: str
 ) -> torch.Tensor:
-    """(N, H, W) probabilities of a normalised batch, averaged over flips when asked."""
-    flips = FLIPS if tta == "flips" else FLIPS[:1]
+    """(N, H, W) probabilities of a normalised batch of square pages, averaged over the
+    views of ``tta`` (each mapped back before averaging)."""
+    views = VIEWS[tta]
     total: torch.Tensor | None = None
-    for dims in flips:
-        xi = torch.flip(x, dims) if dims else x
+    for transposed, dims in views:
+        xi = x.transpose(2, 3) if transposed else x
+        xi = torch.flip(xi, dims) if dims else xi
         with autocast(device, amp_dtype):
             logits = model(xi)
         prob = torch.sigmoid(logits.float())
         prob = torch.flip(prob, dims) if dims else prob
+        prob = prob.transpose(2, 3) if transposed else prob
         total = prob if total is None else total + prob
     assert total is not None
-    return (total / len(flips))[:, 0]
+    return (total / len(views))[:, 0]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from segtune.config import RunConfig
 from segtune.data.io import image_size, read_mask
@@ -320,7 +321,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     from segtune.data.cache import open_cache
     from segtune.data.pages import load_split
     from segtune.data.tiles import extract_page
-    from segtune.infer import predict_probabilities
+    from segtune.infer import predict_at_scales
     from segtune.model import build_model
     from segtune.runtime import place_model, resolve_device
     from segtune.step import batch_forward, step_gradients
@@ -379,22 +380,25 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kind = "process peak resident"
     picture = val[0]
-    image = np.asarray(
-        cache.image(
-            picture.image,
-            *(
-                (config.pages.resize.scale, config.pages.resize.longest_side)
-                if config.pages.resize
-                else (None, None)
-            ),
-        )
-    )
+    h, w = image_size(picture.image)
+
+    def image_at(factor: float) -> NDArray[np.uint8]:
+        return np.asarray(cache.image(picture.image, *config.pages.resize_at(factor)))
+
+    for factor in config.eval.tta_scales:  # decoded once, as in training's later epochs
+        image_at(factor)
     t0 = time.perf_counter()
-    predict_probabilities(
-        model, image, config.pages, device, batch_pages=micro, tta=config.eval.tta
+    predict_at_scales(
+        model,
+        image_at,
+        (h, w),
+        config.pages,
+        device,
+        scales=config.eval.tta_scales,
+        batch_pages=micro,
+        tta=config.eval.tta,
     )
     eval_s = time.perf_counter() - t0
-    h, w = image_size(picture.image)
     return Probe(statistics.median(times), eval_s / (h * w / 1e6), memory, kind, largest)
 
 

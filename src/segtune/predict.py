@@ -13,17 +13,18 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from PIL import Image
+from pydantic import ValidationError
 from torch import nn
 
-from segtune.config import RunConfig, build_run_config
+from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
 from segtune.data.pairs import manifest_rows
-from segtune.data.tiles import resize_image, resize_probabilities, resized_shape
+from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
-from segtune.infer import predict_probabilities
+from segtune.infer import VIEWS, predict_at_scales
 from segtune.model import build_model
 from segtune.progress import Progress
-from segtune.records import atomic_write_bytes
+from segtune.records import atomic_write_bytes, tta_words
 from segtune.runtime import autocast_dtype, place_model, resolve_device
 
 
@@ -38,6 +39,7 @@ class Predictor:
     reading: ImageReading = DEFAULT_READING  # channels and intensity window of the run
     epoch: int | None = None  # the epoch whose weights these are (the run's kept epoch)
     tta: str = "none"  # eval.tta of the run, unless overridden (evaluate/predict --tta)
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])  # eval.tta_scales
     # The kept epoch's validation values (counts, F1, …): empty for checkpoints that
     # predate segtune 0.2's model.pt metrics.
     validation: dict[str, float] = field(default_factory=dict)
@@ -84,25 +86,57 @@ class Predictor:
             _reading(state, config),
             None if epoch is None else int(epoch),
             config.eval.tta,
+            list(config.eval.tta_scales),
             validation,
         )
 
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
-        """Probability map at the picture's own size (resize applied and inverted)."""
-        r = self.config.pages.resize
-        shape = resized_shape(
-            image.shape[0], image.shape[1], r.scale if r else None, r.longest_side if r else None
-        )
-        prob = predict_probabilities(
+        """Probability map at the picture's own size (resize applied and inverted; the
+        mean over the test-time scales)."""
+        h, w = image.shape[:2]
+        pages = self.config.pages
+
+        def image_at(factor: float) -> NDArray[np.uint8]:
+            return resize_image(image, resized_shape(h, w, *pages.resize_at(factor)))
+
+        return predict_at_scales(
             self.model,
-            resize_image(image, shape),
-            self.config.pages,
+            image_at,
+            (h, w),
+            pages,
             self.device,
+            scales=self.tta_scales,
             batch_pages=batch_pages,
             amp_dtype=autocast_dtype(self.config.runtime.precision, self.device),
             tta=self.tta,
         )
-        return resize_probabilities(prob, image.shape[:2])
+
+    def augment(self, tta: str | None, scales: str | Sequence[float] | None) -> None:
+        """Override the run's eval.tta / eval.tta_scales (``--tta``, ``--tta-scales``
+        "0.75,1,1.25"); None keeps the run's. Bad scales: one line naming the option."""
+        if tta is not None:
+            if tta not in VIEWS:
+                raise ConfigError(f"--tta: expected one of {', '.join(VIEWS)} (got {tta!r})")
+            self.tta = tta
+        if scales is None:
+            return
+        try:
+            values = (
+                [float(s) for s in scales.split(",")] if isinstance(scales, str) else list(scales)
+            )
+            self.tta_scales = list(EvalConfig(tta_scales=values).tta_scales)
+        except (ValueError, ValidationError) as exc:
+            why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ConfigError(
+                f"--tta-scales: expected distinct factors in [0.25, 4] such as 0.75,1,1.25 "
+                f"({why}; got {scales!r})"
+            ) from exc
+
+    @property
+    def augmentation_changed(self) -> bool:
+        """Whether predictions use another test-time augmentation than the run's
+        validation did (so its selected threshold is not matched to them)."""
+        return (self.tta, self.tta_scales) != (self.config.eval.tta, self.config.eval.tta_scales)
 
     def threshold(self, value: str | float) -> float:
         if value == "best":
@@ -112,12 +146,14 @@ class Predictor:
                     "(its model collapsed: no probability reached the first bin; or it "
                     "predates segtune 0.2)"
                 )
-            if self.tta != self.config.eval.tta:
+            if self.augmentation_changed:
+                ran = tta_words(self.config.eval.tta, self.config.eval.tta_scales)
+                here = tta_words(self.tta, self.tta_scales)
                 print(
                     f"warning: --threshold best was selected on validation with test-time "
-                    f"augmentation {self.config.eval.tta!r}, used here with {self.tta!r}: the "
-                    "probabilities differ, so the threshold is not matched (train with "
-                    f"eval.tta: {self.tta} for one that is)",
+                    f"augmentation {ran!r}, used here with {here!r}: the probabilities "
+                    "differ, so the threshold is not matched (train with these eval.tta and "
+                    "eval.tta_scales for one that is)",
                     file=sys.stderr,
                 )
             return self.best_threshold

@@ -143,9 +143,11 @@ class RunRecord(_Record):
     # optim.ema_decay: the values and kept weights are those of an exponential moving
     # average of the trained weights with this decay (None: the weights as trained).
     weight_average: float | None = None
-    # eval.tta: validation values are of probabilities averaged over test-time flips
-    # ("flips") or of the plain prediction ("none"; also records before this field).
+    # eval.tta / eval.tta_scales: validation values are of probabilities averaged over
+    # these test-time views and scales ("none", [1.0]: the plain prediction; also records
+    # before these fields).
     tta: str = "none"
+    tta_scales: list[float] = Field(default_factory=lambda: [1.0])
     metric_words: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -183,7 +185,7 @@ def kept_epoch_words(record: RunRecord) -> str:
     """Which epoch a run's values, weights and threshold come from, in words, e.g.
     "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)", then
     "; weights averaged (decay 0.999)" when optim.ema_decay was set, then "; validated
-    with test-time flips" when eval.tta was."""
+    with test-time flips" when eval.tta (or eval.tta_scales) was."""
     of = f"epoch {record.kept_epoch} of {record.epochs_done}"
     how = " (the last)" if record.selected_by is None else f", selected by {record.selected_by}"
     early = f"; stopped early at epoch {record.epochs_done}" if record.stopped_early else ""
@@ -192,8 +194,17 @@ def kept_epoch_words(record: RunRecord) -> str:
         if record.weight_average is not None
         else ""
     )
-    flips = "; validated with test-time flips" if record.tta == "flips" else ""
-    return f"{of}{how}{early}{average}{flips}"
+    words = tta_words(record.tta, record.tta_scales)
+    views = f"; validated with test-time {words}" if words != "none" else ""
+    return f"{of}{how}{early}{average}{views}"
+
+
+def tta_words(tta: str, scales: Sequence[float]) -> str:
+    """eval.tta and eval.tta_scales in words: "none", "flips", "flips and transposes at
+    scales ×0.75, ×1, ×1.25", "scales ×0.5, ×1"."""
+    views = {"none": "", "flips": "flips", "dihedral": "flips and transposes"}[tta]
+    at = "" if list(scales) == [1.0] else "scales " + ", ".join(f"×{s:g}" for s in scales)
+    return " at ".join(w for w in (views, at) if w) or "none"
 
 
 PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays

@@ -31,6 +31,7 @@ from segtune.metrics import (
 )
 from segtune.predict import Predictor
 from segtune.progress import Progress
+from segtune.records import tta_words
 
 
 def pixel_shares(metrics: dict[str, float], split: str) -> tuple[float, float] | None:
@@ -55,6 +56,7 @@ class Evaluation:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     histogram: ProbabilityHistogram | None = None
     validation: dict[str, float] = field(default_factory=dict)  # the run's, kept epoch
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])
 
     def shares(self) -> dict[str, float]:
         """Positive shares of the scored and validation masks, and the scored share marked
@@ -105,7 +107,8 @@ class Evaluation:
         validation's, then one line per picture."""
         out = [
             f"{self.split}: {len(self.pictures)} pictures, threshold {self.threshold:g} "
-            f"({self.threshold_source}), test-time augmentation: {self.tta}"
+            f"({self.threshold_source}), test-time augmentation: "
+            f"{tta_words(self.tta, self.tta_scales)}"
         ]
         for name in ("precision", "recall", "f1", "iou", "ap", "best_f1"):
             key = f"{self.split}/{name}"
@@ -129,6 +132,7 @@ class Evaluation:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "tta": self.tta,
+            "tta_scales": self.tta_scales,
             "metrics": self.metrics,
             "intervals_95": {k: list(v) for k, v in self.intervals.items()},
             "pixel_shares": self.shares(),
@@ -179,6 +183,7 @@ def evaluate_checkpoint(
         batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
         on_picture=lambda: bar.update(1),
         tta=predictor.tta,
+        tta_scales=predictor.tta_scales,
     )
     bar.close()
     rows = [
@@ -194,6 +199,7 @@ def evaluate_checkpoint(
         rows,
         histogram=scored.histogram,
         validation=predictor.validation,
+        tta_scales=list(predictor.tta_scales),
     )
     samples = picture_samples(scored.pictures)
     for name, values in samples.items():

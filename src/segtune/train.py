@@ -464,6 +464,7 @@ def _evaluate(
         amp_dtype=amp_dtype,
         batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
         tta=config.eval.tta,
+        tta_scales=config.eval.tta_scales,
         on_picture=lambda: bar.update(1),
     )
     bar.close()
@@ -611,6 +612,7 @@ class _Ledger:
             **self._selection(),
             weight_average=self.config.optim.ema_decay,
             tta=self.config.eval.tta,
+            tta_scales=list(self.config.eval.tta_scales),
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
         )
         self.folder.write_record(record)

@@ -23,7 +23,7 @@ from segtune.analysis.intervals import (
 )
 from segtune.config import flatten, load_yaml
 from segtune.metrics import Direction, PictureCounts, ranking
-from segtune.records import RunFolder, RunRecord
+from segtune.records import RunFolder, RunRecord, tta_words
 from segtune.study.claims import ClaimBoard
 from segtune.study.spec import SEED_KEY, ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
@@ -56,6 +56,7 @@ class RunSummary:
     selected_by: str | None = None
     weight_average: float | None = None  # optim.ema_decay: the values are the average's
     tta: str = "none"  # eval.tta: the values are of probabilities averaged over flips
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])  # … and these scales
 
     @property
     def label(self) -> str:
@@ -149,9 +150,11 @@ class StudySummary:
             every = all(r.weight_average is not None for r in self.runs)
             some = "" if every else "some runs' "
             words += f", {some}weights averaged (decay {', '.join(f'{d:g}' for d in decays)})"
-        flipped = [r.tta == "flips" for r in self.runs]
-        if any(flipped):
-            words += f", {'' if all(flipped) else 'some runs '}validated with test-time flips"
+        views = [tta_words(r.tta, r.tta_scales) for r in self.runs]
+        named = sorted(set(views) - {"none"})
+        if named:
+            some = "" if "none" not in views else "some runs "
+            words += f", {some}validated with test-time {' or '.join(named)}"
         return words
 
     def differences_to_best(self) -> dict[str, Interval]:
@@ -211,8 +214,9 @@ def read_run(
         trained = flatten(load_yaml(records.config_path))
         params = {k: trained.get(k, v) for k, v in params.items()}
         tta = str(trained.get("eval.tta", s.tta))  # what it ran with, for older records too
+        tta_scales = [float(x) for x in trained.get("eval.tta_scales", s.tta_scales)]
     else:
-        tta = s.tta
+        tta, tta_scales = s.tta, s.tta_scales
     status: str = s.status
     if status == "running" and not live:
         status = "interrupted"
@@ -227,6 +231,7 @@ def read_run(
         selected_by=s.selected_by,
         weight_average=s.weight_average,
         tta=tta,
+        tta_scales=tta_scales,
         epochs_done=s.epochs_done,
         threshold=s.threshold,
         pictures=[
