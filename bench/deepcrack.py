@@ -4,7 +4,8 @@
         [--scale 0.5] [--page 128] [--encoder resnet18] [--batch 8] [--precision bf16]
         [--bce-weight 0.2] [--pos-weight 1] [--positive-fraction 0.25] [--val 30]
         [--augment hflip,vflip,rot90[,zoom,brightness_contrast]]
-        [--tta flips|none] [--no-study] [--fit-s SECONDS] [--data FOLDER]
+        [--tta dihedral|flips|none] [--tta-scales 0.75,1,1.25] [--ema DECAY] [--seed 0]
+        [--no-study] [--fit-s SECONDS] [--data FOLDER] [--keep FOLDER]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
 it, evaluates on test/ with the published protocol (exact pixel matching, TP/FP/FN
@@ -14,9 +15,10 @@ bce_weight × pos_weight study selected by validation F1, and its best run on te
 The default is the best setting measured within 60 minutes on a 2-core CPU
 (BENCHMARKS.md): Unet/ResNet-18 from random weights, bf16 autocast, pictures at half
 size, 25 epochs, and the loss settings the small loss study selected (bce_weight 0.2,
-pos_weight 1); the printed settings say exactly what ran. The validation split is evaluated with the same
-test-time augmentation as test/, so the threshold it selects is matched to the
-probabilities it is applied to. ``--fit-s`` trains one probe epoch first and lowers
+pos_weight 1), and test-time augmentation over the 8 symmetries of a page at scales
+×0.75, ×1, ×1.25; the printed settings say exactly what ran. The validation split is
+evaluated with the same test-time augmentation as test/, so the threshold it selects is
+matched to the probabilities it is applied to. ``--fit-s`` trains one probe epoch first and lowers
 ``--epochs`` to what fits in that many seconds on this machine.
 """
 
@@ -166,8 +168,10 @@ def main() -> None:
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
-    p.add_argument("--tta", default="flips", choices=("none", "flips", "dihedral"), help="eval.tta")
-    p.add_argument("--tta-scales", default="1", help="eval.tta_scales, comma-separated")
+    p.add_argument(
+        "--tta", default="dihedral", choices=("none", "flips", "dihedral"), help="eval.tta"
+    )
+    p.add_argument("--tta-scales", default="0.75,1,1.25", help="eval.tta_scales, comma-separated")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--bce-weight", type=float, default=0.2)
     p.add_argument("--pos-weight", type=float, default=1.0)
