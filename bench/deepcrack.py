@@ -5,6 +5,7 @@
         [--bce-weight 0.2] [--pos-weight 1] [--positive-fraction 0.25] [--val 30]
         [--augment hflip,vflip,rot90[,zoom,brightness_contrast]]
         [--tta dihedral|flips|none] [--tta-scales 0.75,1,1.25] [--ema DECAY] [--seed 0]
+        [--select best|last]
         [--no-study] [--fit-s SECONDS] [--data FOLDER] [--keep FOLDER]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
@@ -39,7 +40,7 @@ from _common import DEEPCRACK, machine, parser  # isort: skip
 from segtune.config import build_run_config
 from segtune.data.pairs import load_pictures
 from segtune.predict import Predictor
-from segtune.records import tta_words
+from segtune.records import kept_epoch_words, tta_words
 from segtune.score import pixel_shares
 from segtune.study.spec import build_spec
 from segtune.study.sweep import StudyRunner
@@ -130,6 +131,7 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
         "sampling": {"positive_fraction": a.positive_fraction, "augment": a.augment.split(",")},
         "eval": {
             "preview_pictures": 0,
+            "select": a.select,
             "train_eval_pictures": 20,
             "tta": a.tta,
             "tta_scales": scales(a),
@@ -183,6 +185,9 @@ def main() -> None:
     p.add_argument(
         "--ema", type=float, default=None, help="optim.ema_decay (default: the weights as trained)"
     )
+    p.add_argument(
+        "--select", default="best", choices=("best", "last"), help="eval.select (kept epoch)"
+    )
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
     p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
@@ -206,8 +211,8 @@ def main() -> None:
             f"positive_fraction {a.positive_fraction:g}, augment {a.augment}, "
             f"{len(load_pictures(a.data / 'train')) - a.val} train / {a.val} val (carved from train, seed 0), device {a.device}, "
             f"precision {a.precision}, schedule {config.optim.schedule}, "
-            f"weight average {config.optim.ema_decay or 'none'}, kept epoch by "
-            f"{config.eval.select_key}, test-time "
+            f"weight average {config.optim.ema_decay or 'none'}, kept epoch: "
+            f"{'the last' if config.eval.select == 'last' else 'by ' + config.eval.select_key}, test-time "
             f"{tta_words(config.eval.tta, config.eval.tta_scales)} (validation too), "
             f"seed {a.seed}"
         )
@@ -218,9 +223,9 @@ def main() -> None:
             shutil.copy(val, a.keep / "val.csv")
         base = test_protocol(a.data, tmp / "run" / "model.pt", a.device, a.tta, scales(a))
         print(
-            f"baseline run: {time.perf_counter() - t0:.0f} s, kept epoch "
-            f"{summary.kept_epoch} of {summary.epochs_done} (by {summary.selected_by}), "
-            f"validation F1 {summary.kept['val/f1']:.3f} (threshold 0.5)"
+            f"baseline run: {time.perf_counter() - t0:.0f} s, kept {kept_epoch_words(summary)}, "
+            f"validation F1 {summary.kept['val/f1']:.3f} at threshold 0.5, "
+            f"{summary.kept['val/best_f1']:.3f} at its best threshold"
         )
         print(
             f"{'model':28s} {'precision':>9s} {'recall':>7s} {'F1':>6s}  (test/, best threshold in 0.01 steps)"

@@ -430,9 +430,45 @@ def test_early_stopping_ends_a_run_that_stops_improving(demo_data: Path, tmp_pat
     assert "train/recall" in record.final  # the training-split pass runs when it stops
     from segtune.records import kept_epoch_words
 
+    # val/collapsed has no per-picture form: the lead over the last epoch, no interval.
+    margin = record.selection_margin
+    assert margin is not None and margin.last_epoch == 2 and margin.low is None
     assert kept_epoch_words(record) == (
-        "epoch 1 of 2, selected by val/collapsed; stopped early at epoch 2"
+        "epoch 1 of 2, selected by val/collapsed (0.0000 against 0.0000 at epoch 2: +0.0000);"
+        " stopped early at epoch 2"
     )
+
+
+def test_the_selected_epochs_lead_over_the_last_is_given_with_its_interval() -> None:
+    from segtune.evaluate import SplitResult
+    from segtune.metrics import PictureCounts, ProbabilityHistogram
+    from segtune.records import RunRecord, kept_epoch_words
+    from segtune.train import _selection_margin
+
+    def split(tp: list[int]) -> SplitResult:
+        pictures = [PictureCounts(i + 1, f"p{i}", t, 10, 100 - t, 100) for i, t in enumerate(tp)]
+        f1 = 2 * sum(tp) / (2 * sum(tp) + 10 * len(tp) + sum(100 - t for t in tp))
+        return SplitResult({"val/f1": f1}, ProbabilityHistogram(10), pictures)
+
+    kept, last = split([90, 40, 85, 60]), split([80, 45, 80, 62])
+    margin = _selection_margin("val/f1", kept, last, 7)
+    assert margin is not None and margin.last_epoch == 7 and margin.low is not None
+    lead = 550 / 715 - 534 / 707  # F1 = 2·TP / (2·TP + FP + FN) summed over the pictures
+    assert margin.kept_value - margin.last_value == pytest.approx(lead, abs=1e-12)
+    assert margin.within_noise  # one picture of four went the other way
+    record = RunRecord(
+        status="completed",
+        epochs=9,
+        epochs_done=9,
+        threshold=0.5,
+        selected_epoch=5,
+        selected_by="val/f1",
+        selection_margin=margin,
+    )
+    words = kept_epoch_words(record)
+    assert words.startswith("epoch 5 of 9, selected by val/f1 (") and "at epoch 7: +0.0139" in words
+    assert words.endswith("over the validation pictures, within picture-sample noise)")
+    assert _selection_margin("train/f1", kept, last, 7) is None  # not in the validation values
 
 
 def test_flips_average_the_four_flipped_predictions(demo_data: Path) -> None:

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader
 
+from segtune.analysis.intervals import paired_difference
 from segtune.average import WeightAverage
 from segtune.config import RunConfig, config_to_dict, flatten
 from segtune.data.cache import PictureCache, open_cache
@@ -48,6 +49,7 @@ from segtune.records import (
     RunFolder,
     RunRecord,
     RunStatus,
+    SelectionMargin,
     Timings,
 )
 from segtune.runtime import (
@@ -253,7 +255,10 @@ def train_run(
             selected = folder.load_selected()
             assert selected is not None and int(selected["epoch"]) == kept
             kept_model.load_state_dict(selected["model"])
-            val = validate()
+            last, val = val, validate()
+            ledger.selection_margin = _selection_margin(
+                config.eval.select_key, val, last, ledger.last_epoch()
+            )
         ledger.pictures = _picture_records(val.pictures)
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
         # epoch: written once.
@@ -312,6 +317,25 @@ def _resume(
     ledger.timings = state.get("timings", ledger.timings)
     _set_rng_state(state.get("rng"))
     return done + 1
+
+
+def _selection_margin(
+    key: str, kept: SplitResult, last: SplitResult, last_epoch: int
+) -> SelectionMargin | None:
+    """The kept epoch's lead over the last epoch by ``key``, with its paired interval
+    over the validation pictures (both evaluations score the same pictures in order)."""
+    if key not in kept.metrics or key not in last.metrics:  # e.g. a train/* key
+        return None
+    metric = key.split("/", 1)[1]
+    first = (kept.pictures, kept.picture_histograms)
+    ci = paired_difference(metric, first, (last.pictures, last.picture_histograms))
+    return SelectionMargin(
+        last_epoch=last_epoch,
+        kept_value=kept.metrics[key],
+        last_value=last.metrics[key],
+        low=None if ci is None else ci.low,
+        high=None if ci is None else ci.high,
+    )
 
 
 def _cpu_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -524,6 +548,7 @@ class _Ledger:
     stopped_early: bool = False
     timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
     pictures: list[PictureRecord] = field(default_factory=list)
+    selection_margin: SelectionMargin | None = None
 
     def add_epoch(
         self, epoch: int, values: dict[str, float], val_pictures: Sequence[PictureCounts]
@@ -545,11 +570,13 @@ class _Ledger:
                 best = (float(row[key]), int(row["epoch"]))
         return None if best is None else best[1]
 
+    def last_epoch(self) -> int:
+        return max((int(r["epoch"]) for r in self.history), default=0)
+
     def kept_epoch(self) -> int:
         """The epoch the run keeps: the selected one (eval.select: best), else the last."""
-        last = max((int(r["epoch"]) for r in self.history), default=0)
         selected = self.selected_epoch() if self.config.eval.select == "best" else None
-        return selected or last
+        return selected or self.last_epoch()
 
     def patience_out(self, epoch: int, val: dict[str, float]) -> bool:
         """Whether ``optim.early_stop_patience`` epochs have passed without the select key
@@ -576,6 +603,7 @@ class _Ledger:
             "selected_epoch": epoch,
             "selected_by": self.config.eval.select_key,
             "selected": {k: float(v) for k, v in row.items() if k != "epoch"},
+            "selection_margin": self.selection_margin,
             "stopped_early": self.stopped_early,
         }
 
@@ -583,7 +611,7 @@ class _Ledger:
         """summary.json: status, last-epoch values, best values (with epoch), timings."""
         final: dict[str, float] = {}
         best: dict[str, BestValue] = {}
-        last_epoch = max((int(r["epoch"]) for r in self.history), default=0)
+        last_epoch = self.last_epoch()
         for row in self.history:
             for key, value in row.items():
                 if key == "epoch" or value in ("", None):

@@ -9,9 +9,10 @@ from segtune.analysis.intervals import (
     count_samples,
     histogram_samples,
     interval,
+    paired_difference,
     resample_weights,
 )
-from segtune.metrics import ProbabilityHistogram, degenerate, trivially_maximised
+from segtune.metrics import PictureCounts, ProbabilityHistogram, degenerate, trivially_maximised
 
 
 def test_resamples_draw_as_many_pictures_as_the_split_and_are_seeded() -> None:
@@ -63,6 +64,32 @@ def test_paired_differences_tell_a_consistent_gain_from_picture_noise() -> None:
     assert unpaired[0].low < unpaired[1].high  # the intervals alone overlap …
     assert interval(b - a).low > 0  # … the paired difference does not contain 0
     assert interval(a - a).contains(0.0)
+
+
+def test_two_evaluations_of_the_same_pictures_are_compared_pairwise() -> None:
+    # Two epochs of one run scored on the same 30 pictures: the later one finds 5 more
+    # crack pixels on every picture; its histograms put them in a higher bin.
+    rng = np.random.default_rng(3)
+    positives = rng.integers(100, 1000, 30)
+    found = (positives * rng.uniform(0.3, 0.9, 30)).astype(int)
+
+    def epoch(extra: int) -> tuple[list[PictureCounts], list[ProbabilityHistogram]]:
+        pictures, hists = [], []
+        for i, (n, tp) in enumerate(zip(positives, found + extra, strict=True)):
+            pictures.append(PictureCounts(i + 1, f"p{i}", int(tp), 20, int(n - tp), int(n)))
+            h = ProbabilityHistogram(10)
+            h.pos[9], h.pos[0], h.neg[9], h.neg[0] = tp, n - tp, 20, 5000  # missed: with bg
+            hists.append(h)
+        return pictures, hists
+
+    worse, better = epoch(0), epoch(5)
+    recall = paired_difference("recall", better, worse)
+    assert recall is not None and recall.low > 0
+    gain = paired_difference("best_f1", better, worse)
+    assert gain is not None and gain.low > 0
+    same = paired_difference("f1", worse, worse)
+    assert same is not None and same.low == same.high == 0.0
+    assert paired_difference("loss", better, worse) is None  # no per-picture form
 
 
 def test_degenerate_runs_are_named() -> None:

@@ -42,6 +42,15 @@ class PictureLike(Protocol):
     def fn(self) -> int: ...
 
 
+class HistogramLike(Protocol):
+    """One picture's probability histograms of positive and negative pixels."""
+
+    @property
+    def pos(self) -> NDArray[np.int64]: ...
+    @property
+    def neg(self) -> NDArray[np.int64]: ...
+
+
 @dataclass(frozen=True)
 class Interval:
     low: float
@@ -112,6 +121,41 @@ def histogram_samples(
     # Threshold 0 (every pixel positive) is never a best threshold, as in the split's own.
     best = f1[:, 1:].max(axis=1) if f1.shape[1] > 1 else np.zeros(len(f1))
     return {"ap": ap, "best_f1": best}
+
+
+def metric_samples(
+    metric: str,
+    pictures: Sequence[PictureLike],
+    histograms: Sequence[HistogramLike],
+    weights: NDArray[np.float64],
+) -> NDArray[np.float64] | None:
+    """One metric's value in every resample of one evaluation of a split's pictures
+    (``metric`` without the split: "f1", "best_f1"), or None for one that has no
+    per-picture form (the loss) or whose histograms are missing."""
+    if metric in COUNT_BASED:
+        tp, fp, fn = (np.array([getattr(p, k) for p in pictures]) for k in ("tp", "fp", "fn"))
+        return count_samples(tp, fp, fn, weights)[metric]
+    if metric in HISTOGRAM_BASED and len(histograms) == len(pictures) > 0:
+        pos = np.stack([h.pos for h in histograms])
+        neg = np.stack([h.neg for h in histograms])
+        return histogram_samples(pos, neg, weights)[metric]
+    return None
+
+
+def paired_difference(
+    metric: str,
+    first: tuple[Sequence[PictureLike], Sequence[HistogramLike]],
+    second: tuple[Sequence[PictureLike], Sequence[HistogramLike]],
+) -> Interval | None:
+    """The interval of ``first − second`` for two evaluations of the same pictures in the
+    same order (two epochs of one run), resampled with the same draws (paired); None when
+    the metric has no per-picture form."""
+    weights = resample_weights(len(first[0]))
+    a = metric_samples(metric, *first, weights)
+    b = metric_samples(metric, *second, weights)
+    if a is None or b is None:
+        return None
+    return interval(a - b)
 
 
 def interval(samples: NDArray[np.float64], level: float = LEVEL) -> Interval:
