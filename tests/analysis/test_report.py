@@ -182,3 +182,25 @@ def test_optuna_trials_carry_the_named_metrics(finished_study: Path) -> None:
         assert {"val/precision", "val/f1", "val/ap", "val/best_f1"} <= set(trial.user_attrs)
         low, high = trial.user_attrs["val/recall 95% interval"]
         assert low <= trial.value <= high or low == high
+
+
+def test_top_runs_whose_kept_epoch_leads_within_noise_are_named(tmp_path: Path) -> None:
+    from segtune.analysis.report import _selection_words
+    from segtune.analysis.summary import RunSummary
+    from segtune.records import RunRecord, SelectionMargin
+    from tests.analysis.fakes import fake_run
+
+    def run(trial: int, low: float) -> RunSummary:
+        r = fake_run(tmp_path, trial, 0.5, [(5, 1, 1)] * 3)
+        r.kept_epoch, r.epochs_done, r.selected_by = 1, 2, "val/best_f1"
+        margin = SelectionMargin(last_epoch=2, kept_value=0.8, last_value=0.79, low=low, high=0.03)
+        r.record = RunRecord(
+            status="completed", epochs=2, epochs_done=2, threshold=0.5, selection_margin=margin
+        )
+        return r
+
+    within, beyond = run(1, -0.01), run(2, 0.002)
+    words = _selection_words([beyond, within])
+    assert len(words) == 1 and "#2 (grid#1: epoch 1 of 2, +0.01 [-0.01, 0.03])" in words[0]
+    assert "grid#2" not in words[0] and "by val/best_f1 whose paired 95 % interval" in words[0]
+    assert _selection_words([beyond]) == []  # a lead beyond noise needs no words

@@ -289,6 +289,28 @@ def _noise_words(s: StudySummary, objective: str) -> str:
     )
 
 
+def _selection_words(top: list[RunSummary]) -> list[str]:
+    """Top runs that kept an epoch whose lead over their last epoch is within
+    picture-sample noise: their kept epoch may have been selected on noise."""
+    runs, keys = [], set()
+    for rank, r in enumerate(top, start=1):
+        m = r.record.selection_margin if r.record else None
+        if m is None or not m.within_noise:
+            continue
+        keys.add(r.selected_by or "")
+        runs.append(
+            f"#{rank} ({r.label}: epoch {r.kept_epoch} of {r.epochs_done}, "
+            f"{m.kept_value - m.last_value:+.4g} [{m.low:.4g}, {m.high:.4g}])"
+        )
+    if not runs:
+        return []
+    return [
+        f"Kept epochs selected within noise: {', '.join(runs)} kept an earlier epoch than "
+        f"their last for a lead by {', '.join(sorted(keys))} whose paired 95 % interval over "
+        "the validation pictures contains 0, so their last epoch cannot be told apart from it."
+    ]
+
+
 def _effect_blocks(s: StudySummary) -> list[Block]:
     """Does a parameter matter? Its spread against the noise floor, in words."""
     effects = parameter_effects(s)
@@ -350,6 +372,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
             "per-picture counts (recorded from segtune 0.2 on)."
         )
         words.append(_noise_words(s, objective))
+        words += _selection_words(top)
     trivial = trivially_maximised(s.objective)
     if trivial is not None:
         words.append(
