@@ -205,7 +205,8 @@ class RunRecord(_Record):
 
 def kept_epoch_words(record: RunRecord) -> str:
     """Which epoch a run's values, weights and threshold come from, in words, e.g.
-    "epoch 5 of 6, selected by val/best_f1" or "epoch 6 of 6 (the last)", then
+    "epoch 5 of 6, selected by val/best_f1" (then its lead over the last epoch in
+    parentheses, :func:`margin_words`) or "epoch 6 of 6 (the last)", then
     "; weights averaged (decay 0.999)" when optim.ema_decay was set, then "; validated
     with test-time flips" when eval.tta (or eval.tta_scales) was."""
     of = f"epoch {record.kept_epoch} of {record.epochs_done}"
