@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from segtune.analysis.intervals import Interval
 from segtune.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
 from segtune.faults import fault_point
 from segtune.metrics import PictureCounts, ProbabilityHistogram
@@ -123,10 +124,12 @@ class SelectionMargin(_Record):
     high: float | None = None
 
     @property
+    def interval(self) -> Interval | None:
+        return None if self.low is None or self.high is None else Interval(self.low, self.high)
+
+    @property
     def within_noise(self) -> bool | None:
-        if self.low is None or self.high is None:
-            return None
-        return self.low <= 0.0 <= self.high
+        return None if self.interval is None else self.interval.contains(0.0)
 
 
 class RunRecord(_Record):
@@ -232,13 +235,10 @@ def margin_words(m: SelectionMargin) -> str:
         f"{m.kept_value:.4f} against {m.last_value:.4f} at epoch {m.last_epoch}: "
         f"{m.kept_value - m.last_value:+.4f}"
     )
-    if m.low is None or m.high is None:
+    if m.interval is None:
         return words
     verdict = "within picture-sample noise" if m.within_noise else "beyond picture-sample noise"
-    return (
-        f"{words}, paired 95 % interval [{m.low:.4g}, {m.high:.4g}] over the validation "
-        f"pictures, {verdict}"
-    )
+    return f"{words}, paired 95 % interval {m.interval} over the validation pictures, {verdict}"
 
 
 def tta_words(tta: str, scales: Sequence[float]) -> str:

@@ -300,7 +300,7 @@ def _selection_words(top: list[RunSummary]) -> list[str]:
         keys.add(r.selected_by or "")
         runs.append(
             f"#{rank} ({r.label}: epoch {r.kept_epoch} of {r.epochs_done}, "
-            f"{m.kept_value - m.last_value:+.4g} [{m.low:.4g}, {m.high:.4g}])"
+            f"{m.kept_value - m.last_value:+.4g} {m.interval})"
         )
     if not runs:
         return []
