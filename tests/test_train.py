@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +18,7 @@ from segtune.config import build_run_config
 from segtune.data.synthetic import make_picture
 from segtune.records import RunFolder, RunRecord
 from segtune.train import train_run
-from tests.conftest import DEEPCRACK, TINY_MODEL, tiny_config, tiny_tree
+from tests.conftest import DEEPCRACK, ROOT, TINY_MODEL, in_ci, tiny_config, tiny_tree
 
 RECORD_FILES = (
     "config.yaml",
@@ -265,35 +271,81 @@ def test_old_metrics_csv_reads_split_named(tmp_path: Path) -> None:
     ]
 
 
-# Final values of this run recorded with segtune 0.1 (commit a4de81e) at 1 CPU thread on
-# the CI machine kind: refactors of the run and its records must not change them.
-RECORDED_0_1 = {
-    "train/loss": 0.19562358491950566,
-    "val/recall": 0.7452229299363057,
-    "val/precision": 0.3179347826086957,
-    "val/f1": 0.44571428571428573,
-    "val/ap": 0.6116349552032718,
-    "val/tp": 117.0,
-    "val/fp": 251.0,
-}
+# segtune 0.1, whose training values today's runs must reproduce: refactors of the run
+# and its records must not change them. Its values are computed on the machine running the
+# tests, from 0.1's source in this repository's history, because a few steps of this tiny
+# network already differ between CPUs (and between kernel choices on one CPU) by more than
+# any useful tolerance: measured on an AMD EPYC against the values once recorded on an
+# Intel Xeon, val/fp 165 against 251 after 3 epochs.
+SEGTUNE_0_1 = "a4de81e"
+COMPARED_WITH_0_1 = ("train/loss", "val/recall", "val/precision", "val/f1", "val/tp", "val/fp")
+# (val/ap is left out: its estimator changed on purpose, to a histogram binned in logit space.)
+
+_RUN_0_1 = """
+import json, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from segtune.config import build_run_config
+from segtune.train import train_run
+tree = json.loads(sys.argv[1])
+print(json.dumps(train_run(build_run_config(tree), Path(sys.argv[2]), progress=False)["final"]))
+"""
 
 
-def test_same_values_as_recorded_with_segtune_0_1(demo_data: Path, tmp_path: Path) -> None:
-    config = build_run_config(
-        tiny_tree(
-            demo_data,
-            optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01, "schedule": "constant"},
-            sampling={"positive_fraction": 0.5},
-            loss={"bce_weight": 0.8, "pos_weight": 10.0},
-            eval={"preview_pictures": 0, "select": "last"},
-            runtime={"threads": 1, "channels_last": False},  # 0.1 ran NCHW on the CPU
-        )
+def _final_values_of_segtune_0_1(tree: dict[str, Any], tmp_path: Path) -> dict[str, float]:
+    """Train ``tree`` with segtune 0.1's source (``git archive`` of SEGTUNE_0_1) in a
+    subprocess at one thread; its final values."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", SEGTUNE_0_1, "src"],
+        capture_output=True,
     )
-    record = train_run(config, tmp_path / "run", progress=False)
+    if listed.returncode != 0:
+        message = f"segtune 0.1 ({SEGTUNE_0_1}) not in this checkout's history"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    source = tmp_path / "segtune-0.1"
+    with tarfile.open(fileobj=io.BytesIO(listed.stdout)) as archive:
+        archive.extractall(source, filter="data")
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_0_1, json.dumps(tree), str(tmp_path / "run-0.1")],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(source / "src"),
+            "SEGTUNE_CACHE": str(tmp_path / "cache"),
+        },
+        check=True,
+    )
+    values: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return values
+
+
+def test_same_values_as_segtune_0_1(demo_data: Path, tmp_path: Path) -> None:
+    old_tree = tiny_tree(
+        demo_data,
+        optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01},
+        sampling={"positive_fraction": 0.5},
+        loss={"bce_weight": 0.8, "pos_weight": 10.0},
+        eval={"preview_pictures": 0},
+    )
+    old = _final_values_of_segtune_0_1(old_tree, tmp_path)
+    # Today's settings that reproduce 0.1's behaviour (0.1 ran NCHW on the CPU).
+    today_tree = tiny_tree(
+        demo_data,
+        optim={"epochs": 3, "batch_size": 4, "learning_rate": 0.01, "schedule": "constant"},
+        sampling={"positive_fraction": 0.5},
+        loss={"bce_weight": 0.8, "pos_weight": 10.0},
+        eval={"preview_pictures": 0, "select": "last"},
+        runtime={"threads": 1, "channels_last": False},
+    )
+    record = train_run(build_run_config(today_tree), tmp_path / "run", progress=False)
     assert record.provenance is not None and record.provenance.channels_last is False
-    final = record.final
-    for key, value in RECORDED_0_1.items():
-        assert final[key] == pytest.approx(value, abs=2e-3), key
+    assert old["val/tp"] > 0  # the comparison is of a run that found positives
+    for key in COMPARED_WITH_0_1:
+        assert record.final[key] == pytest.approx(old[key], abs=1e-9), key
 
 
 def test_a_mask_of_another_size_is_refused_before_training(
