@@ -26,12 +26,24 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{platform.machine()}, {mp.cpu_count()} CPU threads, {gpu}, torch {torch.__version__}, "
+        f"{cpu_name()} ({platform.machine()}, {torch.backends.cpu.get_cpu_capability()}), "
+        f"{mp.cpu_count()} CPU threads, {gpu}, torch {torch.__version__}, "
         f"python {platform.python_version()}"
     )
 

@@ -13,8 +13,9 @@ it, evaluates on test/ with the published protocol (exact pixel matching, TP/FP/
 summed over the whole test set, best threshold in 0.01 steps) and prints precision,
 recall and F1 next to DeepCrack-BN (F1 0.852) and DeepCrack-GF (F1 0.868). Then a
 bce_weight × pos_weight study selected by validation F1, and its best run on test.
-The default is the best setting measured within 60 minutes on a 2-core CPU
-(BENCHMARKS.md): Unet/ResNet-18 from random weights, bf16 autocast, pictures at half
+The default is the best setting measured within 60 minutes on a 2-core CPU with bf16
+kernels (an Intel Xeon with AMX; BENCHMARKS.md): Unet/ResNet-18 from random weights,
+bf16 autocast (fp32 on a CPU without bf16 kernels, where bf16 is emulated), pictures at half
 size, 25 epochs, and the loss settings the small loss study selected (bce_weight 0.2,
 pos_weight 1), and test-time augmentation over the 8 symmetries of a page at scales
 ×0.75, ×1, ×1.25; the printed settings say exactly what ran. The validation split is
@@ -41,6 +42,7 @@ from segtune.config import build_run_config
 from segtune.data.pairs import load_pictures
 from segtune.predict import Predictor
 from segtune.records import kept_epoch_words, tta_words
+from segtune.runtime import cpu_computes_bf16
 from segtune.score import pixel_shares
 from segtune.study.spec import build_spec
 from segtune.study.sweep import StudyRunner
@@ -181,7 +183,11 @@ def main() -> None:
     p.add_argument(
         "--augment", default="hflip,vflip,rot90", help="sampling.augment, comma-separated"
     )
-    p.add_argument("--precision", default="bf16", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="default: bf16, but fp32 on a CPU without bf16 kernels (emulated there, 9x slower)",
+    )
     p.add_argument(
         "--ema", type=float, default=None, help="optim.ema_decay (default: the weights as trained)"
     )
@@ -194,6 +200,9 @@ def main() -> None:
     p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
     p.add_argument("--seed", type=int, default=0, help="runtime.seed (weights, sampling)")
     a = p.parse_args()
+    if a.precision is None:
+        native = a.device != "cpu" or cpu_computes_bf16()
+        a.precision = "bf16" if native else "fp32"
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
     start = time.perf_counter()

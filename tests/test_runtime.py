@@ -1,11 +1,13 @@
-"""Device choices of a run: memory format."""
+"""Device choices of a run: memory format, precision."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from segtune.runtime import channels_last, memory_format
+from segtune import runtime
+from segtune.runtime import channels_last, memory_format, precision_note
 
 
 def test_channels_last_is_the_default_on_cpu_and_cuda_and_can_be_turned_off() -> None:
@@ -21,3 +23,19 @@ def test_inputs_take_the_memory_format_of_the_first_spatial_convolution() -> Non
     model.to(memory_format=torch.channels_last)
     assert memory_format(model) == torch.channels_last
     assert memory_format(nn.Linear(3, 3)) == torch.contiguous_format
+
+
+def test_a_precision_the_cpu_does_not_compute_as_named_is_noted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_computes_bf16", lambda: False)
+    note = precision_note("bf16", cpu)
+    assert note is not None and "without bf16 kernels" in note and "9x slower" in note
+    assert precision_note("auto", cpu) is None and precision_note("fp32", cpu) is None
+    assert precision_note("bf16", torch.device("cuda")) is None
+    monkeypatch.setattr(runtime, "cpu_computes_bf16", lambda: True)
+    assert precision_note("bf16", cpu) is None
+    assert precision_note("fp16", cpu) == (
+        "note: runtime.precision fp16 has no CPU autocast: this run computes in fp32"
+    )

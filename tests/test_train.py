@@ -158,6 +158,16 @@ def test_train_cli_bad_value_is_one_line(
     assert err.count("\n") == 0 and "loss.bce_weight" in err
 
 
+def test_a_run_says_when_its_precision_is_not_what_the_cpu_computes(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_config(demo_data, runtime={"precision": "fp16"}, eval={"preview_pictures": 0})
+    train_run(config, tmp_path / "run", progress=True)
+    assert "runtime.precision fp16 has no CPU autocast" in capsys.readouterr().err
+    train_run(tiny_config(demo_data, eval={"preview_pictures": 0}), tmp_path / "auto")
+    assert "note: runtime.precision" not in capsys.readouterr().err
+
+
 def test_pruned_run_is_recorded_as_pruned(demo_data: Path, tmp_path: Path) -> None:
     import optuna
 

@@ -82,6 +82,34 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 or AMX). Without them a bf16
+    autocast training step is emulated: 9x slower than fp32 on an AVX2-only AMD EPYC
+    (BENCHMARKS.md, training step overhead). Unknown (no oneDNN query) counts as yes."""
+    query = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return True if query is None else bool(query())
+    except RuntimeError:
+        return True
+
+
+def precision_note(precision: str, device: torch.device) -> str | None:
+    """A line for a run whose ``runtime.precision`` does not compute as named on
+    ``device`` (a CPU), else None."""
+    if device.type != "cpu":
+        return None
+    if precision == "bf16" and not cpu_computes_bf16():
+        capability = torch.backends.cpu.get_cpu_capability()
+        return (
+            f"note: runtime.precision bf16 on a CPU without bf16 kernels ({capability}): "
+            "emulated, about 9x slower per step than fp32 on such a CPU; precision auto "
+            "or fp32 computes in fp32"
+        )
+    if precision == "fp16":
+        return "note: runtime.precision fp16 has no CPU autocast: this run computes in fp32"
+    return None
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     if dtype is None:

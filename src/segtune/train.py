@@ -56,6 +56,7 @@ from segtune.runtime import (
     autocast_dtype,
     memory_format,
     place_model,
+    precision_note,
     resolve_device,
     seed_everything,
 )
@@ -121,6 +122,9 @@ def train_run(
     seed_everything(config.runtime.seed)
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)
+    note = precision_note(config.runtime.precision, device)
+    if progress and note:
+        print(note, file=sys.stderr, flush=True)
     cache = open_cache(config.data)
     cache = cache.with_reading(resolve_reading(config.data, subsets.train, cache.stats_dir))
     train_pictures = load_split(subsets.train, cache, config.pages)
