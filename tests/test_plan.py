@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from segtune.cli import main
@@ -155,3 +156,33 @@ def test_sweep_prints_the_plan_once_when_a_study_starts(
 def test_the_probe_times_a_step_with_its_weight_average(demo_data: Path) -> None:
     plan = make_plan(_spec(demo_data, optim={"ema_decay": 0.99}), measure=True)
     assert plan.probe is not None and plan.probe.seconds_per_step > 0
+
+
+def test_the_probe_times_the_runs_precision_and_names_an_emulated_one(
+    demo_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segtune.infer
+    import segtune.runtime
+    import segtune.step
+
+    seen: list[torch.dtype | None] = []
+    forward, predict = segtune.step.batch_forward, segtune.infer.predict_at_scales
+
+    def spy_forward(*args: Any) -> Any:
+        seen.append(args[-1])
+        return forward(*args)
+
+    def spy_predict(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["amp_dtype"])
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(segtune.step, "batch_forward", spy_forward)
+    monkeypatch.setattr(segtune.infer, "predict_at_scales", spy_predict)
+    monkeypatch.setattr(segtune.runtime, "cpu_computes_bf16", lambda: False)
+    plan = make_plan(_spec(demo_data, runtime={"precision": "bf16"}), measure=True)
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert any(w.startswith("runtime.precision bf16 on a CPU without bf16") for w in plan.warnings)
+    seen.clear()
+    plan = make_plan(_spec(demo_data), measure=True)  # auto: fp32 on a CPU, nothing to say
+    assert seen == [None, None]
+    assert not any(w.startswith("runtime.precision") for w in plan.warnings)

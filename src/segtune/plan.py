@@ -4,8 +4,8 @@ any run.
 Counts come from the spec (points and runs per stage, repeats, refine/repeat stages as
 upper bounds). Data statistics come from the training subset's headers and a sample of
 its masks. The time estimate is measured: a few training steps on real pages at the
-spec's page size, batch and micro-batch, and the evaluation of one validation picture,
-on this device, scaled by the pages and pictures of a run. Warnings name the key and
+spec's page size, batch, micro-batch and precision, and the evaluation of one validation
+picture, on this device, scaled by the pages and pictures of a run. Warnings name the key and
 the numbers (:func:`spec_warnings`).
 """
 
@@ -323,10 +323,11 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     from segtune.data.tiles import extract_page
     from segtune.infer import predict_at_scales
     from segtune.model import build_model
-    from segtune.runtime import place_model, resolve_device
+    from segtune.runtime import autocast_dtype, place_model, resolve_device
     from segtune.step import batch_forward, step_gradients
 
     device = resolve_device(config.runtime.device)
+    amp_dtype = autocast_dtype(config.runtime.precision, device)  # timed as the run computes
     cache = open_cache(config.data)
     loaded = load_split(train[: max(1, min(len(train), 4))], cache, config.pages)
     size, batch = config.pages.page_size, config.optim.batch_size
@@ -347,7 +348,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
     decay = config.optim.ema_decay
     average = WeightAverage(model, decay) if decay else None
-    forward = batch_forward(model, images, targets, valid, device, None)
+    forward = batch_forward(model, images, targets, valid, device, amp_dtype)
 
     def backward(term: torch.Tensor) -> None:
         term.backward()
@@ -395,6 +396,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         config.pages,
         device,
         scales=config.eval.tta_scales,
+        amp_dtype=amp_dtype,
         batch_pages=micro,
         tta=config.eval.tta,
     )
@@ -406,6 +408,7 @@ def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = Non
     """The plan of a study; ``measure`` runs the timed probe on ``device`` (default: the
     spec's)."""
     from segtune.data.subsets import resolve_subsets
+    from segtune.runtime import precision_note, resolve_device
 
     config = spec.run_config({})
     if device is not None:
@@ -417,6 +420,9 @@ def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = Non
     plan = Plan(spec, stage_plans(spec), data, spec_warnings(spec, data))
     if measure:
         plan.probe = probe(config, subsets.train, subsets.val)
+        note = precision_note(config.runtime.precision, resolve_device(config.runtime.device))
+        if note:
+            plan.warnings.append(note.removeprefix("note: "))
     plan.model_mb = _model_mb(config)
     return plan
 
