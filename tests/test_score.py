@@ -115,3 +115,20 @@ def test_masks_with_wider_structures_than_validation_are_called_a_shift(
     assert f"note: these masks hold x{ratio:.2f} the validation masks' share" in printed
     assert "this split's own F1-best threshold is" in printed
     assert f"(validation: {shares['validation_positives']:.2%}, x{ratio:.2f})" in printed
+
+
+def test_evaluate_and_predict_say_when_the_runs_precision_is_not_computed_here(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "fp16"
+    config = tiny_config(demo_data, runtime={"precision": "fp16"}, eval={"preview_pictures": 0})
+    train_run(config, run, progress=False)
+    note = "note: runtime.precision fp16 has no CPU autocast: this run computes in fp32"
+    assert main(["evaluate", str(run), str(demo_data / "val"), "--device", "cpu"]) == 0
+    assert note in capsys.readouterr().err
+    out = tmp_path / "masks"
+    images = str(demo_data / "val" / "images")
+    assert main(["predict", str(run), images, "--out", str(out), "--device", "cpu"]) == 0
+    assert note in capsys.readouterr().err
+    assert main(["predict", str(run), images, "--out", str(out), "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segtune.study import STORAGE_ENV
+
+if TYPE_CHECKING:
+    from segtune.predict import Predictor
 
 TTA_CHOICES = ("none", "flips", "dihedral")  # eval.tta (segtune.infer.VIEWS; tested equal)
 
@@ -75,6 +78,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_precision(predictor: Predictor, quiet: bool) -> None:
+    """One line when the run's runtime.precision is not what this device computes."""
+    from segtune.runtime import precision_note
+
+    note = precision_note(predictor.config.runtime.precision, predictor.device)
+    if note and not quiet:
+        print(note, file=sys.stderr)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from segtune.config import check_device
     from segtune.predict import Predictor, collect_inputs, find_rois, predict_files
@@ -83,6 +95,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_out_dir(Path(args.out))
     predictor = Predictor.load(Path(args.checkpoint), args.device)
+    _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
     items = [Path(p) for p in args.pictures]
@@ -122,6 +135,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if value:
             check_out_dir(Path(value).parent, option)
     predictor = Predictor.load(Path(args.checkpoint), args.device)
+    _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
     source = (
