@@ -85,7 +85,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def cpu_computes_bf16() -> bool:
     """Whether oneDNN has bf16 kernels for this CPU (AVX-512 or AMX). Without them a bf16
     autocast training step is emulated: 9x slower than fp32 on an AVX2-only AMD EPYC
-    (BENCHMARKS.md, training step overhead). Unknown (no oneDNN query) counts as yes."""
+    (BENCHMARKS.md, bf16 on a CPU). Unknown (no oneDNN query) counts as yes."""
     query = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     try:
         return True if query is None else bool(query())
