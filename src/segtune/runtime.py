@@ -105,8 +105,8 @@ def precision_note(precision: str, device: torch.device) -> str | None:
             "emulated, about 9x slower per step than fp32 on such a CPU; precision auto "
             "or fp32 computes in fp32"
         )
-    if precision == "fp16":
-        return "note: runtime.precision fp16 has no CPU autocast: this run computes in fp32"
+    if precision not in ("auto", "fp32") and autocast_dtype(precision, device) is None:
+        return f"note: runtime.precision {precision} has no CPU autocast: this run computes in fp32"
     return None
 
 
