@@ -91,3 +91,22 @@ def test_paired_resamples_find_an_effect_the_unpaired_widths_would_hide(tmp_path
         .verdict()
         .endswith("(picture-sample noise only: training noise unmeasured, one seed per point)")
     )
+
+
+def test_tied_means_are_compared_as_two_values_not_one_with_itself(tmp_path: Path) -> None:
+    """Two values whose means tie exactly (0.5: 0.6 and 0.8; 0.8: 0.7, as in a demo's
+    refine stage): the paired interval is of 0.8's runs against 0.5's, not [0, 0]."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    runs = []
+    for trial, (bce, recall) in enumerate([(0.5, 0.6), (0.5, 0.8), (0.8, 0.7)]):
+        params = {"loss.bce_weight": bce, "loss.pos_weight": 1.0}
+        run = fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params)
+        run.samples = {"val/recall": recall + rng.normal(0, 0.02, 1000)}
+        run.intervals = {"val/recall": Interval(recall - 0.05, recall + 0.05)}
+        runs.append(run)
+    (effect,) = parameter_effects(fake_summary(runs))
+    assert effect.spread == 0.0 and effect.paired is not None
+    assert effect.paired.low < 0.0 < effect.paired.high
+    assert "(from 0.7 at 0.5 to 0.7 at 0.8)" in effect.verdict()

@@ -65,8 +65,8 @@ class Effect:
         return None if floor is None else self.spread > floor
 
     def verdict(self) -> str:
-        lo = min(self.means, key=lambda m: m[1])
-        hi = max(self.means, key=lambda m: m[1])
+        ordered = sorted(self.means, key=lambda m: m[1])  # tied means: still two values
+        lo, hi = ordered[0], ordered[-1]
         moves = (
             f"the mean moves by {self.spread:.3g} (from {lo[1]:.3g} at {lo[0]} to "
             f"{hi[1]:.3g} at {hi[0]})"
@@ -115,7 +115,8 @@ def _paired(
         k: np.mean([r.samples[s.objective] for r in rs], axis=0) for k, (_, rs) in groups.items()
     }
     point = {k: float(np.mean([r.final[s.objective] for r in rs])) for k, (_, rs) in groups.items()}
-    hi, lo = max(point, key=point.__getitem__), min(point, key=point.__getitem__)
+    ordered = sorted(point, key=point.__getitem__)  # tied means: still two groups
+    lo, hi = ordered[0], ordered[-1]
     return interval(means[hi] - means[lo])
 
 
