@@ -245,6 +245,41 @@ def test_resumed_run_ends_with_the_values_of_an_uninterrupted_one(
     assert {"torch", "smp", "segtune", "device_name"} <= set(resumed.provenance.model_dump())
 
 
+@pytest.mark.parametrize("stop", [None, 1], ids=["all epochs", "early stop"])
+def test_a_run_stopped_after_its_last_epoch_resumes_to_its_results(
+    demo_data: Path, tmp_path: Path, stop: int | None
+) -> None:
+    """Killed after its last epoch's checkpoint, before model.pt and the kept epoch's
+    records: the resumed run writes them from the checkpoint (it wrote no model.pt, and
+    an early-stopped run trained on past its stop)."""
+    optim: dict[str, Any] = {"epochs": 4 if stop else 2, "early_stop_patience": stop}
+    # With val/collapsed (0 every epoch) as the select key, epoch 1 is kept and the
+    # early-stopped run ends after epoch 2.
+    config = tiny_config(
+        demo_data,
+        optim=optim,
+        eval={"preview_pictures": 1, "select_key": "val/collapsed"},
+        runtime={"threads": 1},
+    )
+    whole = train_run(config, tmp_path / "whole", progress=False)
+    assert whole.epochs_done == 2 and whole.kept_epoch == 1
+
+    def stop_after_second(epoch: int, values: dict[str, float]) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "cut", reporter=stop_after_second, progress=False)
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    resumed = train_run(config, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.status == "completed" and resumed.epochs_done == 2
+    assert resumed.stopped_early == whole.stopped_early == (stop is not None)
+    assert resumed.kept == whole.kept and resumed.pictures == whole.pictures
+    for name in ("model.pt", "pr_curve.json", "pictures.npz"):
+        assert (tmp_path / "cut" / name).exists(), name
+    assert any((tmp_path / "cut" / "previews").iterdir())
+
+
 def test_run_record_round_trips_and_old_summaries_still_load(tmp_path: Path) -> None:
     old = {  # summary.json of segtune 0.1: no version, untyped
         "status": "completed",
@@ -500,6 +535,37 @@ def test_early_stopping_ends_a_run_that_stops_improving(demo_data: Path, tmp_pat
         "epoch 1 of 2, selected by val/collapsed (0.0000 against 0.0000 at epoch 2: +0.0000);"
         " stopped early at epoch 2"
     )
+
+
+def test_a_kept_earlier_epoch_has_training_metrics_of_its_own_weights(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    # The training-split pass runs after the last epoch; a run that keeps an earlier one
+    # (here epoch 1 of 2) scores the kept weights on it too (was: blank train/* columns).
+    from segtune.data.pairs import load_pictures
+    from segtune.predict import Predictor
+    from segtune.score import evaluate_checkpoint
+
+    config = tiny_config(
+        demo_data,
+        optim={"epochs": 2, "early_stop_patience": 1},
+        eval={"preview_pictures": 0, "select_key": "val/collapsed", "train_eval_pictures": "all"},
+    )
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.kept_epoch == 1 and record.epochs_done == 2
+    rows = RunFolder(tmp_path / "run").read_metrics()
+    assert rows[0]["train/f1"] == record.kept["train/f1"]  # the kept epoch's row, in metrics.csv
+    scored = evaluate_checkpoint(
+        Predictor.load(tmp_path / "run"),
+        load_pictures(demo_data / "train"),
+        split="train",
+        threshold=config.eval.threshold,
+        threshold_source="fixed",
+        progress=False,
+    )
+    for key in ("train/tp", "train/fp", "train/fn", "train/f1"):
+        assert record.kept[key] == pytest.approx(scored.metrics[key], abs=1e-9), key
+    assert record.final["train/f1"] == rows[1]["train/f1"]  # the last epoch's pass is kept too
 
 
 def test_the_selected_epochs_lead_over_the_last_is_given_with_its_interval() -> None:

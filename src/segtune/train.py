@@ -153,6 +153,7 @@ def train_run(
         start_epoch = _resume(
             folder, ledger, model, optimizer, scaler, scheduler, average, len(loader)
         )
+        ledger.stopped_early = ledger.stopped_after(start_epoch - 1)
     folder.write_config(config)
     ledger.write("running")
     loggers.start(flatten(config_to_dict(config)), start_epoch)
@@ -177,8 +178,9 @@ def train_run(
     status: RunStatus = "completed"
     failure: Failure | None = None
     val: SplitResult | None = None
+    last_epoch = start_epoch - 1 if ledger.stopped_early else config.optim.epochs
     try:
-        for epoch in range(start_epoch, config.optim.epochs + 1):
+        for epoch in range(start_epoch, last_epoch + 1):
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             train_loss = _train_epoch(
@@ -253,6 +255,10 @@ def train_run(
             watch.remove()
             raise
         status = "pruned"
+    if val is None and status == "completed" and start_epoch > 1:
+        # Resumed after its last epoch (killed while writing what follows it): the
+        # checkpoint holds that epoch's weights, evaluated again (same values).
+        epoch, val = start_epoch - 1, validate()
     if val is not None and status in ("completed", "pruned"):
         kept = ledger.kept_epoch()
         if kept != epoch:  # the selected epoch's weights, evaluated again (same values)
@@ -263,6 +269,17 @@ def train_run(
             ledger.selection_margin = _selection_margin(
                 config.eval.select_key, val, last, ledger.last_epoch()
             )
+            if status == "completed" and not config.eval.train_pass_due(kept, config.optim.epochs):
+                # train/* of the kept weights, not only of the last epoch's: the record's
+                # kept values and the report's train-against-validation columns need them
+                # (a pruned run has no training-split pass at all).
+                t1 = time.perf_counter()
+                train_metrics = _evaluate(
+                    config, kept_model, "train", train_eval, cache, device, amp_dtype, 0, progress
+                ).metrics
+                ledger.timings["eval_s"] += time.perf_counter() - t1
+                ledger.add_values(kept, train_metrics)
+                loggers.log_epoch(kept, train_metrics)
         ledger.pictures = _picture_records(val.pictures)
         # Previews, the PR curve, per-picture histograms and model.pt describe the kept
         # epoch: written once.
@@ -557,12 +574,14 @@ class _Ledger:
     def add_epoch(
         self, epoch: int, values: dict[str, float], val_pictures: Sequence[PictureCounts]
     ) -> None:
-        row: dict[str, Any] = {"epoch": epoch}
-        for key, value in values.items():
-            integer = key.split("/", 1)[1] in INTEGER_METRICS
-            row[key] = int(value) if integer else value
-        self.history.append(row)
+        self.history.append({"epoch": epoch, **_row_values(values)})
         self.pictures = _picture_records(val_pictures)
+        self.folder.write_metrics(self.history)
+
+    def add_values(self, epoch: int, values: dict[str, float]) -> None:
+        """Values measured after ``epoch``'s row was written (the kept epoch's train/*)."""
+        row = next(r for r in self.history if int(r["epoch"]) == epoch)
+        row.update(_row_values(values))
         self.folder.write_metrics(self.history)
 
     def selected_epoch(self) -> int | None:
@@ -596,6 +615,13 @@ class _Ledger:
         if better(val[key], float(row[key]), direction_of(key)):
             return False
         return epoch - best >= patience
+
+    def stopped_after(self, epoch: int) -> bool:
+        """Whether early stopping ended the run after ``epoch``, whose values are recorded
+        (the same rule as :meth:`patience_out`, read from the history on resume)."""
+        patience = self.config.optim.early_stop_patience
+        best = self.selected_epoch()
+        return patience is not None and best is not None and epoch - best >= patience
 
     def _selection(self) -> dict[str, Any]:
         """The record's selection fields (eval.select: best)."""
@@ -649,6 +675,14 @@ class _Ledger:
         )
         self.folder.write_record(record)
         return record
+
+
+def _row_values(values: dict[str, float]) -> dict[str, Any]:
+    """A history row's values: counts as integers."""
+    return {
+        key: int(value) if key.split("/", 1)[1] in INTEGER_METRICS else value
+        for key, value in values.items()
+    }
 
 
 def _provenance(device: torch.device, data: str, model: nn.Module) -> Provenance:
