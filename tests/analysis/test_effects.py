@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from segtune.analysis.document import to_markdown
 from segtune.analysis.effects import noise_floor, parameter_effects
 from segtune.analysis.intervals import Interval
@@ -110,3 +112,38 @@ def test_tied_means_are_compared_as_two_values_not_one_with_itself(tmp_path: Pat
     assert effect.spread == 0.0 and effect.paired is not None
     assert effect.paired.low < 0.0 < effect.paired.high
     assert "(from 0.7 at 0.5 to 0.7 at 0.8)" in effect.verdict()
+
+
+def test_a_later_stage_counts_the_runs_it_reused(tmp_path: Path) -> None:
+    """A refine stage asks for (0.8, 10.0), which the grid trained as (0.8, 10): that run
+    is one of refine's points, in its means (one group with 10.0) and in its heatmap."""
+    runs = []
+    grid_points = [(0.2, 1, 0.5), (0.2, 10, 0.6), (0.8, 1, 0.7), (0.8, 10, 0.9)]
+    for trial, (bce, pos, recall) in enumerate(grid_points):
+        params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
+        runs.append(fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params))
+    runs[3].also_in.append("refine")  # refine#1 reused grid#3
+    refine_points = [(0.5, 10.0, 0.8), (0.5, 3.162, 0.6), (0.8, 3.162, 0.7)]
+    for trial, (bce, pos, recall) in zip((0, 2, 3), refine_points, strict=True):
+        params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
+        runs.append(fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params, stage="refine"))
+    summary = fake_summary(runs)
+    summary.searched["refine"] = {
+        "loss.bce_weight": [0.5, 0.8],
+        "loss.pos_weight": [3.162, 10.0],
+    }
+    refine = {e.key: e for e in parameter_effects(summary) if e.stage == "refine"}
+    for key, expected in (
+        ("loss.pos_weight", [(3.162, 0.65, 2), (10.0, 0.85, 2)]),
+        ("loss.bce_weight", [(0.5, 0.7, 2), (0.8, 0.8, 2)]),
+    ):
+        means = sorted(refine[key].means)
+        assert [(v, n) for v, _, n in means] == [(v, n) for v, _, n in expected], key
+        assert [m for _, m, _ in means] == pytest.approx([m for _, m, _ in expected]), key
+    # The heatmaps draw a stage's runs from the same list: no empty (0.8, 10) cell.
+    assert [r.label for r in summary.stage_runs("refine")] == [
+        "grid#3",
+        "refine#0",
+        "refine#3",
+        "refine#2",
+    ]

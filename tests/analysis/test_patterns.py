@@ -81,7 +81,7 @@ def test_report_sections_and_top_k_header(tmp_path: Path) -> None:
     ):
         assert heading in md
     assert "| grid | loss.bce_weight | 0, 0.1, 0.2, 0.3, 0.4, 0.5 |" in md
-    assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (2)*" in md
+    assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (epoch 2)*" in md
     assert "1 = p-a, 2 = p-b, 3 = p-c" in md
 
 

@@ -120,19 +120,25 @@ def _paired(
     return interval(means[hi] - means[lo])
 
 
+def _group(value: ParamValue) -> str:
+    """Values that are equal fall in one group: 10 (a grid's) and 10.0 (a refine's)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return repr(float(value)) if number else repr(value)
+
+
 def parameter_effects(s: StudySummary) -> list[Effect]:
     """One :class:`Effect` per stage and searched parameter with at least two values."""
     floor = noise_floor(s)
     effects = []
     for stage, grid in s.searched.items():
-        runs = [r for r in s.ranked() if r.stage == stage]
+        runs = s.stage_runs(stage)
         for key in grid:
             if key == SEED_KEY:
                 continue
             groups: dict[str, tuple[ParamValue, list[RunSummary]]] = {}
             for r in runs:
                 if key in r.params:
-                    groups.setdefault(repr(r.params[key]), (r.params[key], []))[1].append(r)
+                    groups.setdefault(_group(r.params[key]), (r.params[key], []))[1].append(r)
             if len(groups) < 2:
                 continue
             means = [

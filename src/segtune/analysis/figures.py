@@ -234,11 +234,7 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
     key = summary.objective
     for stage, grid in summary.searched.items():
         names = [k for k, v in grid.items() if len(v) > 1 and k != SEED_KEY]
-        runs = [
-            r
-            for r in summary.runs
-            if r.stage == stage and key in r.final and r.status == "completed"
-        ]
+        runs = summary.stage_runs(stage)
         if len(names) < 2 or not runs:
             continue
         tied = {r.label for r in summary.tied_with_best()}

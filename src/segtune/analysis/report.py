@@ -245,7 +245,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                     ],
                     caption=(
                         f"Validation preview pictures, threshold {r.threshold:g}, "
-                        f"{s.kept_words} ({r.kept_epoch or r.epochs_done})"
+                        f"{s.kept_words} (epoch {r.kept_epoch or r.epochs_done})"
                     ),
                 )
             )
@@ -350,7 +350,7 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     the words a reviewer needs to read it (what noise was measured, degenerate winners)."""
     top = s.top()
     epochs = sorted({r.kept_epoch or r.epochs_done for r in top})
-    epoch = ", ".join(map(str, epochs))
+    epoch = ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(map(str, epochs))
     objective = describe_metric(s.objective, s.threshold)
     diffs = s.differences_to_best()
     tied = s.tied_with_best()

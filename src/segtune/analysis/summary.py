@@ -67,6 +67,11 @@ class RunSummary:
         """What identifies its configuration across seeds: the parameters but the seed."""
         return tuple(sorted((k, repr(v)) for k, v in self.params.items() if k != SEED_KEY))
 
+    def in_stage(self, stage: str) -> bool:
+        """Whether ``stage`` trained this run or asked for it and reused it (same
+        configuration, trained once by an earlier stage)."""
+        return self.stage == stage or stage in self.also_in
+
     @property
     def stages_text(self) -> str:
         """``grid`` or, for a run that a later stage reused, ``grid = refine``."""
@@ -98,6 +103,11 @@ class StudySummary:
         for grid in self.searched.values():
             keys.extend(k for k in grid if k not in keys)
         return keys
+
+    def stage_runs(self, stage: str) -> list[RunSummary]:
+        """The completed runs of ``stage``, ranked, with those it reused from an earlier
+        stage: every point the stage asked for that has a value."""
+        return [r for r in self.ranked() if r.in_stage(stage)]
 
     def ranked(self) -> list[RunSummary]:
         """Runs with a value for the objective, best first (ties by stage and trial)."""
