@@ -1,27 +1,29 @@
 """Quality on real data: DeepCrack with the published protocol, then a small loss study.
 
-    .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 25] [--study-epochs 3]
-        [--scale 0.5] [--page 128] [--encoder resnet18] [--batch 8] [--precision bf16]
-        [--bce-weight 0.2] [--pos-weight 1] [--positive-fraction 0.25] [--val 30]
-        [--augment hflip,vflip,rot90[,zoom,brightness_contrast]]
+    .venv/bin/python bench/deepcrack.py [--device cpu|cuda] [--epochs 25] [--budget-min 60]
+        [--study-epochs 3] [--scale 0.5] [--page 128] [--encoder resnet18] [--batch 8]
+        [--precision bf16] [--bce-weight 0.2] [--pos-weight 1] [--positive-fraction 0.25]
+        [--val 30] [--augment hflip,vflip,rot90[,zoom,brightness_contrast]]
         [--tta dihedral|flips|none] [--tta-scales 0.75,1,1.25] [--ema DECAY] [--seed 0]
-        [--select best|last]
-        [--no-study] [--fit-s SECONDS] [--data FOLDER] [--keep FOLDER]
+        [--select best|last] [--no-study] [--data FOLDER] [--keep FOLDER]
 
 Trains on ../shared/data/deepcrack/train minus a seeded validation split carved from
 it, evaluates on test/ with the published protocol (exact pixel matching, TP/FP/FN
 summed over the whole test set, best threshold in 0.01 steps) and prints precision,
 recall and F1 next to DeepCrack-BN (F1 0.852) and DeepCrack-GF (F1 0.868). Then a
 bce_weight × pos_weight study selected by validation F1, and its best run on test.
+
 The default is the best setting measured within 60 minutes on a 2-core CPU with bf16
 kernels (an Intel Xeon with AMX; BENCHMARKS.md): Unet/ResNet-18 from random weights,
-bf16 autocast (fp32 on a CPU without bf16 kernels, where bf16 is emulated), pictures at half
-size, 25 epochs, and the loss settings the small loss study selected (bce_weight 0.2,
-pos_weight 1), and test-time augmentation over the 8 symmetries of a page at scales
-×0.75, ×1, ×1.25; the printed settings say exactly what ran. The validation split is
+bf16 autocast, pictures at half size, 25 epochs, the loss settings the small loss study
+selected (bce_weight 0.2, pos_weight 1), and test-time augmentation over the 8
+symmetries of a page at scales ×0.75, ×1, ×1.25. On a CPU without bf16 kernels, where
+bf16 is emulated and fp32 is about 3× slower, it computes in fp32 and tests the 4 flips at
+one scale. Without ``--epochs``, the run trains the epochs (at most 25) that fit, with
+test/'s evaluation, in ``--budget-min`` minutes on this machine, timed by ``segtune
+plan``'s probe. The printed settings say exactly what ran. The validation split is
 evaluated with the same test-time augmentation as test/, so the threshold it selects is
-matched to the probabilities it is applied to. ``--fit-s`` trains one probe epoch first and lowers
-``--epochs`` to what fits in that many seconds on this machine.
+matched to the probabilities it is applied to.
 """
 
 from __future__ import annotations
@@ -151,21 +153,48 @@ def scales(a: Any) -> list[float]:
     return [float(s) for s in a.tta_scales.split(",")]
 
 
-def fit_epochs(tree: dict[str, Any], tmp: Path, wanted: int, seconds: float) -> int:
-    """Epochs of this setting that fit in ``seconds`` here, from one probe epoch."""
-    probe = build_run_config({**tree, "optim": {**tree["optim"], "epochs": 1}})
-    record = train_run(probe, tmp / "probe", progress=False)
-    per_epoch = record.timings.total_s
-    fits = max(1, min(wanted, int(seconds // per_epoch)))
+def fit_epochs(tree: dict[str, Any], data: Path, wanted: int, seconds: float) -> int:
+    """Epochs of this setting whose run and test/ evaluation fit in ``seconds`` here.
+
+    Timed by ``segtune plan``'s probe (a few training steps and one validation picture in
+    the run's precision and test-time views): an epoch is its steps plus a validation
+    pass; after the last one come the training-split pass and test/. An epoch of this
+    setting took 1.10× the probe's estimate on an AVX2 EPYC (page sampling and scoring are
+    not in the probe), so 15 % of the time is kept in reserve."""
+    from segtune.data.io import image_size
+    from segtune.data.subsets import resolve_subsets
+    from segtune.plan import data_stats, probe
+
+    config = build_run_config(tree)
+    subsets = resolve_subsets(config.data)
+    stats = data_stats(config, subsets.train, subsets.val)
+    timed = probe(config, subsets.train, subsets.val)
+    per_mp = timed.seconds_per_val_megapixel
+    steps = -(-stats.pages_per_epoch // config.optim.batch_size)
+    val_s = stats.val_pixels / 1e6 * per_mp
+    per_epoch = steps * timed.seconds_per_step + val_s
+    test_mp = sum(h * w for h, w in map(image_size, test_images(data))) / 1e6
+    after = test_mp * per_mp + val_s * config.eval.train_eval_count(
+        len(subsets.train), len(subsets.val)
+    ) / len(subsets.val)
+    fits = max(1, min(wanted, int((0.85 * seconds - after) // per_epoch)))
     print(
-        f"probe: one epoch takes {per_epoch:.1f} s here; {fits} of {wanted} epochs fit in {seconds:.0f} s"
+        f"fit: {timed.seconds_per_step:.2f} s per step, {per_epoch:.0f} s per epoch with its "
+        f"validation, {after:.0f} s for the training-split pass and test/ "
+        f"(segtune plan's probe): {fits} of {wanted} epochs fit in {seconds / 60:.0f} min"
     )
     return fits
 
 
+def test_images(data: Path) -> list[Path]:
+    return [p.image for p in load_pictures(data / "test")]
+
+
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--epochs", type=int, default=25, help="of the baseline run")
+    p.add_argument(
+        "--epochs", type=int, help="of the baseline run (default: 25, or what fits --budget-min)"
+    )
     p.add_argument("--study-epochs", type=int, default=3, help="of each loss-study run")
     p.add_argument("--scale", type=float, default=0.5)
     p.add_argument("--page", type=int, default=128)
@@ -173,9 +202,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
     p.add_argument(
-        "--tta", default="dihedral", choices=("none", "flips", "dihedral"), help="eval.tta"
+        "--tta",
+        choices=("none", "flips", "dihedral"),
+        help="eval.tta (default: dihedral, but flips on a CPU without bf16 kernels)",
     )
-    p.add_argument("--tta-scales", default="0.75,1,1.25", help="eval.tta_scales, comma-separated")
+    p.add_argument(
+        "--tta-scales",
+        help="eval.tta_scales, comma-separated (default: 0.75,1,1.25, but 1 on a CPU "
+        "without bf16 kernels)",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--bce-weight", type=float, default=0.2)
     p.add_argument("--pos-weight", type=float, default=1.0)
@@ -195,22 +230,34 @@ def main() -> None:
         "--select", default="best", choices=("best", "last"), help="eval.select (kept epoch)"
     )
     p.add_argument("--no-study", action="store_true", help="the baseline run only")
-    p.add_argument("--fit-s", type=float, help="lower --epochs to what fits in this time")
+    p.add_argument(
+        "--budget-min",
+        type=float,
+        default=60,
+        help="without --epochs: train the epochs (at most 25) whose run and test/ "
+        "evaluation fit in this many minutes here (0: 25 epochs)",
+    )
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
     p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
     p.add_argument("--seed", type=int, default=0, help="runtime.seed (weights, sampling)")
     a = p.parse_args()
-    if a.precision is None:
-        native = a.device != "cpu" or cpu_computes_bf16()
-        a.precision = "bf16" if native else "fp32"
+    # A CPU without bf16 kernels (AVX2 only) emulates bf16, 9x slower than fp32, and is
+    # about 3x slower in fp32 than bf16 on one with them: there the default computes in
+    # fp32 and tests 4 views at one scale (24 views cost most of the budget there).
+    native = a.device != "cpu" or cpu_computes_bf16()
+    a.precision = a.precision or ("bf16" if native else "fp32")
+    a.tta = a.tta or ("dihedral" if native else "flips")
+    a.tta_scales = a.tta_scales or ("0.75,1,1.25" if native else "1")
     torch.set_num_threads(torch.get_num_threads())
     print(f"machine: {machine()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         train, val = carve(a.data, tmp, a.val, seed=0)
-        if a.fit_s:
-            a.epochs = fit_epochs(base_tree(train, val, a), tmp, a.epochs, a.fit_s)
+        if a.epochs is None:
+            a.epochs = 25
+            if a.budget_min:
+                a.epochs = fit_epochs(base_tree(train, val, a), a.data, 25, a.budget_min * 60)
         tree = base_tree(train, val, a)
         config = build_run_config(tree)
         print(
