@@ -159,8 +159,8 @@ def fit_epochs(tree: dict[str, Any], data: Path, wanted: int, seconds: float) ->
     Timed by ``segtune plan``'s probe (a few training steps and one validation picture in
     the run's precision and test-time views): an epoch is its steps plus a validation
     pass; after the last one come the training-split pass and test/. An epoch of this
-    setting took 1.10× the probe's estimate on an AVX2 EPYC (page sampling and scoring are
-    not in the probe), so 15 % of the time is kept in reserve."""
+    setting took 1.03× the probe's estimate alone on an AVX2 EPYC and 1.10× next to a test
+    run, so 15 % of the time is kept in reserve."""
     from segtune.data.io import image_size
     from segtune.data.subsets import resolve_subsets
     from segtune.plan import data_stats, probe

@@ -82,3 +82,19 @@ def test_captions_always_name_a_split(tmp_path: Path) -> None:
 def test_words_for_every_key_include_the_split(key: str) -> None:
     split = key.split("/")[0]
     assert describe_metric(key).startswith(SPLIT_WORDS[split])
+
+
+def test_curves_never_join_measurements_across_unmeasured_epochs() -> None:
+    from segtune.analysis.figures import epoch_series
+
+    history = [
+        {"epoch": 1, "train/recall": 0.5, "val/recall": 0.4},
+        {"epoch": 2, "train/recall": "", "val/recall": 0.6},
+        {"epoch": 3, "val/recall": 0.7},
+        {"epoch": 4, "train/recall": 0.9, "val/recall": 0.8},
+    ]
+    epochs, values = epoch_series(history, "train/recall")
+    assert epochs == [1, 2, 3, 4]
+    assert values[0] == 0.5 and values[3] == 0.9
+    assert all(v != v for v in values[1:3])  # NaN: a gap in the line
+    assert epoch_series(history, "val/recall")[1] == [0.4, 0.6, 0.7, 0.8]

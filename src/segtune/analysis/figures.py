@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -187,15 +188,21 @@ def topk_grid(summary: StudySummary) -> Figure | None:
     return _finish(fig, "topk-grid", title, caption)
 
 
+def epoch_series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Epochs and ``key``'s values, NaN where an epoch has none (train/* is measured at
+    some epochs only): a line joins consecutive measurements, never across epochs that
+    were not measured."""
+    values = [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in history]
+    return [int(r["epoch"]) for r in history], values
+
+
 def metric_curves(run: RunSummary, metric: str) -> Figure:
     """``train/<metric>`` and ``val/<metric>`` over epochs, plus ``train/loss``."""
     keys = (f"train/{metric}", f"val/{metric}")
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3))
     for key, colour in zip(keys, LINE_COLOURS, strict=False):
-        rows = [r for r in run.history if key in r]
         ax.plot(
-            [r["epoch"] for r in rows],
-            [float(r[key]) for r in rows],
+            *epoch_series(run.history, key),
             marker="o",
             color=colour,
             label=describe_metric(key, run.threshold, short=True),
