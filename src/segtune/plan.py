@@ -83,7 +83,14 @@ class Plan:
         c = self.spec.run_config({})
         steps = math.ceil(self.data.pages_per_epoch / c.optim.batch_size)
         megapixels = self.data.val_pixels / 1e6
-        evals = c.optim.epochs + 1  # validation every epoch, the training pass once
+        # The training-split pass: its pictures, priced as validation's average picture.
+        share = c.eval.train_eval_count(self.data.train_pictures, self.data.val_pictures) / max(
+            self.data.val_pictures, 1
+        )
+        passes = sum(c.eval.train_pass_due(e, c.optim.epochs) for e in range(1, c.optim.epochs + 1))
+        evals = c.optim.epochs + passes * share  # validation every epoch
+        if c.eval.select == "best":  # at most: the kept epoch validated and passed again
+            evals += 1 + share
         return c.optim.epochs * steps * self.probe.seconds_per_step + (
             evals * megapixels * self.probe.seconds_per_val_megapixel
         )
