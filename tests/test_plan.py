@@ -189,24 +189,26 @@ def test_the_probe_times_the_runs_precision_and_names_an_emulated_one(
 
 
 @pytest.mark.parametrize(
-    ("eval_", "seconds"),
+    ("epochs", "eval_", "seconds"),
     [
-        ({"select": "last"}, 4 * 10 * 1.0 + (4 + 1) * 10 * 2.0),
-        ({"select": "best"}, 4 * 10 * 1.0 + (4 + 1 + 2) * 10 * 2.0),  # kept epoch again
+        (4, {"select": "last"}, 4 * 10 * 1.0 + (4 + 1) * 10 * 2.0),
+        (4, {"select": "best"}, 4 * 10 * 1.0 + (4 + 1 + 2) * 10 * 2.0),  # kept epoch again
+        (1, {"select": "best"}, 1 * 10 * 1.0 + (1 + 1) * 10 * 2.0),  # one epoch: it is kept
         # 30 training pictures every 2 epochs: 2 passes of 3 validations' worth each
         (
+            4,
             {"select": "last", "train_eval_pictures": "all", "train_every": 2},
             4 * 10 * 1.0 + (4 + 2 * 3) * 10 * 2.0,
         ),
     ],
 )
 def test_time_per_run_counts_every_evaluation_pass(
-    demo_data: Path, eval_: dict[str, Any], seconds: float
+    demo_data: Path, epochs: int, eval_: dict[str, Any], seconds: float
 ) -> None:
     from segtune.plan import Probe
 
     plan = make_plan(
-        _spec(demo_data, optim={"epochs": 4, "batch_size": 8}, eval=eval_), measure=False
+        _spec(demo_data, optim={"epochs": epochs, "batch_size": 8}, eval=eval_), measure=False
     )
     plan.data.train_pictures, plan.data.val_pictures = 30, 10
     plan.data.pages_per_epoch, plan.data.val_pixels = 80, 10_000_000  # 10 steps; 10 MP

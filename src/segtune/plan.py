@@ -89,7 +89,8 @@ class Plan:
         )
         passes = sum(c.eval.train_pass_due(e, c.optim.epochs) for e in range(1, c.optim.epochs + 1))
         evals = c.optim.epochs + passes * share  # validation every epoch
-        if c.eval.select == "best":  # at most: the kept epoch validated and passed again
+        if c.eval.select == "best" and c.optim.epochs > 1:  # at most: an earlier kept epoch
+            # validated and passed again
             evals += 1 + share
         return c.optim.epochs * steps * self.probe.seconds_per_step + (
             evals * megapixels * self.probe.seconds_per_val_megapixel
