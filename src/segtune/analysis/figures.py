@@ -199,7 +199,7 @@ def epoch_series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int]
 def metric_curves(run: RunSummary, metric: str) -> Figure:
     """``train/<metric>`` and ``val/<metric>`` over epochs, plus ``train/loss``."""
     keys = (f"train/{metric}", f"val/{metric}")
-    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3))
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"wspace": 0.35})
     for key, colour in zip(keys, LINE_COLOURS, strict=False):
         ax.plot(
             *epoch_series(run.history, key),
