@@ -297,7 +297,8 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
                             ha="center",
                             va="center",
                             fontsize=7,
-                            color="white" if v < 0.5 * np.nanmax(table) else "black",
+                            # white on the colour map's dark half (viridis: low values)
+                            color="white" if (v - low) / (high - low) < 0.5 else "black",
                         )
                 ax.set_xticks(
                     range(len(grid[b])),
