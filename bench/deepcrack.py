@@ -156,32 +156,31 @@ def scales(a: Any) -> list[float]:
 def fit_epochs(tree: dict[str, Any], data: Path, wanted: int, seconds: float) -> int:
     """Epochs of this setting whose run and test/ evaluation fit in ``seconds`` here.
 
-    Timed by ``segtune plan``'s probe (a few training steps and one validation picture in
-    the run's precision and test-time views): an epoch is its steps plus a validation
-    pass; after the last one come the training-split pass and test/. An epoch of this
-    setting took 1.03× the probe's estimate alone on an AVX2 EPYC and 1.10× next to a test
-    run, so 15 % of the time is kept in reserve."""
+    A run is priced as ``segtune plan`` prices it (``segtune.plan.run_seconds`` of its
+    probe: a few training steps and one validation picture in the run's precision and
+    test-time views), test/ at the probe's rate per megapixel. An epoch of this setting
+    took 1.03× the probe's estimate alone on an AVX2 EPYC and 1.10× next to a test run,
+    so 15 % of the time is kept in reserve."""
     from segtune.data.io import image_size
     from segtune.data.subsets import resolve_subsets
-    from segtune.plan import data_stats, probe
+    from segtune.plan import data_stats, probe, run_seconds
 
     config = build_run_config(tree)
     subsets = resolve_subsets(config.data)
     stats = data_stats(config, subsets.train, subsets.val)
     timed = probe(config, subsets.train, subsets.val)
-    per_mp = timed.seconds_per_val_megapixel
-    steps = -(-stats.pages_per_epoch // config.optim.batch_size)
-    val_s = stats.val_pixels / 1e6 * per_mp
-    per_epoch = steps * timed.seconds_per_step + val_s
-    test_mp = sum(h * w for h, w in map(image_size, test_images(data))) / 1e6
-    after = test_mp * per_mp + val_s * config.eval.train_eval_count(
-        len(subsets.train), len(subsets.val)
-    ) / len(subsets.val)
-    fits = max(1, min(wanted, int((0.85 * seconds - after) // per_epoch)))
+    test_s = sum(h * w for h, w in map(image_size, test_images(data))) / 1e6
+    test_s *= timed.seconds_per_val_megapixel
+
+    def run_s(epochs: int) -> float:
+        optim = config.optim.model_copy(update={"epochs": epochs})
+        return run_seconds(config.model_copy(update={"optim": optim}), stats, timed)
+
+    fits = next((n for n in range(wanted, 0, -1) if run_s(n) + test_s <= 0.85 * seconds), 1)
     print(
-        f"fit: {timed.seconds_per_step:.2f} s per step, {per_epoch:.0f} s per epoch with its "
-        f"validation, {after:.0f} s for the training-split pass and test/ "
-        f"(segtune plan's probe): {fits} of {wanted} epochs fit in {seconds / 60:.0f} min"
+        f"fit: {timed.seconds_per_step:.2f} s per step, {run_s(fits):.0f} s for {fits} "
+        f"epoch(s) and {test_s:.0f} s for test/ (segtune plan's probe): {fits} of {wanted} "
+        f"epochs fit in {seconds / 60:.0f} min"
     )
     return fits
 

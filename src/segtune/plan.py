@@ -80,21 +80,7 @@ class Plan:
     def seconds_per_run(self) -> float | None:
         if self.probe is None:
             return None
-        c = self.spec.run_config({})
-        steps = math.ceil(self.data.pages_per_epoch / c.optim.batch_size)
-        megapixels = self.data.val_pixels / 1e6
-        # The training-split pass: its pictures, priced as validation's average picture.
-        share = c.eval.train_eval_count(self.data.train_pictures, self.data.val_pictures) / max(
-            self.data.val_pictures, 1
-        )
-        passes = sum(c.eval.train_pass_due(e, c.optim.epochs) for e in range(1, c.optim.epochs + 1))
-        evals = c.optim.epochs + passes * share  # validation every epoch
-        if c.eval.select == "best" and c.optim.epochs > 1:  # at most: an earlier kept epoch
-            # validated and passed again
-            evals += 1 + share
-        return c.optim.epochs * steps * self.probe.seconds_per_step + (
-            evals * megapixels * self.probe.seconds_per_val_megapixel
-        )
+        return run_seconds(self.spec.run_config({}), self.data, self.probe)
 
     def lines(self) -> list[str]:
         c = self.spec.run_config({})
@@ -133,6 +119,25 @@ class Plan:
         )
         out += [f"warning: {w}" for w in self.warnings]
         return out
+
+
+def run_seconds(c: RunConfig, data: DataStats, probe: Probe) -> float:
+    """One run's time from the probe: its steps, a validation every epoch, each
+    training-split pass, and (at most) an earlier kept epoch's second passes."""
+    steps = math.ceil(data.pages_per_epoch / c.optim.batch_size)
+    megapixels = data.val_pixels / 1e6
+    # The training-split pass: its pictures, priced as validation's average picture.
+    share = c.eval.train_eval_count(data.train_pictures, data.val_pictures) / max(
+        data.val_pictures, 1
+    )
+    passes = sum(c.eval.train_pass_due(e, c.optim.epochs) for e in range(1, c.optim.epochs + 1))
+    evals = c.optim.epochs + passes * share  # validation every epoch
+    if c.eval.select == "best" and c.optim.epochs > 1:  # at most: an earlier kept epoch
+        # validated and passed again
+        evals += 1 + share
+    return c.optim.epochs * steps * probe.seconds_per_step + (
+        evals * megapixels * probe.seconds_per_val_megapixel
+    )
 
 
 def _duration(seconds: float) -> str:
