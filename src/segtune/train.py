@@ -199,7 +199,7 @@ def train_run(
             )
             t1 = time.perf_counter()
             val = validate()
-            stop = ledger.patience_out(epoch, val.metrics)
+            stop = ledger.stopped_after(epoch, val.metrics)
             train_metrics: dict[str, float] = {}
             if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
                 train_metrics = _evaluate(
@@ -584,11 +584,12 @@ class _Ledger:
         row.update(_row_values(values))
         self.folder.write_metrics(self.history)
 
-    def selected_epoch(self) -> int | None:
-        """The best epoch so far by ``eval.select_key`` (the earliest on ties)."""
+    def selected_epoch(self, pending: dict[str, Any] | None = None) -> int | None:
+        """The best epoch so far by ``eval.select_key`` (the earliest on ties), counting
+        ``pending``, an epoch's row not yet recorded."""
         key = self.config.eval.select_key
         best: tuple[float, int] | None = None
-        for row in self.history:
+        for row in [*self.history, *([pending] if pending else [])]:
             if key in row and (best is None or better(float(row[key]), best[0], direction_of(key))):
                 best = (float(row[key]), int(row["epoch"]))
         return None if best is None else best[1]
@@ -601,26 +602,13 @@ class _Ledger:
         selected = self.selected_epoch() if self.config.eval.select == "best" else None
         return selected or self.last_epoch()
 
-    def patience_out(self, epoch: int, val: dict[str, float]) -> bool:
-        """Whether ``optim.early_stop_patience`` epochs have passed without the select key
-        improving on its best before ``epoch``, counting ``epoch`` itself."""
+    def stopped_after(self, epoch: int, values: dict[str, float] | None = None) -> bool:
+        """Whether ``optim.early_stop_patience`` epochs have passed since the select key's
+        best, after ``epoch``: its ``values`` while the loop decides, its recorded row on
+        resume."""
         patience = self.config.optim.early_stop_patience
-        key = self.config.eval.select_key
-        if patience is None or key not in val:
-            return False
-        best = self.selected_epoch()
-        if best is None:
-            return False
-        row = next(r for r in self.history if int(r["epoch"]) == best)
-        if better(val[key], float(row[key]), direction_of(key)):
-            return False
-        return epoch - best >= patience
-
-    def stopped_after(self, epoch: int) -> bool:
-        """Whether early stopping ended the run after ``epoch``, whose values are recorded
-        (the same rule as :meth:`patience_out`, read from the history on resume)."""
-        patience = self.config.optim.early_stop_patience
-        best = self.selected_epoch()
+        pending = {"epoch": epoch, **values} if values is not None else None
+        best = self.selected_epoch(pending)
         return patience is not None and best is not None and epoch - best >= patience
 
     def _selection(self) -> dict[str, Any]:
