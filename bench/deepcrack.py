@@ -124,7 +124,10 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
             "blend": "gaussian",
             **({"resize": {"scale": a.scale}} if a.scale != 1.0 else {}),
         },
-        "model": {"encoder": a.encoder},
+        "model": {
+            "encoder": a.encoder,
+            **({"decoder_channels": channels(a.decoder_channels)} if a.decoder_channels else {}),
+        },
         "optim": {
             "epochs": a.epochs,
             "batch_size": a.batch,
@@ -147,6 +150,10 @@ def base_tree(train: Path, val: Path, a: Any) -> dict[str, Any]:
             "num_workers": 0 if a.device == "cpu" else 4,
         },
     }
+
+
+def channels(words: str) -> list[int]:
+    return [int(c) for c in words.split(",")]
 
 
 def scales(a: Any) -> list[float]:
@@ -198,6 +205,10 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=0.5)
     p.add_argument("--page", type=int, default=128)
     p.add_argument("--encoder", default="resnet18")
+    p.add_argument(
+        "--decoder-channels",
+        help="model.decoder_channels, comma-separated (default: smp's 256,128,64,32,16)",
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val", type=int, default=30)
     p.add_argument(
@@ -260,7 +271,8 @@ def main() -> None:
         tree = base_tree(train, val, a)
         config = build_run_config(tree)
         print(
-            f"settings: Unet/{a.encoder} (random init), {a.epochs} epochs, pages {a.page} px "
+            f"settings: Unet/{a.encoder} (random init, decoder channels "
+            f"{a.decoder_channels or '256,128,64,32,16'}), {a.epochs} epochs, pages {a.page} px "
             f"overlap {a.page // 8} gaussian, pictures scaled x{a.scale}, batch {a.batch}, lr {a.lr}, "
             f"bce_weight {a.bce_weight:g}, pos_weight {a.pos_weight:g}, dice_smooth 1e-5, "
             f"positive_fraction {a.positive_fraction:g}, augment {a.augment}, "
