@@ -63,6 +63,11 @@ def test_a_test_split_from_a_manifest_with_the_validation_threshold(
     assert (
         "Test F1, pixel-level, threshold" in printed and "test-time augmentation: flips" in printed
     )
+    # The curve's caption names the views and where its threshold comes from.
+    caption = next(line for line in printed.splitlines() if line.startswith(f"wrote {curve}"))
+    assert "(Test average precision " in caption and ", test-time flips)" in caption
+    source = "(selected on the validation split at epoch"
+    assert f"threshold {result['threshold']:g} {source}" in caption
     # The run chose its threshold without flips: using it with flips is said once.
     warning = "--threshold best was selected on validation with test-time augmentation 'none'"
     assert captured.err.count(warning) == 1 and "used here with 'flips'" in captured.err

@@ -159,10 +159,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.pr_curve and result.histogram is not None:
         from segtune.analysis.figures import split_pr_curve
-        from segtune.records import atomic_write_bytes
+        from segtune.records import atomic_write_bytes, tta_words
 
         label = f"{Path(args.checkpoint)} on {', '.join(args.data)}"
-        fig = split_pr_curve(result.histogram, args.split_name, threshold, label)
+        fig = split_pr_curve(
+            result.histogram,
+            args.split_name,
+            threshold,
+            label,
+            views=tta_words(predictor.tta, predictor.tta_scales),
+            threshold_source=source,
+        )
         atomic_write_bytes(Path(args.pr_curve), fig.png)
         print(f"wrote {args.pr_curve}: {fig.caption}")
     return 0

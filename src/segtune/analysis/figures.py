@@ -378,14 +378,25 @@ def pr_curves(summary: StudySummary) -> Figure | None:
     return _finish(fig, "pr-curves", title, caption)
 
 
-def split_pr_curve(hist: ProbabilityHistogram, split: str, threshold: float, label: str) -> Figure:
+def split_pr_curve(
+    hist: ProbabilityHistogram,
+    split: str,
+    threshold: float,
+    label: str,
+    *,
+    views: str,
+    threshold_source: str,
+) -> Figure:
     """Precision against recall of one split over the histogram's thresholds, with the
-    operating point at ``threshold`` marked (``segtune evaluate --pr-curve``)."""
+    operating point at ``threshold`` marked (``segtune evaluate --pr-curve``); ``views``
+    names the test-time augmentation the probabilities were made with (``tta_words``),
+    ``threshold_source`` where the threshold comes from."""
     thresholds, precision, recall = hist.curve()
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(recall, precision, color=LINE_COLOURS[0], gid=f"{split}/precision")
     at = int(np.searchsorted(thresholds, threshold, side="right")) - 1
-    ax.plot(recall[at], precision[at], "o", color=LINE_COLOURS[1], label=f"threshold {threshold:g}")
+    point = f"threshold {threshold:g} ({threshold_source})"
+    ax.plot(recall[at], precision[at], "o", color=LINE_COLOURS[1], label=point)
     ax.set_xlabel(describe_metric(f"{split}/recall", None))
     ax.xaxis.label.set_gid(f"{split}/recall")
     ax.set_ylabel(describe_metric(f"{split}/precision", None))
@@ -393,12 +404,14 @@ def split_pr_curve(hist: ProbabilityHistogram, split: str, threshold: float, lab
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     ap = f"{describe_metric(f'{split}/ap', short=True)} {hist.average_precision():.3f}"
-    title = f"Precision–recall curve of {label} ({ap})"
-    ax.set_title(title, fontsize=9)
+    augmented = "no test-time augmentation" if views == "none" else f"test-time {views}"
+    drawn = f"Precision–recall curve of {label}\n({ap}, {augmented})"
+    ax.set_title(drawn, fontsize=9)
+    title = drawn.replace("\n", " ")
     caption = (
-        f"{title}: {describe_metric(f'{split}/precision', None)} against "
-        f"{describe_metric(f'{split}/recall', None)} over thresholds; the dot is the "
-        f"operating threshold {threshold:g}."
+        f"{title}: {describe_metric(f'{split}/precision', None)} "
+        f"against {describe_metric(f'{split}/recall', None)} over thresholds; the dot is the "
+        f"operating {point}."
     )
     return _finish(fig, f"pr-curve-{split}", title, caption)
 
