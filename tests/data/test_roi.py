@@ -56,6 +56,32 @@ def test_an_ignore_value_is_neither_positive_nor_counted(tmp_path: Path) -> None
         read_mask(tmp_path / "m.png", 255)
 
 
+def test_check_data_gives_positive_shares_of_the_pixels_that_count(tmp_path: Path) -> None:
+    # As the metrics see them: 8 positives among the 24 scored pixels (the left half's 32,
+    # less its 8 ignored ones), not among the picture's 64.
+    for folder in ("images", "masks", "roi"):
+        (tmp_path / folder).mkdir()
+    _save(tmp_path / "images" / "a.png", np.full((8, 8, 3), 90))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:2], mask[2:4] = 1, 255
+    _save(tmp_path / "masks" / "a.png", mask)
+    roi = np.zeros((8, 8), np.uint8)
+    roi[:, :4] = 255
+    _save(tmp_path / "roi" / "a.png", roi)
+    report = check_pictures(tmp_path, ignore_value=255)
+    assert report.problems == [] and report.positive_fractions == {"a": 8 / 24}
+    assert "positive pixels (of the pixels that count: in the region of interest, not " in (
+        "\n".join(report.summary_lines())
+    )
+    shutil.rmtree(tmp_path / "roi")
+    assert check_pictures(tmp_path, ignore_value=255).positive_fractions == {"a": 16 / 48}
+    mask[2:4] = 0
+    _save(tmp_path / "masks" / "a.png", mask)
+    whole = check_pictures(tmp_path)
+    assert whole.positive_fractions == {"a": 16 / 64}
+    assert "positive pixels: mean 25.000%" in whole.summary_lines()[2]
+
+
 def test_roi_folder_and_column_are_found_and_checked(demo_data: Path, tmp_path: Path) -> None:
     data = tmp_path / "val"
     shutil.copytree(demo_data / "val", data)

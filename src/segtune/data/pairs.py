@@ -16,6 +16,7 @@ from segtune.data.io import (
     IMAGE_SUFFIXES,
     image_size,
     pixel_cap_problem,
+    read_ignored,
     read_mask,
     read_raw_image,
 )
@@ -53,14 +54,22 @@ class DataReport:
     positive_fractions: dict[str, float] = field(default_factory=dict)
     positive_pixels: int = 0
     boundary_pixels: int = 0  # positive pixels with a negative 4-neighbour
+    some_not_scored: bool = False  # pixels outside a region of interest or ignored
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def add_mask(self, stem: str, mask: NDArray[np.bool_]) -> None:
-        self.positive_fractions[stem] = float(mask.mean())
-        self.positive_pixels += int(mask.sum())
+    def add_mask(
+        self, stem: str, mask: NDArray[np.bool_], scored: NDArray[np.bool_] | None = None
+    ) -> None:
+        """One picture's positives, as a share of its ``scored`` pixels (inside the region
+        of interest, not ignored; default all), the share the metrics see."""
+        positives = int(mask.sum())
+        counted = int(scored.sum()) if scored is not None else mask.size
+        self.some_not_scored |= counted < mask.size
+        self.positive_fractions[stem] = positives / counted if counted else 0.0
+        self.positive_pixels += positives
         self.boundary_pixels += boundary_pixels(mask)
 
     @property
@@ -87,9 +96,10 @@ class DataReport:
         )
         lines.append(f"sizes (WxH): {sizes}")
         if len(fractions):
+            counted = " (of the pixels that count: in the region of interest, not ignored)"
             lines.append(
-                f"positive pixels: mean {fractions.mean():.3%}, min {fractions.min():.3%}, "
-                f"max {fractions.max():.3%}"
+                f"positive pixels{counted if self.some_not_scored else ''}: mean "
+                f"{fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
             )
         if self.structure_width is not None:
             lines.append(
@@ -245,15 +255,26 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
                 raise DataError(problem)
             read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
             mask = read_mask(pic.mask, ignore_value)
-            if pic.roi is not None:
-                mask &= read_mask(pic.roi)
+            scored = _scored_pixels(pic, ignore_value)
+            if scored is not None:
+                mask &= scored
         except DataError as exc:
             report.problems.append(str(exc))
             continue
         report.pictures.append(pic)
         report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
-        report.add_mask(pic.stem, mask)
+        report.add_mask(pic.stem, mask, scored)
     return report
+
+
+def _scored_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
+    """The pixels that count: inside the region of interest and not holding the ignore
+    value (None: every pixel)."""
+    scored = read_mask(pic.roi) if pic.roi is not None else None
+    if ignore_value is not None:
+        kept = ~read_ignored(pic.mask, ignore_value)
+        scored = kept if scored is None else scored & kept
+    return scored
 
 
 def boundary_pixels(mask: NDArray[np.bool_]) -> int:
