@@ -78,6 +78,45 @@ def test_pages_larger_than_pictures_and_no_positives_are_named(
     )
 
 
+def test_data_statistics_count_the_pixels_the_loss_counts(demo_data: Path, tmp_path: Path) -> None:
+    # Masks with a "don't care" band (255 beside positives 1) and a region of interest:
+    # the plan reads them (was: refused, "mask has 3 distinct values") and takes the
+    # positive fraction over the pixels that count.
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    train = data / "train"
+    (train / "roi").mkdir()
+    roi = np.zeros((64, 64), np.uint8)
+    roi[:, :40] = 255
+    positives = scored = 0
+    for path in sorted((train / "masks").iterdir()):
+        mask = (np.asarray(Image.open(path)) > 0).astype(np.uint8)
+        mask[:8] = 255
+        Image.fromarray(mask).save(path)
+        Image.fromarray(roi).save(train / "roi" / path.name)
+        counts = (mask != 255) & (roi > 0)
+        positives += int((mask[counts] == 1).sum())
+        scored += int(counts.sum())
+    spec = _spec(data, pages={"page_size": 32})
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"ignore_value": 255})})
+    plan = make_plan(spec, measure=False)
+    assert plan.data.positive_fraction == pytest.approx(positives / scored)
+    assert 0 < plan.data.positive_fraction < 1
+
+
+def test_page_statistics_follow_the_resized_pages(demo_data: Path, tmp_path: Path) -> None:
+    # One positive pixel at (40, 40) of a 64 px picture: at half size, one of the four
+    # 16 px pages of the 32 px picture holds it (was: pages of 16 original pixels, 1 in 16).
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    for path in (data / "train" / "masks").iterdir():
+        mask = np.zeros((64, 64), np.uint8)
+        mask[40, 40] = 255
+        Image.fromarray(mask).save(path)
+    spec = _spec(data, pages={"page_size": 16, "resize": {"scale": 0.5}})
+    assert make_plan(spec, measure=False).data.page_positive_share == 1 / 4
+
+
 def test_the_largest_micro_batch_that_fits_is_found_by_halving() -> None:
     tried: list[int] = []
 
@@ -136,6 +175,27 @@ def test_init_writes_a_commented_spec_from_the_data_that_plans(
     assert "exists (use --force" in capsys.readouterr().err
     assert main(["plan", str(out), "--no-probe"]) == 0
     assert "stage noise (repeat): 6 run(s)" in capsys.readouterr().out
+
+
+def test_init_with_an_ignore_value(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segtune.study.spec import load_spec
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    for path in (data / "train" / "masks").iterdir():
+        mask = (np.asarray(Image.open(path)) > 0).astype(np.uint8)
+        mask[:8] = 255  # don't care
+        Image.fromarray(mask).save(path)
+    out = tmp_path / "s.yaml"
+    argv = ["init", str(data / "train"), str(data / "val"), "--out", str(out)]
+    assert main(argv) == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "mask has 3 distinct values (0, 1, 255)" in err and "--ignore-value" in err
+    assert main([*argv, "--ignore-value", "255"]) == 0
+    assert load_spec(out).run_config({}).data.ignore_value == 255
+    assert main(["plan", str(out), "--no-probe"]) == 0
 
 
 def test_sweep_prints_the_plan_once_when_a_study_starts(

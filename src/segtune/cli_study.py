@@ -215,7 +215,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     import re
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
-    text = starting_spec(Path(args.train), Path(args.val), name)
+    text = starting_spec(Path(args.train), Path(args.val), name, args.ignore_value)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
     return 0
@@ -299,6 +299,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("val", help="validation folder or CSV manifest")
     p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--ignore-value",
+        type=int,
+        help="mask value of don't-care pixels: written as data.ignore_value",
+    )
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")

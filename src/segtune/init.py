@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 from segtune.data.io import image_size, read_mask
-from segtune.data.pairs import load_pictures
+from segtune.data.pairs import load_pictures, scored_pixels
 
 MASK_SAMPLE = 20
 
@@ -17,15 +17,26 @@ def _round(value: float) -> float:
     return float(f"{value:.2g}")
 
 
-def starting_spec(train: Path, val: Path, name: str) -> str:
-    """The YAML text of a starting spec for the pictures in ``train`` and ``val``."""
+def starting_spec(train: Path, val: Path, name: str, ignore_value: int | None = None) -> str:
+    """The YAML text of a starting spec for the pictures in ``train`` and ``val``, whose
+    masks mark "don't care" pixels with ``ignore_value`` (``data.ignore_value``)."""
     train_pics, val_pics = load_pictures(train), load_pictures(val)
     sides = [min(image_size(p.image)) for p in train_pics]
     median_side = int(statistics.median(sides))
     page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
     sample = train_pics[:: max(1, len(train_pics) // MASK_SAMPLE)][:MASK_SAMPLE]
-    masks = [read_mask(p.mask) for p in sample]
-    f = sum(int(m.sum()) for m in masks) / max(sum(m.size for m in masks), 1)
+    positives = counted = 0  # over the pixels that count, as the loss counts them
+    for pic in sample:
+        mask, scored = read_mask(pic.mask, ignore_value), scored_pixels(pic, ignore_value)
+        positives += int((mask & scored).sum()) if scored is not None else int(mask.sum())
+        counted += int(scored.sum()) if scored is not None else mask.size
+    f = positives / max(counted, 1)
+    ignore = (
+        f"\n  # Mask value {ignore_value} marks pixels that never count (loss, metrics).\n"
+        f"  ignore_value: {ignore_value}"
+        if ignore_value is not None
+        else ""
+    )
     ratio = (1 - f) / f if f > 0 else 100.0
     top = max(ratio, 1.0)
     weights = sorted({_round(top ** (i / 3)) for i in range(4)})
@@ -43,7 +54,7 @@ data:
   # {len(val_pics)} validation pictures: {val_subset} score every run (intervals in the
   # report come from resampling these pictures).
   val_subset: {val_subset}
-  seed: 0
+  seed: 0{ignore}
 fixed:
   pages:
     # The median picture's shorter side is {median_side} px: pages of {page} px (a power

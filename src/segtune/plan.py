@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from segtune.config import RunConfig
 from segtune.data.io import image_size, read_mask
-from segtune.data.pairs import Picture
+from segtune.data.pairs import Picture, scored_pixels
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
@@ -47,7 +47,7 @@ class DataStats:
     pages_per_epoch: int  # tiled pages of the training pictures (an epoch's steps × batch)
     mean_valid_share: float  # the average share of a page that is picture, not padding
     small_pictures: int  # pictures smaller than a page on some side
-    positive_fraction: float  # of the sampled training masks' pixels
+    positive_fraction: float  # of the sampled training masks' scored pixels
     pictures_with_positives: float  # share of the sampled training masks
     page_positive_share: float  # share of the sampled masks' pages holding a positive
     cache_gb: float  # decoded size of every picture and mask of the subsets
@@ -199,14 +199,23 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     val_pixels = sum(h * w for h, w in (sizes[p.image] for p in val))
     sample = train[:: max(1, len(train) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
+    ignore = config.data.ignore_value
     for pic in sample:
-        mask = read_mask(pic.mask)
+        mask = read_mask(pic.mask, ignore)
+        scored = scored_pixels(pic, ignore)  # as the loss and metrics count them
+        if scored is not None:
+            mask &= scored
         positives += int(mask.sum())
-        pixels += mask.size
+        pixels += int(scored.sum()) if scored is not None else mask.size
         with_pos += bool(mask.any())
-        for y, x in page_origins(mask.shape[0], mask.shape[1], size, overlap):
+        # The pages as training cuts them, after pages.resize, in the mask's pixels.
+        h, w = mask.shape
+        rh, rw = resized_shape(h, w, scale, longest)
+        for y, x in page_origins(rh, rw, size, overlap):
             page_all += 1
-            page_pos += bool(mask[y : y + size, x : x + size].any())
+            rows = slice(y * h // rh, -(-(y + size) * h // rh))
+            cols = slice(x * w // rw, -(-(x + size) * w // rw))
+            page_pos += bool(mask[rows, cols].any())
     return DataStats(
         train_pictures=len(train),
         val_pictures=len(val),

@@ -220,8 +220,14 @@ def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
             if ignore_value is not None
             else "0 plus one positive value"
         )
+        hint = (
+            " (if one marks don't-care pixels: data.ignore_value, or --ignore-value)"
+            if ignore_value is None and len(values) == 3
+            else ""
+        )
         raise DataError(
-            f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected {allowed}"
+            f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected "
+            f"{allowed}{hint}"
         )
     out = arr != 0
     if ignore_value is not None:

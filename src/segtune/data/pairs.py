@@ -255,7 +255,7 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
                 raise DataError(problem)
             read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
             mask = read_mask(pic.mask, ignore_value)
-            scored = _scored_pixels(pic, ignore_value)
+            scored = scored_pixels(pic, ignore_value)
             if scored is not None:
                 mask &= scored
         except DataError as exc:
@@ -267,7 +267,7 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
     return report
 
 
-def _scored_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
+def scored_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
     """The pixels that count: inside the region of interest and not holding the ignore
     value (None: every pixel)."""
     scored = read_mask(pic.roi) if pic.roi is not None else None
