@@ -90,3 +90,11 @@ def test_compressed_tiff_is_read(compression: str, tmp_path: Path) -> None:
     tolerance = 40 if compression == "jpeg" else 0  # JPEG is lossy
     assert int(np.abs(out.astype(int) - image).max()) <= tolerance
     assert read_mask(tmp_path / "m.tif").sum() == 16 * 20
+
+
+def test_a_lossy_mask_is_refused_with_its_cause(tmp_path: Path) -> None:
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:12, 4:28] = 255
+    Image.fromarray(mask).save(tmp_path / "m.jpg", quality=90)
+    with pytest.raises(DataError, match=r"distinct values .* save masks as PNG\)$"):
+        read_mask(tmp_path / "m.jpg")

@@ -220,11 +220,11 @@ def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
             if ignore_value is not None
             else "0 plus one positive value"
         )
-        hint = (
-            " (if one marks don't-care pixels: data.ignore_value, or --ignore-value)"
-            if ignore_value is None and len(values) == 3
-            else ""
-        )
+        hint = ""
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            hint = " (JPEG's lossy compression blurs a mask's edges: save masks as PNG)"
+        elif ignore_value is None and len(values) == 3:
+            hint = " (if one marks don't-care pixels: data.ignore_value, or --ignore-value)"
         raise DataError(
             f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected "
             f"{allowed}{hint}"
