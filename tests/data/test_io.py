@@ -98,3 +98,20 @@ def test_a_lossy_mask_is_refused_with_its_cause(tmp_path: Path) -> None:
     Image.fromarray(mask).save(tmp_path / "m.jpg", quality=90)
     with pytest.raises(DataError, match=r"distinct values .* save masks as PNG\)$"):
         read_mask(tmp_path / "m.jpg")
+
+
+def test_a_tiff_stack_is_refused_and_overviews_are_not(tmp_path: Path) -> None:
+    from segtune.data.io import image_size
+
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 255, (3, 32, 48), dtype=np.uint8)  # 3 slices of a volume
+    tifffile.imwrite(tmp_path / "stack.tif", volume, photometric="minisblack")
+    for read in (read_image, read_mask, image_size):
+        with pytest.raises(DataError, match="a stack of 3 pages of the same size"):
+            read(tmp_path / "stack.tif")
+    # A picture followed by its half-size overview (as GeoTIFFs store them) is one picture.
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(volume[0])
+        tif.write(volume[0][::2, ::2], subfiletype=1)
+    assert image_size(tmp_path / "pyramid.tif") == (32, 48)
+    assert np.array_equal(read_image(tmp_path / "pyramid.tif")[:, :, 0], volume[0])

@@ -72,12 +72,29 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
         raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
 
 
+def _first_page(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPage | tifffile.TiffFrame:
+    """A TIFF's picture: its first page, after reduced-resolution ones (overviews) or
+    none. More pages of the first's size are a stack (a volume's slices, frames, channels
+    stored as pages), refused rather than silently read as its first slice."""
+    page = tif.pages[0]
+    count = len(tif.pages)
+    if count > 1:
+        second = tif.pages[1]
+        if second.shape == page.shape and not getattr(second, "is_reduced", False):
+            raise DataError(
+                f"{path}: a stack of {count} pages of the same size (slices, frames or "
+                "channels as pages); segtune reads one picture per file: save each page "
+                "as its own file"
+            )
+    return page
+
+
 def _read_tiff(path: Path) -> NDArray[np.generic]:
     """First page of a TIFF through tifffile (LZW, deflate, JPEG… with imagecodecs), else
     through Pillow; a compression neither can decode is named as such, not "truncated"."""
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
+            page = _first_page(tif, path)
             arr = np.asarray(page.asarray())
             # Planar multi-channel pages (axes "SYX") are read as (H, W, C) like the rest.
             return np.moveaxis(arr, 0, -1) if page.axes.startswith("S") else arr
@@ -260,7 +277,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         if path.suffix.lower() in _TIFF:
             with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
+                page = _first_page(tif, path)
                 shape = page.shape[1:] if page.axes.startswith("S") else page.shape
             return int(shape[0]), int(shape[1])
         with Image.open(path) as im:
