@@ -182,7 +182,7 @@ CASES: dict[str, Case] = {
     "check mask size": Case("check-data", "does not match image", setup=_mask_other_size, code=1),
     "check non-binary mask": Case("check-data", "distinct values", setup=_non_binary_mask, code=1),
     "check colour mask": Case(
-        "check-data", "differing colour channels", setup=_colour_mask, code=1
+        "check-data", "colour mask with 2 colours besides black", setup=_colour_mask, code=1
     ),
     "check mat mask": Case("check-data", "unsupported mask format .mat", setup=_mat_mask, code=1),
     "check symlink loop": Case("check-data", "symbolic link loop", setup=_symlink_loop, code=1),

@@ -115,3 +115,14 @@ def test_a_tiff_stack_is_refused_and_overviews_are_not(tmp_path: Path) -> None:
         tif.write(volume[0][::2, ::2], subfiletype=1)
     assert image_size(tmp_path / "pyramid.tif") == (32, 48)
     assert np.array_equal(read_image(tmp_path / "pyramid.tif")[:, :, 0], volume[0])
+
+
+def test_a_colour_mask_is_its_one_colour_on_black(tmp_path: Path) -> None:
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[4:8, :] = (255, 0, 0)  # red on black
+    Image.fromarray(mask).save(tmp_path / "red.png")
+    assert np.array_equal(read_mask(tmp_path / "red.png"), mask.any(axis=2))
+    mask[10:12, :] = (0, 128, 0)
+    Image.fromarray(mask).save(tmp_path / "two.png")
+    with pytest.raises(DataError, match=r"2 colours besides black \(#008000, #ff0000\)"):
+        read_mask(tmp_path / "two.png")

@@ -207,7 +207,8 @@ def read_image(path: Path, reading: ImageReading = DEFAULT_READING) -> NDArray[n
 
 
 def _mask_values(path: Path) -> NDArray[np.generic]:
-    """A mask file as one channel of raw values (equal colour channels merged)."""
+    """A mask file as one channel of raw values (equal colour channels merged; a colour
+    mask's one colour as 1)."""
     arr = _read_raw(path, keep_palette=True)
     if arr.ndim == 3:
         first = arr[:, :, 0]
@@ -215,11 +216,34 @@ def _mask_values(path: Path) -> NDArray[np.generic]:
         if channels in (2, 4):  # LA / RGBA: ignore alpha
             channels -= 1
         if any(not np.array_equal(first, arr[:, :, c]) for c in range(1, channels)):
-            raise DataError(f"{path}: mask has differing colour channels; expected one channel")
+            return _colour_mask_values(path, arr)
         arr = first
     elif arr.ndim != 2:
         raise DataError(f"{path}: unsupported mask shape {arr.shape}")
     return arr
+
+
+def _colour_mask_values(path: Path, arr: NDArray[np.generic]) -> NDArray[np.generic]:
+    """A colour mask (e.g. red on black) as 0 where black and 1 where its one colour is;
+    any other colour is an error."""
+    if arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+        raise DataError(f"{path}: mask has differing colour channels; expected one channel")
+    rgb = arr[:, :, :3].astype(np.uint32)
+    packed = (rgb[:, :, 0] << 16) | (rgb[:, :, 1] << 8) | rgb[:, :, 2]
+    colours = [int(c) for c in np.unique(packed) if c != 0]
+    if len(colours) > 1:
+        shown = ", ".join(f"#{c:06x}" for c in colours[:4]) + (" …" if len(colours) > 4 else "")
+        raise DataError(
+            f"{path}: colour mask with {len(colours)} colours besides black ({shown}); "
+            f"expected black plus one colour{_lossy_hint(path)}"
+        )
+    return (packed != 0).astype(np.uint8)
+
+
+def _lossy_hint(path: Path) -> str:
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        return " (JPEG's lossy compression blurs a mask's edges: save masks as PNG)"
+    return ""
 
 
 def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
@@ -237,10 +261,8 @@ def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
             if ignore_value is not None
             else "0 plus one positive value"
         )
-        hint = ""
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            hint = " (JPEG's lossy compression blurs a mask's edges: save masks as PNG)"
-        elif ignore_value is None and len(values) == 3:
+        hint = _lossy_hint(path)
+        if not hint and ignore_value is None and len(values) == 3:
             hint = " (if one marks don't-care pixels: data.ignore_value, or --ignore-value)"
         raise DataError(
             f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected "
