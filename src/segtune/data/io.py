@@ -15,7 +15,9 @@ Images become ``uint8`` arrays of shape ``(H, W, 3)``:
 Masks become ``bool`` arrays of shape ``(H, W)``. A mask holds 0 plus at most one
 positive value (1, 255 or any other single value); palette masks are read by palette
 index (index 0 is background). Multi-channel masks are accepted when every channel
-is equal. Anything else is a :class:`~segtune.errors.DataError` naming the file.
+is equal, or when they are black plus one colour (positive where coloured). A TIFF is
+one picture: a stack of same-size pages is refused. Anything else is a
+:class:`~segtune.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
