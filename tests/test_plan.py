@@ -104,6 +104,26 @@ def test_data_statistics_count_the_pixels_the_loss_counts(demo_data: Path, tmp_p
     assert 0 < plan.data.positive_fraction < 1
 
 
+def test_masks_whose_positives_are_the_majority_are_called_likely_inverted(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    from segtune.data.pairs import check_pictures
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    for path in (data / "train" / "masks").iterdir():  # cracks drawn black on white
+        Image.fromarray(np.where(np.asarray(Image.open(path)) > 0, 0, 255).astype(np.uint8)).save(
+            path
+        )
+    plan = make_plan(_spec(data), measure=False)
+    warning = f"positives are {plan.data.positive_fraction:.1%} of the pixels: if the masks"
+    assert plan.data.positive_fraction > 0.5
+    assert any(w.startswith(f"data: {warning}") and "invert them" in w for w in plan.warnings)
+    lines = check_pictures(data / "train").summary_lines()
+    assert any(line.startswith("note: positives are ") and "invert them" in line for line in lines)
+    assert not any("invert" in line for line in check_pictures(demo_data / "train").summary_lines())
+
+
 def test_page_statistics_follow_the_resized_pages(demo_data: Path, tmp_path: Path) -> None:
     # One positive pixel at (40, 40) of a 64 px picture: at half size, one of the four
     # 16 px pages of the 32 px picture holds it (was: pages of 16 original pixels, 1 in 16).

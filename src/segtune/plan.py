@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from segtune.config import RunConfig
 from segtune.data.io import image_size, read_mask
-from segtune.data.pairs import Picture, scored_pixels
+from segtune.data.pairs import MAJORITY, Picture, inverted_words, scored_pixels
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
@@ -283,6 +283,8 @@ def spec_warnings(spec: StudySpec, data: DataStats) -> list[str]:
             "val/best_f1 (recall stays in the report beside it)"
         )
     f = data.positive_fraction
+    if f > MAJORITY:
+        out.append(f"data: {inverted_words(f)}")
     weights = _searched_values(spec, "loss.pos_weight") or [c.loss.pos_weight]
     if 0 < f < 1:
         ratio = (1 - f) / f

@@ -25,6 +25,17 @@ from segtune.errors import DataError
 # Two sets of masks whose positive share or structure width differ by more than this
 # factor are called shifted: a threshold selected on one may not transfer to the other.
 SHIFT_RATIO = 1.25
+# Masks whose positives are most of the pixels are likely inverted (positives drawn black
+# on white) for a tool built for rare positives.
+MAJORITY = 0.5
+
+
+def inverted_words(share: float) -> str:
+    """Why a positive share above :data:`MAJORITY` is suspicious, and the fix."""
+    return (
+        f"positives are {share:.1%} of the pixels: if the masks draw the positives black on "
+        "white, invert them (every non-zero mask value is positive)"
+    )
 
 
 def shifted(ratio: float) -> bool:
@@ -101,6 +112,8 @@ class DataReport:
                 f"positive pixels{counted if self.some_not_scored else ''}: mean "
                 f"{fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
             )
+            if fractions.mean() > MAJORITY:
+                lines.append(f"note: {inverted_words(float(fractions.mean()))}")
         if self.structure_width is not None:
             lines.append(
                 f"positive structures: typical width {self.structure_width:.1f} px "
