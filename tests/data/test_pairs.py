@@ -164,3 +164,30 @@ def test_deepcrack_test_masks_are_wider_than_train_masks(
     out = capsys.readouterr().out
     assert "positive share x1.49, structure width x1.39" in out
     assert "note: positive share and structure width differ" in out
+
+
+def test_exif_orientation_is_named_where_it_explains_a_mismatch(tmp_path: Path) -> None:
+    # A phone photo stored 48x32 with EXIF orientation 6 (shown turned, 32x48) and its
+    # mask drawn on the shown picture; a square one shown upside down (orientation 3).
+    def photo(stem: str, size: tuple[int, int], orientation: int, mask: tuple[int, int]) -> None:
+        _pair(tmp_path, stem, size=size, mask_size=mask)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        image = Image.fromarray(np.full((*size, 3), 100, np.uint8))
+        (tmp_path / "images" / f"{stem}.png").unlink()
+        image.save(tmp_path / "images" / f"{stem}.jpg", exif=exif)
+
+    photo("turned", (32, 48), 6, mask=(48, 32))
+    photo("upside", (16, 16), 3, mask=(16, 16))
+    report = check_pictures(tmp_path)
+    (problem,) = report.problems
+    assert problem.endswith(
+        "turned.png: size 32x48 does not match image turned.jpg 48x32 (the image's EXIF "
+        "orientation 6 shows it turned, as 32x48: segtune reads pixels as stored; save the "
+        "image upright, e.g. with PIL.ImageOps.exif_transpose)"
+    )
+    assert [p.stem for p in report.pictures] == ["upside"]
+    assert any(
+        line.startswith("note: 1 image(s) carry an EXIF orientation (upside.jpg)")
+        for line in report.summary_lines()
+    )

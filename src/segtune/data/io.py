@@ -296,6 +296,17 @@ def is_eight_bit(path: Path) -> bool:
         raise DataError(f"{path}: unreadable image header ({exc})") from exc
 
 
+def exif_orientation(path: Path) -> int | None:
+    """The EXIF orientation tag (2–8: viewers show the picture mirrored or turned) from
+    the header, or None (none, 1, or unreadable). segtune reads pixels as stored."""
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return None
+    return int(value) if isinstance(value, int) and 2 <= value <= 8 else None
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Return ``(height, width)`` from the file header, without decoding pixels."""
     try:

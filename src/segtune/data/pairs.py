@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from segtune.data.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    exif_orientation,
     image_size,
     pixel_cap_problem,
     read_ignored,
@@ -66,6 +67,7 @@ class DataReport:
     positive_pixels: int = 0
     boundary_pixels: int = 0  # positive pixels with a negative 4-neighbour
     some_not_scored: bool = False  # pixels outside a region of interest or ignored
+    exif_oriented: list[str] = field(default_factory=list)  # images viewers show turned
 
     @property
     def ok(self) -> bool:
@@ -114,6 +116,15 @@ class DataReport:
             )
             if fractions.mean() > MAJORITY:
                 lines.append(f"note: {inverted_words(float(fractions.mean()))}")
+        if self.exif_oriented:
+            turned = self.exif_oriented
+            names = ", ".join(turned[:3]) + (" …" if len(turned) > 3 else "")
+            lines.append(
+                f"note: {len(turned)} image(s) carry an EXIF orientation ({names}): "
+                "viewers and annotation tools show them turned or mirrored, segtune reads "
+                "their pixels as stored; if the masks were drawn on the shown picture, save "
+                "the images upright (PIL.ImageOps.exif_transpose)"
+            )
         if self.structure_width is not None:
             lines.append(
                 f"positive structures: typical width {self.structure_width:.1f} px "
@@ -249,9 +260,17 @@ def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int
     for path in (pic.mask, pic.roi):
         hw = mask_hw if path == pic.mask else image_size(path) if path else image_hw
         if path is not None and hw != image_hw:
+            turned = exif_orientation(pic.image)
+            hint = (
+                f" (the image's EXIF orientation {turned} shows it turned, as {hw[1]}x{hw[0]}: "
+                "segtune reads pixels as stored; save the image upright, e.g. with "
+                "PIL.ImageOps.exif_transpose)"
+                if turned is not None and turned >= 5 and hw == image_hw[::-1]
+                else ""
+            )
             return (
                 f"{path}: size {hw[1]}x{hw[0]} does not match image "
-                f"{pic.image.name} {image_hw[1]}x{image_hw[0]}"
+                f"{pic.image.name} {image_hw[1]}x{image_hw[0]}{hint}"
             ), image_hw
     return None, image_hw
 
@@ -277,6 +296,8 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
         report.pictures.append(pic)
         report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
         report.add_mask(pic.stem, mask, scored)
+        if exif_orientation(pic.image) is not None:
+            report.exif_oriented.append(pic.image.name)
     return report
 
 
