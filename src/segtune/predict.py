@@ -18,7 +18,7 @@ from torch import nn
 
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
-from segtune.data.pairs import manifest_rows
+from segtune.data.pairs import manifest_rows, match_by_tags
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales
@@ -192,9 +192,13 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
                     rois[image] = (item.parent / row["roi"]).resolve()
         elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
             by_stem = {p.stem: p for p in (item / "roi").iterdir() if p.is_file()}
-            for image in (item / "images").iterdir():
-                if image.stem in by_stem:
-                    rois[image] = by_stem[image.stem]
+            images = {p.stem: p for p in (item / "images").iterdir() if p.is_file()}
+            tags = match_by_tags(images, by_stem)  # named as training pairs them
+            if tags is not None:
+                by_stem = {image: by_stem[roi] for image, roi in tags.items()}
+            for stem, image in images.items():
+                if stem in by_stem:
+                    rois[image] = by_stem[stem]
     return rois
 
 

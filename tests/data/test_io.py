@@ -126,3 +126,16 @@ def test_a_colour_mask_is_its_one_colour_on_black(tmp_path: Path) -> None:
     Image.fromarray(mask).save(tmp_path / "two.png")
     with pytest.raises(DataError, match=r"2 colours besides black \(#008000, #ff0000\)"):
         read_mask(tmp_path / "two.png")
+
+
+def test_a_palette_that_does_not_start_with_black_is_read_by_colour(tmp_path: Path) -> None:
+    # Pillow's GIF encoder gives an all-white region of interest a one-entry palette,
+    # white at index 0: by index it would be all background.
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "roi.gif")
+    assert Image.open(tmp_path / "roi.gif").getpalette()[:3] == [255, 255, 255]
+    assert read_mask(tmp_path / "roi.gif").all()
+    im = Image.new("P", (4, 4), 0)  # white at index 0: read as shown, white positive
+    im.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    im.putpixel((3, 0), 1)
+    im.save(tmp_path / "white-first.png")
+    assert read_mask(tmp_path / "white-first.png").sum() == 15  # as shown: 15 white pixels

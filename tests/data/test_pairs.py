@@ -191,3 +191,56 @@ def test_exif_orientation_is_named_where_it_explains_a_mismatch(tmp_path: Path) 
         line.startswith("note: 1 image(s) carry an EXIF orientation (upside.jpg)")
         for line in report.summary_lines()
     )
+
+
+@pytest.mark.parametrize(
+    ("images", "masks", "rois"),
+    [
+        (
+            ["ISIC_0000000", "ISIC_0000001"],
+            ["ISIC_0000000_segmentation", "ISIC_0000001_segmentation"],
+            None,
+        ),
+        (["104_sat", "119_sat"], ["104_mask", "119_mask"], None),  # DeepGlobe roads
+        (
+            ["21_training", "22_training"],
+            ["21_manual1", "22_manual1"],
+            ["21_training_mask", "22_training_mask"],
+        ),
+    ],
+    ids=["isic", "deepglobe", "drive"],
+)
+def test_names_that_differ_by_a_shared_tag_pair(
+    tmp_path: Path, images: list[str], masks: list[str], rois: list[str] | None
+) -> None:
+    for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        _pair(tmp_path, image, mask_values=(0,) * i + (255,))
+        (tmp_path / "masks" / f"{image}.png").rename(tmp_path / "masks" / f"{mask}.gif")
+        if rois:
+            (tmp_path / "roi").mkdir(exist_ok=True)
+            Image.fromarray(np.full((8, 8), 255, np.uint8)).save(
+                tmp_path / "roi" / f"{rois[i]}.gif"
+            )
+    report = check_pictures(tmp_path)
+    assert report.problems == []
+    assert [(p.stem, p.mask.stem, p.roi and p.roi.stem) for p in report.pictures] == [
+        (image, mask, rois[i] if rois else None)
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True))
+    ]
+    assert report.positive_fractions == {images[0]: 1 / 64, images[1]: 1 / 64}
+    assert (
+        f"masks paired by name (2): image {images[0]} with {masks[0]}, and so on"
+        in (report.summary_lines()[1])
+    )
+
+
+def test_names_that_do_not_pair_one_to_one_stay_unpaired(tmp_path: Path) -> None:
+    # Two annotators' masks per image (CHASE_DB1): no tag pairs them one to one.
+    _pair(tmp_path, "Image_01L")
+    (tmp_path / "masks" / "Image_01L.png").rename(tmp_path / "masks" / "Image_01L_1stHO.png")
+    shutil.copy(
+        tmp_path / "masks" / "Image_01L_1stHO.png", tmp_path / "masks" / "Image_01L_2ndHO.png"
+    )
+    report = check_pictures(tmp_path)
+    assert report.pictures == [] and len(report.problems) == 3
+    assert "Image_01L.png: image without mask" in report.problems[0]

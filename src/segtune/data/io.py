@@ -13,11 +13,11 @@ Images become ``uint8`` arrays of shape ``(H, W, 3)``:
   and float images are assumed to lie in [0, 1], clipped and scaled by 255.
 
 Masks become ``bool`` arrays of shape ``(H, W)``. A mask holds 0 plus at most one
-positive value (1, 255 or any other single value); palette masks are read by palette
-index (index 0 is background). Multi-channel masks are accepted when every channel
-is equal, or when they are black plus one colour (positive where coloured). A TIFF is
-one picture: a stack of same-size pages is refused. Anything else is a
-:class:`~segtune.errors.DataError` naming the file.
+positive value (1, 255 or any other single value); palette masks whose index 0 is black
+are read by palette index (index 0 is background), others by colour. Multi-channel
+masks are accepted when every channel is equal, or when they are black plus one colour
+(positive where coloured). A TIFF is one picture: a stack of same-size pages is
+refused. Anything else is a :class:`~segtune.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
         with Image.open(path) as opened:
             opened.load()
             im: Image.Image = opened
-            if im.mode == "P" and not keep_palette:
+            if im.mode == "P" and not (keep_palette and _black_first(im)):
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "1":
                 im = im.convert("L")
@@ -72,6 +72,14 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
             return np.asarray(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
+
+
+def _black_first(im: Image.Image) -> bool:
+    """Whether a palette's index 0 is black, so that indices can stand for classes (0:
+    background, as VOC-style masks use them). Encoders such as GIF's order a palette as
+    they please (a white picture gets white at index 0): those are read by colour."""
+    palette = im.getpalette() or [0, 0, 0]
+    return not any(palette[:3])
 
 
 def _first_page(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPage | tifffile.TiffFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class DataReport:
     boundary_pixels: int = 0  # positive pixels with a negative 4-neighbour
     some_not_scored: bool = False  # pixels outside a region of interest or ignored
     exif_oriented: list[str] = field(default_factory=list)  # images viewers show turned
+    notes: list[str] = field(default_factory=list)  # how names were paired
 
     @property
     def ok(self) -> bool:
@@ -103,7 +104,7 @@ class DataReport:
     def summary_lines(self) -> list[str]:
         """Human-readable summary (count, sizes, positive-pixel fraction, structure width)."""
         fractions = np.array(list(self.positive_fractions.values()), dtype=np.float64)
-        lines = [f"{len(self.pictures)} pictures"]
+        lines = [f"{len(self.pictures)} pictures", *self.notes]
         sizes = ", ".join(
             f"{w}x{h} ({n})" for (h, w), n in sorted(self.sizes.items(), key=lambda kv: -kv[1])
         )
@@ -148,6 +149,46 @@ def _by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
     return found
 
 
+# Where a name's tag may start: "ISIC_0000000" + "_segmentation", "123" + "_sat".
+_SEPARATORS = "_-. "
+
+
+def _shared_suffixes(stems: Iterable[str]) -> list[str]:
+    """ "" and the tags every stem ends with (each starting at a separator)."""
+    names = sorted(stems)
+    first = names[0]
+    tags = [first[i:] for i in range(1, len(first)) if first[i] in _SEPARATORS]
+    return [""] + [t for t in tags if all(n.endswith(t) and len(n) > len(t) for n in names)]
+
+
+def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] | None:
+    """``{left stem: right stem}`` when no stem is on both sides but every left stem
+    pairs one to one with a right stem once a tag shared by all of its side is dropped
+    (ISIC's ``x.jpg`` / ``x_segmentation.png``, DeepGlobe's ``n_sat.jpg`` /
+    ``n_mask.png``, DRIVE's ``21_training.tif`` / ``21_manual1.gif``); else None."""
+    lefts, rights = set(left), set(right)
+    if not lefts or len(lefts) != len(rights) or lefts & rights:
+        return None
+    pairings = set()
+    for a in _shared_suffixes(lefts):
+        for b in _shared_suffixes(rights):
+            keyed_l = {n[: len(n) - len(a)]: n for n in lefts}
+            keyed_r = {n[: len(n) - len(b)]: n for n in rights}
+            if len(keyed_l) == len(lefts) and keyed_l.keys() == keyed_r.keys():
+                pairings.add(frozenset((keyed_l[k], keyed_r[k]) for k in keyed_l))
+    if len(pairings) != 1:  # none, or tags that pair differently: ambiguous
+        return None
+    return dict(next(iter(pairings)))
+
+
+def _paired_note(kind: str, table: dict[str, str]) -> str:
+    image, other = sorted(table.items())[0]
+    return (
+        f"{kind} paired by name ({len(table)}): image {image} with {other}, and so on (the "
+        "stems differ by a tag that every name on each side carries)"
+    )
+
+
 def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     """Find pictures in ``source/images`` + ``source/masks`` (by stem) or a CSV manifest.
 
@@ -160,8 +201,14 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     Raises:
         DataError: when the folder or manifest itself is missing or malformed.
     """
+    pictures, problems, _ = _pairs_and_notes(source)
+    return pictures, problems
+
+
+def _pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[str]]:
+    """:func:`find_pairs`, and how names were paired when their stems differ."""
     if source.is_file() and source.suffix.lower() == ".csv":
-        return _pairs_from_manifest(source)
+        return (*_pairs_from_manifest(source), [])
     if not source.is_dir():
         raise DataError(f"{source}: no such folder or CSV manifest")
     images_dir, masks_dir = source / "images", source / "masks"
@@ -172,6 +219,11 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     images, masks = _by_stem(images_dir, problems), _by_stem(masks_dir, problems)
     if not images and not masks:
         raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
+    notes: list[str] = []
+    tags = match_by_tags(images, masks)
+    if tags is not None:  # masks keyed by their image's stem from here on
+        masks = {image: masks[mask] for image, mask in tags.items()}
+        notes.append(_paired_note("masks", tags))
     for stem in sorted({*images, *masks}):
         for kind, table in (("image", images), ("mask", masks)):
             if len(table.get(stem, [])) > 1:
@@ -189,21 +241,27 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
             problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
     for stem in sorted(set(masks) - set(images)):
         problems.append(f"{masks[stem][0]}: mask without image (no {images_dir}/{stem}.*)")
-    rois = _rois(source / "roi", images, problems)
+    rois = _rois(source / "roi", images, problems, notes)
     pictures = [
         Picture(s, images[s][0], masks[s][0], rois.get(s))
         for s in sorted(set(images) & set(masks))
         if len(images[s]) == 1 and len(masks[s]) == 1
     ]
-    return pictures, problems
+    return pictures, problems, notes
 
 
-def _rois(folder: Path, images: dict[str, list[Path]], problems: list[str]) -> dict[str, Path]:
-    """``roi/<stem>.*`` beside images/ and masks/: when the folder exists, every picture
-    needs its region of interest."""
+def _rois(
+    folder: Path, images: dict[str, list[Path]], problems: list[str], notes: list[str]
+) -> dict[str, Path]:
+    """``roi/<stem>.*`` beside images/ and masks/ (or named by a tag, like masks): when
+    the folder exists, every picture needs its region of interest."""
     if not folder.is_dir():
         return {}
     found = _by_stem(folder, problems)
+    tags = match_by_tags(images, found)
+    if tags is not None:
+        found = {image: found[roi] for image, roi in tags.items()}
+        notes.append(_paired_note("regions of interest", tags))
     for stem in sorted(set(images) - set(found)):
         problems.append(
             f"{images[stem][0]}: image without region of interest (no {folder}/{stem}.*)"
@@ -278,8 +336,8 @@ def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int
 def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
     """Find and fully decode every picture (and region of interest), collecting every
     problem (one line each)."""
-    pictures, problems = find_pairs(source)
-    report = DataReport(pictures=[], problems=problems)
+    pictures, problems, notes = _pairs_and_notes(source)
+    report = DataReport(pictures=[], problems=problems, notes=notes)
     for pic in pictures:
         try:
             problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
