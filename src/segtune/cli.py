@@ -5,12 +5,12 @@ status 2."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from segtune.errors import SegtuneError
+from segtune.interrupt import stop_requests, terminated
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"`segtune train --resume {run_dir}`",
             file=sys.stderr,
         )
-        return 143 if _Terminated.seen else 130
+        return 143 if terminated() else 130
     status = summary.status
     if status == "failed":
         reason = summary.failure.reason if summary.failure else "unknown"
@@ -216,19 +216,6 @@ def _storage_problem(exc: BaseException) -> str | None:
     return None
 
 
-class _Terminated:
-    """SIGTERM (a cluster preempting the job) is handled like Ctrl-C: the run is recorded
-    ``interrupted``, its claim given back, and the exit status is 143 (128 + 15)."""
-
-    seen = False
-
-    @classmethod
-    def handler(cls, signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the clean-up finish
-        cls.seen = True
-        raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
@@ -238,27 +225,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(words)
     _configure_logging(getattr(args, "verbose", False))
-    previous = signal.getsignal(signal.SIGTERM)
-    _Terminated.seen = False
-    signal.signal(signal.SIGTERM, _Terminated.handler)
-    try:
-        code = int(args.func(args))
-    except SegtuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except Exception as exc:
-        line = _storage_problem(exc)
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        how = "terminated (SIGTERM)" if _Terminated.seen else "interrupted"
-        print(
-            f"{how}: finished runs are kept; run the same command again to resume",
-            file=sys.stderr,
-        )
-        code = 143 if _Terminated.seen else 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with stop_requests():  # Ctrl-C and SIGTERM: KeyboardInterrupt, never lost
+        try:
+            code = int(args.func(args))
+        except SegtuneError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 2
+        except Exception as exc:
+            line = _storage_problem(exc)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            how = "terminated (SIGTERM)" if terminated() else "interrupted"
+            print(
+                f"{how}: finished runs are kept; run the same command again to resume",
+                file=sys.stderr,
+            )
+            code = 143 if terminated() else 130
     return code

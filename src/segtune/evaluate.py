@@ -15,6 +15,7 @@ from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
 from segtune.data.pairs import Picture
 from segtune.infer import predict_at_scales
+from segtune.interrupt import check as check_stop
 from segtune.metrics import (
     Counts,
     PictureCounts,
@@ -63,6 +64,7 @@ def evaluate_split(
     hist = ProbabilityHistogram(bins)
     result = SplitResult(metrics={}, histogram=hist)
     for i, pic in enumerate(pictures):
+        check_stop()  # a Ctrl-C or SIGTERM a finalizer swallowed
         mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
         valid = cache.valid(pic)  # at the original size, like the mask
 

@@ -36,6 +36,7 @@ from segtune.data.subsets import (
 from segtune.errors import ConfigError
 from segtune.evaluate import SplitResult, evaluate_split
 from segtune.faults import fault_point
+from segtune.interrupt import check as check_stop
 from segtune.loggers import Loggers
 from segtune.metrics import PictureCounts, better, describe_metric, direction_of
 from segtune.model import build_model
@@ -453,6 +454,7 @@ def _train_epoch(
         scaler.scale(term).backward()
 
     for step, (images, targets, valid) in enumerate(loader, start=1):
+        check_stop()  # a Ctrl-C or SIGTERM a finalizer swallowed
         optimizer.zero_grad(set_to_none=True)
         forward = batch_forward(model, images, targets, valid, device, amp_dtype)
         batch_loss = step_gradients(model, forward, images.shape[0], micro, valid, config, backward)
