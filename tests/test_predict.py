@@ -158,3 +158,23 @@ def test_garbage_or_foreign_checkpoints_are_one_line(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(path) in err[0] and words in err[0], err
         assert not out.exists()
+
+
+def test_regions_of_interest_named_by_a_tag_are_found(tmp_path: Path) -> None:
+    # DRIVE's layout: images/21_training.tif, roi/21_training_mask.gif (as training pairs).
+    from segtune.predict import find_rois
+
+    for folder in ("images", "roi"):
+        (tmp_path / folder).mkdir()
+    for n in (21, 22):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+            tmp_path / "images" / f"{n}_training.tif"
+        )
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(
+            tmp_path / "roi" / f"{n}_training_mask.gif"
+        )
+    (tmp_path / "roi" / "notes.txt").write_text("not a picture")
+    assert find_rois([tmp_path]) == {
+        tmp_path / "images" / f"{n}_training.tif": tmp_path / "roi" / f"{n}_training_mask.gif"
+        for n in (21, 22)
+    }

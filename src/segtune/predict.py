@@ -191,8 +191,7 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
                     image = (item.parent / row["image"]).resolve()
                     rois[image] = (item.parent / row["roi"]).resolve()
         elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
-            by_stem = {p.stem: p for p in (item / "roi").iterdir() if p.is_file()}
-            images = {p.stem: p for p in (item / "images").iterdir() if p.is_file()}
+            by_stem, images = _pictures_in(item / "roi"), _pictures_in(item / "images")
             tags = match_by_tags(images, by_stem)  # named as training pairs them
             if tags is not None:
                 by_stem = {image: by_stem[roi] for image, roi in tags.items()}
@@ -200,6 +199,12 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
                 if stem in by_stem:
                     rois[image] = by_stem[stem]
     return rois
+
+
+def _pictures_in(folder: Path) -> dict[str, Path]:
+    return {
+        p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    }
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:
