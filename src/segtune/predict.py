@@ -18,7 +18,7 @@ from torch import nn
 
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
-from segtune.data.pairs import manifest_rows, match_by_tags
+from segtune.data.pairs import manifest_path, manifest_rows, match_by_tags
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales
@@ -188,8 +188,8 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
         if item.is_file() and item.suffix.lower() == ".csv":
             for _, row in manifest_rows(item, ("image",)):
                 if row.get("image") and row.get("roi"):
-                    image = (item.parent / row["image"]).resolve()
-                    rois[image] = (item.parent / row["roi"]).resolve()
+                    image = manifest_path(item, row["image"])
+                    rois[image] = manifest_path(item, row["roi"])
         elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
             by_stem, images = _pictures_in(item / "roi"), _pictures_in(item / "images")
             tags = match_by_tags(images, by_stem)  # named as training pairs them
@@ -237,7 +237,7 @@ def _manifest_images(manifest: Path) -> list[Path]:
     for line, row in manifest_rows(manifest, ("image",)):
         if not row.get("image"):
             raise DataError(f"{manifest}: line {line}: missing image field")
-        out.append((manifest.parent / row["image"]).resolve())
+        out.append(manifest_path(manifest, row["image"]))
     return out
 
 

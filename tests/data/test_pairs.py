@@ -244,3 +244,12 @@ def test_names_that_do_not_pair_one_to_one_stay_unpaired(tmp_path: Path) -> None
     report = check_pictures(tmp_path)
     assert report.pictures == [] and len(report.problems) == 3
     assert "Image_01L.png: image without mask" in report.problems[0]
+
+
+def test_a_manifest_written_on_windows_is_read(tmp_path: Path) -> None:
+    _pair(tmp_path / "data", "a")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,mask\ndata\\images\\a.png,data\\masks\\a.png\n")
+    (picture,), problems = find_pairs(manifest)
+    assert problems == [] and picture.image == (tmp_path / "data" / "images" / "a.png")
+    assert picture.mask == tmp_path / "data" / "masks" / "a.png"

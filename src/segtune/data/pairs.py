@@ -6,7 +6,7 @@ import csv
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 from numpy.typing import NDArray
@@ -283,6 +283,15 @@ def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, d
     return list(enumerate(reader, start=2))
 
 
+def manifest_path(manifest: Path, value: str) -> Path:
+    """A path listed in a manifest, relative to the manifest's folder; one written on
+    Windows (``images\\0001.jpg``) is read with its backslashes as separators."""
+    path = manifest.parent / value
+    if "\\" in value and not path.exists():
+        path = manifest.parent / PureWindowsPath(value).as_posix()
+    return path.resolve()
+
+
 def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
     problems: list[str] = []
     pictures: dict[str, Picture] = {}
@@ -290,15 +299,15 @@ def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
         if not row.get("image") or not row.get("mask"):
             problems.append(f"{manifest}: line {line}: missing image or mask field")
             continue
-        image = (manifest.parent / row["image"]).resolve()
-        mask = (manifest.parent / row["mask"]).resolve()
+        image = manifest_path(manifest, row["image"])
+        mask = manifest_path(manifest, row["mask"])
         for kind, path in (("image", image), ("mask", mask)):
             if not path.is_file():
                 problems.append(f"{path}: {kind} listed on line {line} of {manifest} not found")
         if image.stem in pictures:
             problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
         elif image.is_file() and mask.is_file():
-            roi = (manifest.parent / row["roi"]).resolve() if row.get("roi") else None
+            roi = manifest_path(manifest, row["roi"]) if row.get("roi") else None
             if roi is not None and not roi.is_file():
                 problems.append(f"{roi}: roi listed on line {line} of {manifest} not found")
                 continue
