@@ -83,9 +83,9 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
         else f"all {s.train_pictures} pictures of the training subset"
     )
     train_eval += (
-        f", every {s.train_every} epochs and at the last epoch"
+        f", every {s.train_every} epochs, at the last epoch and at a kept earlier one"
         if s.train_every
-        else ", at the last epoch only (eval.train_every)"
+        else ", at the last epoch and at a kept earlier one only (eval.train_every)"
     )
     blocks += [
         Heading(2, "Setup"),
