@@ -6,8 +6,8 @@ import math
 import statistics
 from pathlib import Path
 
-from segtune.data.io import image_size, read_mask
-from segtune.data.pairs import load_pictures, scored_pixels
+from segtune.data.io import image_size
+from segtune.data.pairs import counted_mask, load_pictures
 
 MASK_SAMPLE = 20
 
@@ -27,9 +27,9 @@ def starting_spec(train: Path, val: Path, name: str, ignore_value: int | None = 
     sample = train_pics[:: max(1, len(train_pics) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives = counted = 0  # over the pixels that count, as the loss counts them
     for pic in sample:
-        mask, scored = read_mask(pic.mask, ignore_value), scored_pixels(pic, ignore_value)
-        positives += int((mask & scored).sum()) if scored is not None else int(mask.sum())
-        counted += int(scored.sum()) if scored is not None else mask.size
+        mask, pixels = counted_mask(pic, ignore_value)
+        positives += int(mask.sum())
+        counted += pixels
     f = positives / max(counted, 1)
     ignore = (
         f"\n  # Mask value {ignore_value} marks pixels that never count (loss, metrics).\n"

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import RunConfig
-from segtune.data.io import image_size, read_mask
-from segtune.data.pairs import MAJORITY, Picture, inverted_words, scored_pixels
+from segtune.data.io import image_size
+from segtune.data.pairs import MAJORITY, Picture, counted_mask, inverted_words
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
@@ -201,12 +201,9 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
     ignore = config.data.ignore_value
     for pic in sample:
-        mask = read_mask(pic.mask, ignore)
-        scored = scored_pixels(pic, ignore)  # as the loss and metrics count them
-        if scored is not None:
-            mask &= scored
+        mask, counted = counted_mask(pic, ignore)  # as the loss and metrics count them
         positives += int(mask.sum())
-        pixels += int(scored.sum()) if scored is not None else mask.size
+        pixels += counted
         with_pos += bool(mask.any())
         # The pages as training cuts them, after pages.resize, in the mask's pixels.
         h, w = mask.shape

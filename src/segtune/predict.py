@@ -18,7 +18,7 @@ from torch import nn
 
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
-from segtune.data.pairs import manifest_path, manifest_rows, match_by_tags
+from segtune.data.pairs import manifest_path, manifest_rows, match_by_tags, pictures_by_stem
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales
@@ -202,9 +202,7 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
 
 
 def _pictures_in(folder: Path) -> dict[str, Path]:
-    return {
-        p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    }
+    return {stem: paths[0] for stem, paths in pictures_by_stem(folder, []).items()}
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:

@@ -74,13 +74,10 @@ class DataReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def add_mask(
-        self, stem: str, mask: NDArray[np.bool_], scored: NDArray[np.bool_] | None = None
-    ) -> None:
-        """One picture's positives, as a share of its ``scored`` pixels (inside the region
-        of interest, not ignored; default all), the share the metrics see."""
+    def add_mask(self, stem: str, mask: NDArray[np.bool_], counted: int) -> None:
+        """One picture's positives (:func:`counted_mask`), as a share of the ``counted``
+        pixels, the share the metrics see."""
         positives = int(mask.sum())
-        counted = int(scored.sum()) if scored is not None else mask.size
         self.some_not_scored |= counted < mask.size
         self.positive_fractions[stem] = positives / counted if counted else 0.0
         self.positive_pixels += positives
@@ -139,7 +136,8 @@ class DataReport:
         return lines
 
 
-def _by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
+def pictures_by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
+    """The picture files of ``folder`` by stem (a dangling link is a problem)."""
     found: dict[str, list[Path]] = {}
     for path in folder.iterdir():
         if path.is_symlink() and not path.exists():
@@ -216,7 +214,7 @@ def _pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[str]]
         if not sub.is_dir():
             raise DataError(f"{sub}: folder missing (expected {source}/images and {source}/masks)")
     problems: list[str] = []
-    images, masks = _by_stem(images_dir, problems), _by_stem(masks_dir, problems)
+    images, masks = pictures_by_stem(images_dir, problems), pictures_by_stem(masks_dir, problems)
     if not images and not masks:
         raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
     notes: list[str] = []
@@ -257,7 +255,7 @@ def _rois(
     the folder exists, every picture needs its region of interest."""
     if not folder.is_dir():
         return {}
-    found = _by_stem(folder, problems)
+    found = pictures_by_stem(folder, problems)
     tags = match_by_tags(images, found)
     if tags is not None:
         found = {image: found[roi] for image, roi in tags.items()}
@@ -353,29 +351,30 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
             if problem is not None:
                 raise DataError(problem)
             read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
-            mask = read_mask(pic.mask, ignore_value)
-            scored = scored_pixels(pic, ignore_value)
-            if scored is not None:
-                mask &= scored
+            mask, counted = counted_mask(pic, ignore_value)
         except DataError as exc:
             report.problems.append(str(exc))
             continue
         report.pictures.append(pic)
         report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
-        report.add_mask(pic.stem, mask, scored)
+        report.add_mask(pic.stem, mask, counted)
         if exif_orientation(pic.image) is not None:
             report.exif_oriented.append(pic.image.name)
     return report
 
 
-def scored_pixels(pic: Picture, ignore_value: int | None) -> NDArray[np.bool_] | None:
-    """The pixels that count: inside the region of interest and not holding the ignore
-    value (None: every pixel)."""
-    scored = read_mask(pic.roi) if pic.roi is not None else None
+def counted_mask(pic: Picture, ignore_value: int | None) -> tuple[NDArray[np.bool_], int]:
+    """A picture's positives among the pixels that count (inside its region of interest,
+    not holding ``ignore_value``), and how many pixels count: as the loss and the metrics
+    see them."""
+    mask = read_mask(pic.mask, ignore_value)
+    counts = read_mask(pic.roi) if pic.roi is not None else None
     if ignore_value is not None:
         kept = ~read_ignored(pic.mask, ignore_value)
-        scored = kept if scored is None else scored & kept
-    return scored
+        counts = kept if counts is None else counts & kept
+    if counts is None:
+        return mask, mask.size
+    return mask & counts, int(counts.sum())
 
 
 def boundary_pixels(mask: NDArray[np.bool_]) -> int:
