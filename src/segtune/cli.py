@@ -14,14 +14,16 @@ from segtune.interrupt import stop_requests, terminated
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
+    from segtune.data.io import MaskReading
     from segtune.data.pairs import DataReport, check_pictures, compare_reports
     from segtune.errors import DataError
 
+    masks = MaskReading(args.ignore_value, args.mask_threshold)
     status = 0
     checked: list[tuple[str, DataReport]] = []
     for folder in args.folders:
         try:
-            report = check_pictures(Path(folder), args.ignore_value)
+            report = check_pictures(Path(folder), masks)
         except DataError as exc:  # the folder or manifest itself: reported, next one checked
             print(f"error: {exc}", file=sys.stderr)
             status = 1
@@ -156,7 +158,7 @@ def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segtune import __version__
+    from segtune import __version__, cli_study
 
     parser = argparse.ArgumentParser(
         prog="segtune",
@@ -172,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignore-value",
         type=int,
         help="mask value of don't-care pixels (as data.ignore_value): a third value allowed",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=cli_study.positive_number,
+        help="masks with grey edges: values at least this are positive (as data.mask_threshold)",
     )
     p.set_defaults(func=_cmd_check_data)
 
@@ -189,8 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     _add_common_run_args(p)
     p.set_defaults(func=_cmd_train)
-
-    from segtune import cli_study
 
     cli_study.add_commands(sub)
     for command in sub.choices.values():

@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 TTA_CHOICES = ("none", "flips", "dihedral")  # eval.tta (segtune.infer.VIEWS; tested equal)
 
 
+def positive_number(text: str) -> float:
+    """An argparse type: a number above 0 (a mask threshold in the masks' own units)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
 def _configure_threads() -> None:
     threads = os.environ.get("SEGTUNE_THREADS")
     if threads:
@@ -205,6 +216,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from segtune.data.io import MaskReading
     from segtune.errors import SegtuneError
     from segtune.init import starting_spec
     from segtune.records import atomic_write_text
@@ -215,7 +227,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
     import re
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
-    text = starting_spec(Path(args.train), Path(args.val), name, args.ignore_value)
+    masks = MaskReading(args.ignore_value, args.mask_threshold)
+    text = starting_spec(Path(args.train), Path(args.val), name, masks)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
     return 0
@@ -303,6 +316,11 @@ def add_commands(sub: Any) -> None:
         "--ignore-value",
         type=int,
         help="mask value of don't-care pixels: written as data.ignore_value",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=positive_number,
+        help="masks with grey edges: values at least this are positive (data.mask_threshold)",
     )
     p.set_defaults(func=_cmd_init)
 

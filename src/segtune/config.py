@@ -88,6 +88,11 @@ class DataConfig(_Frozen):
     # the loss, a metric, a histogram or a per-picture count, like pixels outside a
     # picture's region of interest (roi/ folder or roi column). None: no such value.
     ignore_value: int | None = Field(None, ge=0)
+    # Masks with grey or blended edges (saved as JPEG, resized with interpolation, drawn
+    # anti-aliased): a pixel is positive when its value (grey level; a colour mask's
+    # brightest channel) is at least this, in the file's own units (e.g. 128 of 0..255).
+    # None: a mask holds 0 plus one positive value, anything else is refused.
+    mask_threshold: float | None = Field(None, gt=0)
     # Channels fed to the network from pictures with several: one index (replicated to
     # grey) or three (as RGB), numbered from 0, or "mean" (their mean as grey). None:
     # up to 4 channels as usual (alpha dropped); more are refused.

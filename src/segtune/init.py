@@ -6,7 +6,7 @@ import math
 import statistics
 from pathlib import Path
 
-from segtune.data.io import image_size
+from segtune.data.io import PLAIN_MASKS, MaskReading, image_size
 from segtune.data.pairs import counted_mask, load_pictures
 
 MASK_SAMPLE = 20
@@ -17,9 +17,10 @@ def _round(value: float) -> float:
     return float(f"{value:.2g}")
 
 
-def starting_spec(train: Path, val: Path, name: str, ignore_value: int | None = None) -> str:
+def starting_spec(train: Path, val: Path, name: str, masks: MaskReading = PLAIN_MASKS) -> str:
     """The YAML text of a starting spec for the pictures in ``train`` and ``val``, whose
-    masks mark "don't care" pixels with ``ignore_value`` (``data.ignore_value``)."""
+    masks are read with ``masks`` (written as ``data.ignore_value`` and
+    ``data.mask_threshold``)."""
     train_pics, val_pics = load_pictures(train), load_pictures(val)
     sides = [min(image_size(p.image)) for p in train_pics]
     median_side = int(statistics.median(sides))
@@ -27,16 +28,21 @@ def starting_spec(train: Path, val: Path, name: str, ignore_value: int | None = 
     sample = train_pics[:: max(1, len(train_pics) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives = counted = 0  # over the pixels that count, as the loss counts them
     for pic in sample:
-        mask, pixels = counted_mask(pic, ignore_value)
+        mask, pixels = counted_mask(pic, masks)
         positives += int(mask.sum())
         counted += pixels
     f = positives / max(counted, 1)
     ignore = (
-        f"\n  # Mask value {ignore_value} marks pixels that never count (loss, metrics).\n"
-        f"  ignore_value: {ignore_value}"
-        if ignore_value is not None
+        f"\n  # Mask value {masks.ignore_value} marks pixels that never count (loss, metrics).\n"
+        f"  ignore_value: {masks.ignore_value}"
+        if masks.ignore_value is not None
         else ""
     )
+    if masks.threshold is not None:
+        ignore += (
+            "\n  # Masks with grey edges: a pixel is positive when its value is at least this.\n"
+            f"  mask_threshold: {masks.threshold:g}"
+        )
     ratio = (1 - f) / f if f > 0 else 100.0
     top = max(ratio, 1.0)
     weights = sorted({_round(top ** (i / 3)) for i in range(4)})

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import RunConfig
-from segtune.data.io import image_size
+from segtune.data.io import MaskReading, image_size
 from segtune.data.pairs import MAJORITY, Picture, counted_mask, inverted_words
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
@@ -199,9 +199,9 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     val_pixels = sum(h * w for h, w in (sizes[p.image] for p in val))
     sample = train[:: max(1, len(train) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
-    ignore = config.data.ignore_value
+    masks = MaskReading(config.data.ignore_value, config.data.mask_threshold)
     for pic in sample:
-        mask, counted = counted_mask(pic, ignore)  # as the loss and metrics count them
+        mask, counted = counted_mask(pic, masks)  # as the loss and metrics count them
         positives += int(mask.sum())
         pixels += counted
         with_pos += bool(mask.any())

@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from torch import nn
 
 from segtune.config import EvalConfig, RunConfig, build_run_config
-from segtune.data.io import DEFAULT_READING, IMAGE_SUFFIXES, ImageReading, read_image, read_mask
+from segtune.data.io import (
+    DEFAULT_READING,
+    IMAGE_SUFFIXES,
+    ImageReading,
+    MaskReading,
+    read_image,
+    read_mask,
+)
 from segtune.data.pairs import manifest_path, manifest_rows, match_by_tags, pictures_by_stem
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
@@ -261,6 +268,7 @@ def predict_files(
     reported and skipped."""
     out.mkdir(parents=True, exist_ok=True)
     result = PredictResult()
+    roi_reading = MaskReading(threshold=predictor.config.data.mask_threshold)
     bar = Progress(len(inputs), "predict", "pictures", enabled=progress)
     for path in inputs:
         try:
@@ -275,7 +283,7 @@ def predict_files(
         roi = (rois or {}).get(path)
         if roi is not None:  # nothing is predicted outside the region of interest
             try:
-                mask &= read_mask(roi)
+                mask &= read_mask(roi, roi_reading)
             except DataError as exc:
                 result.errors.append(str(exc))
                 print(f"error: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from segtune.data.io import read_image, read_mask
+from segtune.data.io import MaskReading, read_ignored, read_image, read_mask
 from segtune.errors import DataError
 
 
@@ -96,8 +96,59 @@ def test_a_lossy_mask_is_refused_with_its_cause(tmp_path: Path) -> None:
     mask = np.zeros((32, 32), np.uint8)
     mask[8:12, 4:28] = 255
     Image.fromarray(mask).save(tmp_path / "m.jpg", quality=90)
-    with pytest.raises(DataError, match=r"distinct values .* save masks as PNG\)$"):
+    with pytest.raises(
+        DataError, match=r"distinct values .* save masks as PNG, or .*mask_threshold"
+    ):
         read_mask(tmp_path / "m.jpg")
+
+
+def test_a_threshold_binarises_masks_with_grey_edges(tmp_path: Path) -> None:
+    truth = np.zeros((32, 32), bool)
+    truth[8:12, 4:28] = True
+    # Kvasir-SEG ships its masks as colour JPEG: white on black, edges and channels blurred.
+    Image.fromarray(np.repeat(truth[:, :, None] * np.uint8(255), 3, axis=2)).save(
+        tmp_path / "m.jpg", quality=75
+    )
+    with pytest.raises(
+        DataError, match=r"(distinct values|colours besides black) .*mask_threshold"
+    ):
+        read_mask(tmp_path / "m.jpg")
+    assert np.array_equal(read_mask(tmp_path / "m.jpg", MaskReading(threshold=128)), truth)
+    # A mask resized with interpolation: grey edges between 0 and 255.
+    big = np.kron(truth, np.ones((4, 4), bool)).astype(np.uint8) * 255
+    Image.fromarray(big).resize((40, 40), Image.Resampling.BILINEAR).save(tmp_path / "r.png")
+    with pytest.raises(DataError, match=r"distinct values .*blended edges.*--mask-threshold"):
+        read_mask(tmp_path / "r.png")
+    resized = read_mask(tmp_path / "r.png", MaskReading(threshold=128))
+    assert abs(int(resized.sum()) - truth.sum() * (40 / 32) ** 2) <= 0.1 * truth.sum()
+    # The threshold is in the file's units (a float mask in [0, 1]) and compares ≥.
+    tifffile.imwrite(tmp_path / "f.tif", np.array([[0.0, 0.3, 0.5, 0.9]], np.float32))
+    assert read_mask(tmp_path / "f.tif", MaskReading(threshold=0.5)).tolist() == [
+        [False, False, True, True]
+    ]
+
+
+def test_a_binary_mask_below_the_threshold_is_refused_not_read_empty(tmp_path: Path) -> None:
+    arr = np.zeros((8, 8), np.uint8)
+    arr[2:4] = 1  # 0/1 masks read with a threshold meant for 0..255
+    _save(tmp_path / "m.png", arr)
+    with pytest.raises(DataError, match=r"m.png: mask holds 0 and 1 only, below .*128"):
+        read_mask(tmp_path / "m.png", MaskReading(threshold=128))
+    assert read_mask(tmp_path / "m.png", MaskReading(threshold=1)).sum() == 16
+    _save(tmp_path / "empty.png", np.zeros((8, 8), np.uint8))  # no positives: fine
+    assert not read_mask(tmp_path / "empty.png", MaskReading(threshold=128)).any()
+
+
+def test_a_threshold_with_an_ignore_value(tmp_path: Path) -> None:
+    arr = np.array([[0, 10, 200, 255, 254]], np.uint8)  # 255: don't care
+    _save(tmp_path / "m.png", arr)
+    reading = MaskReading(ignore_value=255, threshold=128)
+    assert read_mask(tmp_path / "m.png", reading).tolist() == [[False, False, True, False, True]]
+    assert read_ignored(tmp_path / "m.png", reading).tolist() == [
+        [False, False, False, True, False]
+    ]
+    # A region of interest is read with the threshold, never with the ignore value.
+    assert reading.for_roi() == MaskReading(threshold=128)
 
 
 def test_a_tiff_stack_is_refused_and_overviews_are_not(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segtune.data.io import read_ignored, read_mask
+from segtune.data.io import MaskReading, read_ignored, read_mask
 from segtune.data.pairs import check_pictures, find_pairs
 from segtune.errors import DataError
 from segtune.loss import segmentation_loss
@@ -46,14 +46,14 @@ def test_an_ignore_value_is_neither_positive_nor_counted(tmp_path: Path) -> None
     mask = np.zeros((8, 8), np.uint8)
     mask[:2], mask[2:4] = 1, 255
     _save(tmp_path / "m.png", mask)
-    assert read_mask(tmp_path / "m.png", 255).sum() == 16
-    assert read_ignored(tmp_path / "m.png", 255).sum() == 16
+    assert read_mask(tmp_path / "m.png", MaskReading(255)).sum() == 16
+    assert read_ignored(tmp_path / "m.png", MaskReading(255)).sum() == 16
     with pytest.raises(DataError, match="expected 0 plus one positive value"):
         read_mask(tmp_path / "m.png")
     mask[4:6] = 7
     _save(tmp_path / "m.png", mask)
     with pytest.raises(DataError, match="one positive value and the ignore value 255"):
-        read_mask(tmp_path / "m.png", 255)
+        read_mask(tmp_path / "m.png", MaskReading(255))
 
 
 def test_check_data_gives_positive_shares_of_the_pixels_that_count(tmp_path: Path) -> None:
@@ -68,13 +68,13 @@ def test_check_data_gives_positive_shares_of_the_pixels_that_count(tmp_path: Pat
     roi = np.zeros((8, 8), np.uint8)
     roi[:, :4] = 255
     _save(tmp_path / "roi" / "a.png", roi)
-    report = check_pictures(tmp_path, ignore_value=255)
+    report = check_pictures(tmp_path, MaskReading(255))
     assert report.problems == [] and report.positive_fractions == {"a": 8 / 24}
     assert "positive pixels (of the pixels that count: in the region of interest, not " in (
         "\n".join(report.summary_lines())
     )
     shutil.rmtree(tmp_path / "roi")
-    assert check_pictures(tmp_path, ignore_value=255).positive_fractions == {"a": 16 / 48}
+    assert check_pictures(tmp_path, MaskReading(255)).positive_fractions == {"a": 16 / 48}
     mask[2:4] = 0
     _save(tmp_path / "masks" / "a.png", mask)
     whole = check_pictures(tmp_path)

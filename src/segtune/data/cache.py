@@ -25,7 +25,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.config import DataConfig
-from segtune.data.io import DEFAULT_READING, ImageReading, read_ignored, read_image, read_mask
+from segtune.data.io import (
+    DEFAULT_READING,
+    PLAIN_MASKS,
+    ImageReading,
+    MaskReading,
+    read_ignored,
+    read_image,
+    read_mask,
+)
 from segtune.data.pairs import Picture
 from segtune.records import FILE_MODE
 
@@ -41,9 +49,10 @@ def default_cache_dir() -> Path:
 def open_cache(data: DataConfig, reading: ImageReading = DEFAULT_READING) -> PictureCache:
     """The cache a run uses: ``data.cache_dir`` (else host-local), ``data.cache_max_gb``;
     images read with ``reading`` (channels and intensity window), masks with
-    ``data.ignore_value``."""
+    ``data.ignore_value`` and ``data.mask_threshold``."""
     cap = None if data.cache_max_gb is None else int(data.cache_max_gb * 1e9)
-    return PictureCache(data.cache_dir or default_cache_dir(), cap, reading, data.ignore_value)
+    masks = MaskReading(data.ignore_value, data.mask_threshold)
+    return PictureCache(data.cache_dir or default_cache_dir(), cap, reading, masks)
 
 
 def save_npy(entry: Path, array: NDArray[np.generic]) -> None:
@@ -77,17 +86,17 @@ class PictureCache:
         root: Path,
         max_bytes: int | None = None,
         reading: ImageReading = DEFAULT_READING,
-        ignore_value: int | None = None,
+        masks: MaskReading = PLAIN_MASKS,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.reading = reading
-        self.ignore_value = ignore_value
+        self.masks = masks
         self.root.mkdir(parents=True, exist_ok=True)
 
     def with_reading(self, reading: ImageReading) -> PictureCache:
         """The same cache folder, images read with ``reading``."""
-        return PictureCache(self.root, self.max_bytes, reading, self.ignore_value)
+        return PictureCache(self.root, self.max_bytes, reading, self.masks)
 
     def valid(
         self, picture: Picture, scale: float | None = None, longest_side: int | None = None
@@ -97,7 +106,7 @@ class PictureCache:
         parts = []
         if picture.roi is not None:
             parts.append(np.asarray(self.get(picture.roi, "roi", scale, longest_side)))
-        if self.ignore_value is not None:
+        if self.masks.ignore_value is not None:
             parts.append(~np.asarray(self.get(picture.mask, "ignore", scale, longest_side)))
         if not parts:
             return None
@@ -112,13 +121,12 @@ class PictureCache:
         self, path: Path, kind: Kind, scale: float | None = None, longest_side: int | None = None
     ) -> str:
         stat = path.stat()
-        reading = (
-            self.reading.key()
-            if kind == "image"
-            else f"|ignore={self.ignore_value}"
-            if kind in ("mask", "ignore") and self.ignore_value is not None
-            else ""
-        )
+        reading = {
+            "image": self.reading.key(),
+            "mask": self.masks.key(),
+            "ignore": self.masks.key(),
+            "roi": self.masks.for_roi().key(),
+        }[kind]
         ident = (
             f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|{scale}|{longest_side}"
             f"{reading}"
@@ -208,10 +216,9 @@ class PictureCache:
             shape = resized_shape(image.shape[0], image.shape[1], scale, longest_side)
             return resize_image(image, shape)
         if kind == "ignore":
-            assert self.ignore_value is not None
-            mask = read_ignored(path, self.ignore_value)
+            mask = read_ignored(path, self.masks)
         else:  # a mask (positives) or a region of interest (a binary picture)
-            mask = read_mask(path, self.ignore_value if kind == "mask" else None)
+            mask = read_mask(path, self.masks if kind == "mask" else self.masks.for_roi())
         shape = resized_shape(mask.shape[0], mask.shape[1], scale, longest_side)
         return resize_mask(mask, shape)
 

@@ -16,8 +16,12 @@ Masks become ``bool`` arrays of shape ``(H, W)``. A mask holds 0 plus at most on
 positive value (1, 255 or any other single value); palette masks whose index 0 is black
 are read by palette index (index 0 is background), others by colour. Multi-channel
 masks are accepted when every channel is equal, or when they are black plus one colour
-(positive where coloured). A TIFF is one picture: a stack of same-size pages is
-refused. Anything else is a :class:`~segtune.errors.DataError` naming the file.
+(positive where coloured). With a threshold (``data.mask_threshold``, for masks whose
+edges are grey: saved as JPEG, resized with interpolation, drawn anti-aliased) a pixel
+is positive when its value is at least the threshold: the grey level, a colour mask's
+brightest channel, or the index of a palette whose index 0 is black. A TIFF is one
+picture: a stack of same-size pages is refused. Anything else is a
+:class:`~segtune.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -216,6 +220,30 @@ def read_image(path: Path, reading: ImageReading = DEFAULT_READING) -> NDArray[n
     return np.ascontiguousarray(arr)
 
 
+@dataclass(frozen=True)
+class MaskReading:
+    """How a mask file's values become positives, "don't care" pixels and background:
+    ``data.ignore_value`` (that value never counts) and ``data.mask_threshold`` (values at
+    least it are positive; None: 0 plus one positive value, anything else refused)."""
+
+    ignore_value: int | None = None
+    threshold: float | None = None
+
+    def for_roi(self) -> MaskReading:
+        """A region of interest's reading: the threshold, no ignore value."""
+        return MaskReading(threshold=self.threshold)
+
+    def key(self) -> str:
+        """What the reading adds to a cache key ("" for the plain reading, so entries
+        written before these settings existed stay valid)."""
+        ignore = "" if self.ignore_value is None else f"|ignore={self.ignore_value}"
+        threshold = "" if self.threshold is None else f"|threshold={self.threshold!r}"
+        return ignore + threshold
+
+
+PLAIN_MASKS = MaskReading()
+
+
 def _mask_values(path: Path) -> NDArray[np.generic]:
     """A mask file as one channel of raw values (equal colour channels merged; a colour
     mask's one colour as 1)."""
@@ -245,21 +273,66 @@ def _colour_mask_values(path: Path, arr: NDArray[np.generic]) -> NDArray[np.gene
         shown = ", ".join(f"#{c:06x}" for c in colours[:4]) + (" …" if len(colours) > 4 else "")
         raise DataError(
             f"{path}: colour mask with {len(colours)} colours besides black ({shown}); "
-            f"expected black plus one colour{_lossy_hint(path)}"
+            f"expected black plus one colour{_lossy_hint(path) or _BLENDED_HINT}"
         )
     return (packed != 0).astype(np.uint8)
 
 
 def _lossy_hint(path: Path) -> str:
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        return " (JPEG's lossy compression blurs a mask's edges: save masks as PNG)"
+        return (
+            " (JPEG's lossy compression blurs a mask's edges: save masks as PNG, or "
+            "binarise them at a value with data.mask_threshold or --mask-threshold, e.g. 128)"
+        )
     return ""
 
 
-def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
-    """Read a binary mask as ``bool`` of shape ``(H, W)`` (see module docs). With
-    ``ignore_value`` (``data.ignore_value``) pixels of that value are not positive and
-    the mask may hold three values: 0, one positive value and the ignore value."""
+_BLENDED_HINT = (
+    " (if these are blended edges, as resizing with interpolation or anti-aliased drawing "
+    "leave: data.mask_threshold, or --mask-threshold, marks values at least it positive)"
+)
+
+
+def _grey_levels(path: Path) -> NDArray[np.generic]:
+    """The values a threshold compares: one channel as stored, a colour mask's brightest
+    channel (alpha left out), a black-first palette's indices."""
+    arr = _read_raw(path, keep_palette=True)
+    if arr.ndim == 3:
+        channels = arr.shape[2] - 1 if arr.shape[2] in (2, 4) else arr.shape[2]
+        arr = arr[:, :, :channels].max(axis=2)
+    elif arr.ndim != 2:
+        raise DataError(f"{path}: unsupported mask shape {arr.shape}")
+    return arr
+
+
+def _refuse_a_binary_mask_below(
+    path: Path, levels: NDArray[np.generic], reading: MaskReading
+) -> None:
+    """A clean two-value mask whose positive value is under the threshold (0/1 masks
+    read at 128) would be all background: refused rather than trained on as empty."""
+    values = np.unique(levels)
+    if len(values) == 2 and values[0] == 0 and values[1] != reading.ignore_value:
+        raise DataError(
+            f"{path}: mask holds 0 and {values[1]} only, below data.mask_threshold "
+            f"{reading.threshold:g}: every pixel would be background; lower the threshold "
+            f"(to {values[1]} or less) or leave it unset for binary masks"
+        )
+
+
+def read_mask(path: Path, reading: MaskReading = PLAIN_MASKS) -> NDArray[np.bool_]:
+    """Read a binary mask as ``bool`` of shape ``(H, W)`` (see module docs). With an
+    ignore value pixels of that value are not positive and the mask may hold three
+    values: 0, one positive value and the ignore value; with a threshold, pixels whose
+    value is at least it are positive, whatever other values the mask holds."""
+    ignore_value = reading.ignore_value
+    if reading.threshold is not None:
+        levels = _grey_levels(path)
+        out = np.asarray(levels, dtype=np.float64) >= reading.threshold
+        if ignore_value is not None:
+            out &= levels != ignore_value
+        if not out.any():
+            _refuse_a_binary_mask_below(path, levels, reading)
+        return np.asarray(out)
     arr = _mask_values(path)
     values = np.unique(arr)
     positive = values[(values != 0) & (values != (ignore_value if ignore_value is not None else 0))]
@@ -274,6 +347,8 @@ def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
         hint = _lossy_hint(path)
         if not hint and ignore_value is None and len(values) == 3:
             hint = " (if one marks don't-care pixels: data.ignore_value, or --ignore-value)"
+        elif not hint:
+            hint = _BLENDED_HINT
         raise DataError(
             f"{path}: mask has {len(values)} distinct values ({shown}{more}); expected "
             f"{allowed}{hint}"
@@ -284,9 +359,11 @@ def read_mask(path: Path, ignore_value: int | None = None) -> NDArray[np.bool_]:
     return np.asarray(out)
 
 
-def read_ignored(path: Path, ignore_value: int) -> NDArray[np.bool_]:
-    """The "don't care" pixels of a mask: those holding ``ignore_value``."""
-    return np.asarray(_mask_values(path) == ignore_value)
+def read_ignored(path: Path, reading: MaskReading) -> NDArray[np.bool_]:
+    """The "don't care" pixels of a mask: those holding the reading's ignore value."""
+    assert reading.ignore_value is not None
+    values = _grey_levels(path) if reading.threshold is not None else _mask_values(path)
+    return np.asarray(values == reading.ignore_value)
 
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}

@@ -14,6 +14,8 @@ from numpy.typing import NDArray
 from segtune.data.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    PLAIN_MASKS,
+    MaskReading,
     exif_orientation,
     image_size,
     pixel_cap_problem,
@@ -69,6 +71,7 @@ class DataReport:
     some_not_scored: bool = False  # pixels outside a region of interest or ignored
     exif_oriented: list[str] = field(default_factory=list)  # images viewers show turned
     notes: list[str] = field(default_factory=list)  # how names were paired
+    mask_threshold: float | None = None  # masks binarised at this value (data.mask_threshold)
 
     @property
     def ok(self) -> bool:
@@ -107,9 +110,14 @@ class DataReport:
         )
         lines.append(f"sizes (WxH): {sizes}")
         if len(fractions):
-            counted = " (of the pixels that count: in the region of interest, not ignored)"
+            how = []
+            if self.mask_threshold is not None:
+                how.append(f"mask values at least {self.mask_threshold:g}")
+            if self.some_not_scored:
+                how.append("of the pixels that count: in the region of interest, not ignored")
+            qualified = f" ({'; '.join(how)})" if how else ""
             lines.append(
-                f"positive pixels{counted if self.some_not_scored else ''}: mean "
+                f"positive pixels{qualified}: mean "
                 f"{fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
             )
             if fractions.mean() > MAJORITY:
@@ -340,18 +348,18 @@ def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int
     return None, image_hw
 
 
-def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
+def check_pictures(source: Path, masks: MaskReading = PLAIN_MASKS) -> DataReport:
     """Find and fully decode every picture (and region of interest), collecting every
     problem (one line each)."""
     pictures, problems, notes = _pairs_and_notes(source)
-    report = DataReport(pictures=[], problems=problems, notes=notes)
+    report = DataReport(pictures=[], problems=problems, notes=notes, mask_threshold=masks.threshold)
     for pic in pictures:
         try:
             problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
             if problem is not None:
                 raise DataError(problem)
             read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
-            mask, counted = counted_mask(pic, ignore_value)
+            mask, counted = counted_mask(pic, masks)
         except DataError as exc:
             report.problems.append(str(exc))
             continue
@@ -363,14 +371,14 @@ def check_pictures(source: Path, ignore_value: int | None = None) -> DataReport:
     return report
 
 
-def counted_mask(pic: Picture, ignore_value: int | None) -> tuple[NDArray[np.bool_], int]:
+def counted_mask(pic: Picture, masks: MaskReading) -> tuple[NDArray[np.bool_], int]:
     """A picture's positives among the pixels that count (inside its region of interest,
-    not holding ``ignore_value``), and how many pixels count: as the loss and the metrics
+    not holding the ignore value), and how many pixels count: as the loss and the metrics
     see them."""
-    mask = read_mask(pic.mask, ignore_value)
-    counts = read_mask(pic.roi) if pic.roi is not None else None
-    if ignore_value is not None:
-        kept = ~read_ignored(pic.mask, ignore_value)
+    mask = read_mask(pic.mask, masks)
+    counts = read_mask(pic.roi, masks.for_roi()) if pic.roi is not None else None
+    if masks.ignore_value is not None:
+        kept = ~read_ignored(pic.mask, masks)
         counts = kept if counts is None else counts & kept
     if counts is None:
         return mask, mask.size

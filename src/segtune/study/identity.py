@@ -39,7 +39,11 @@ DATA_KEY = "data.pictures"
 # Settings added after studies were recorded whose "off" value trains exactly as before
 # they existed: left out of the identity while off, so those studies keep their
 # fingerprints and resume (a new setting must be added here with its off value).
-ADDED_OFF: dict[str, Any] = {"optim.ema_decay": None, "eval.tta_scales": [1.0]}
+ADDED_OFF: dict[str, Any] = {
+    "optim.ema_decay": None,
+    "eval.tta_scales": [1.0],
+    "data.mask_threshold": None,
+}
 
 
 def run_identity(config: RunConfig, data: str) -> dict[str, Any]:
