@@ -128,6 +128,17 @@ def test_a_threshold_binarises_masks_with_grey_edges(tmp_path: Path) -> None:
     ]
 
 
+def test_object_labelled_masks_are_read_with_a_threshold_of_one(tmp_path: Path) -> None:
+    # GlaS labels each gland with its own value (0 background, 1..n objects) in a BMP.
+    arr = np.zeros((12, 12), np.uint8)
+    arr[1:3, 1:3], arr[5:7, 5:7], arr[9:11, 2:8] = 1, 2, 3
+    _save(tmp_path / "train_1_anno.bmp", arr)
+    with pytest.raises(DataError, match=r"4 distinct values .*1 for object labels\)$"):
+        read_mask(tmp_path / "train_1_anno.bmp")
+    mask = read_mask(tmp_path / "train_1_anno.bmp", MaskReading(threshold=1))
+    assert np.array_equal(mask, arr > 0)
+
+
 def test_a_binary_mask_below_the_threshold_is_refused_not_read_empty(tmp_path: Path) -> None:
     arr = np.zeros((8, 8), np.uint8)
     arr[2:4] = 1  # 0/1 masks read with a threshold meant for 0..255

@@ -253,3 +253,24 @@ def test_a_manifest_written_on_windows_is_read(tmp_path: Path) -> None:
     (picture,), problems = find_pairs(manifest)
     assert problems == [] and picture.image == (tmp_path / "data" / "images" / "a.png")
     assert picture.mask == tmp_path / "data" / "masks" / "a.png"
+
+
+def test_netpbm_pictures_pair_as_stare_ships_them(tmp_path: Path) -> None:
+    # STARE: im0001.ppm pictures, im0001.ah.ppm labels (one annotator's tag).
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    sources = sorted((DEEPCRACK / "train" / "images").iterdir())[:2]
+    for i, image in enumerate(sources, start=1):
+        Image.open(image).convert("RGB").save(tmp_path / "images" / f"im{i:04d}.ppm")
+        mask = next((DEEPCRACK / "train" / "masks").glob(f"{image.stem}.*"))
+        Image.open(mask).convert("RGB").save(tmp_path / "masks" / f"im{i:04d}.ah.ppm")
+    report = check_pictures(tmp_path)
+    assert report.problems == []
+    assert [(p.stem, p.mask.name) for p in report.pictures] == [
+        ("im0001", "im0001.ah.ppm"),
+        ("im0002", "im0002.ah.ppm"),
+    ]
+    deepcrack = check_pictures(DEEPCRACK / "train").positive_fractions
+    assert [report.positive_fractions[f"im{i:04d}"] for i in (1, 2)] == [
+        deepcrack[s.stem] for s in sources
+    ]

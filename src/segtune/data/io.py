@@ -53,7 +53,20 @@ def pixel_cap_problem(path: Path, hw: tuple[int, int], max_pixels: int) -> str |
     )
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".ppm",  # Netpbm, as STARE ships its pictures and labels
+    ".pgm",
+    ".pbm",
+    ".pnm",
+)
 _TIFF = (".tif", ".tiff")
 
 
@@ -288,8 +301,9 @@ def _lossy_hint(path: Path) -> str:
 
 
 _BLENDED_HINT = (
-    " (if these are blended edges, as resizing with interpolation or anti-aliased drawing "
-    "leave: data.mask_threshold, or --mask-threshold, marks values at least it positive)"
+    " (blended edges, as resizing with interpolation or anti-aliased drawing leave, or one "
+    "value per object: data.mask_threshold, or --mask-threshold, marks values at least it "
+    "positive, e.g. 128 for edges, 1 for object labels)"
 )
 
 
