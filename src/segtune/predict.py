@@ -25,7 +25,13 @@ from segtune.data.io import (
     read_image,
     read_mask,
 )
-from segtune.data.pairs import manifest_path, manifest_rows, match_by_tags, pictures_by_stem
+from segtune.data.pairs import (
+    flat_folder,
+    manifest_path,
+    manifest_rows,
+    match_by_tags,
+    pictures_by_stem,
+)
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales
@@ -220,14 +226,7 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
         if item.is_file() and item.suffix.lower() == ".csv":
             found.extend(_manifest_images(item))
         elif item.is_dir():
-            folder = item / "images" if (item / "images").is_dir() else item
-            found.extend(
-                sorted(
-                    p
-                    for p in folder.iterdir()
-                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                )
-            )
+            found.extend(_folder_images(item))
         elif item.exists():
             found.append(item)
         else:
@@ -235,6 +234,18 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
     if not found:
         raise DataError("no pictures to predict: " + ", ".join(map(str, items)))
     return found
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """A folder's pictures: those of its ``images/``, the images of a folder holding
+    images and masks told apart by the masks' names (:func:`flat_folder`), else all."""
+    if (folder / "images").is_dir():
+        folder = folder / "images"
+    else:
+        flat = flat_folder(folder, [])
+        if flat is not None:
+            return sorted(p for paths in flat[0].values() for p in paths)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _manifest_images(manifest: Path) -> list[Path]:

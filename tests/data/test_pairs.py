@@ -274,3 +274,86 @@ def test_netpbm_pictures_pair_as_stare_ships_them(tmp_path: Path) -> None:
     assert [report.positive_fractions[f"im{i:04d}"] for i in (1, 2)] == [
         deepcrack[s.stem] for s in sources
     ]
+
+
+def _flat(folder: Path, names: list[tuple[str, str]]) -> list[str]:
+    """DeepCrack pictures written into one folder as (image file, mask file) names; the
+    source stems, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted((DEEPCRACK / "train" / "images").iterdir())[: len(names)]
+    for source, (image, mask) in zip(sources, names, strict=True):
+        Image.open(source).convert("RGB").save(folder / image)
+        Image.open(next((DEEPCRACK / "train" / "masks").glob(f"{source.stem}.*"))).save(
+            folder / mask
+        )
+    return [s.stem for s in sources]
+
+
+@pytest.mark.parametrize(
+    ("names", "note"),
+    [
+        ([("104_sat.jpg", "104_mask.png"), ("10452_sat.jpg", "10452_mask.png")], "tag"),
+        ([("train_1.bmp", "train_1_anno.bmp"), ("train_2.bmp", "train_2_anno.bmp")], "tag"),
+        (
+            [
+                ("benign (1).png", "benign (1)_mask.png"),
+                ("malignant (3).png", "malignant (3)_mask.png"),
+            ],
+            "tag",
+        ),
+        (
+            [("20160222_081011_1_361.jpg", "20160222_081011_1_361.png"), ("2_2.jpg", "2_2.png")],
+            "format",
+        ),
+    ],
+    ids=["deepglobe", "glas", "busi", "crack500"],
+)
+def test_a_folder_holding_images_and_masks_pairs_them(
+    tmp_path: Path, names: list[tuple[str, str]], note: str
+) -> None:
+    sources = _flat(tmp_path / "train", names)
+    report = check_pictures(tmp_path / "train")
+    assert report.problems == []
+    assert [(p.image.name, p.mask.name) for p in report.pictures] == sorted(names)
+    deepcrack = check_pictures(DEEPCRACK / "train").positive_fractions
+    stems = {Path(image).stem: source for (image, _), source in zip(names, sources, strict=True)}
+    assert report.positive_fractions == {s: deepcrack[stems[s]] for s in stems}
+    assert (
+        f"told apart by {'the masks' + chr(39) + ' tag' if note == 'tag' else 'format'}"
+        in (report.summary_lines()[1])
+    )
+    from segtune.predict import collect_inputs
+
+    assert [p.name for p in collect_inputs([tmp_path / "train"])] == sorted(i for i, _ in names)
+
+
+def test_a_folder_whose_names_do_not_say_which_is_the_mask(tmp_path: Path) -> None:
+    # CHASE_DB1: two annotators' masks per picture; BUSI: a picture with a second mask.
+    _flat(tmp_path / "chase", [("Image_01L.jpg", "Image_01L_1stHO.png")])
+    shutil.copy(
+        tmp_path / "chase" / "Image_01L_1stHO.png", tmp_path / "chase" / "Image_01L_2ndHO.png"
+    )
+    problems = check_pictures(tmp_path / "chase").problems
+    assert problems == [
+        "Image_01L: several mask files share this stem (Image_01L_1stHO.png, "
+        "Image_01L_2ndHO.png); keep one, or list the pairs in a CSV manifest"
+    ]
+    _flat(
+        tmp_path / "busi", [("benign (4).png", "benign (4)_mask.png"), ("benign (5).png", "x.png")]
+    )
+    problems = check_pictures(tmp_path / "busi").problems
+    assert problems == [
+        f"{tmp_path / 'busi' / 'benign (5).png'}: image without mask (no mask named "
+        "benign (5)_mask or the like)",
+        f"{tmp_path / 'busi' / 'x.png'}: image without mask (no mask named x_mask or the like)",
+    ]
+    shutil.copy(
+        tmp_path / "busi" / "benign (4)_mask.png", tmp_path / "busi" / "benign (4)_mask_1.png"
+    )
+    assert (
+        "benign (4): several mask files share this stem (benign (4)_mask.png, "
+        "benign (4)_mask_1.png)" in check_pictures(tmp_path / "busi").problems[0]
+    )
+    _flat(tmp_path / "plain", [("a.png", "b.png")])
+    with pytest.raises(DataError, match=r"plain: no images/ and masks/ folders, and no mask names"):
+        find_pairs(tmp_path / "plain")

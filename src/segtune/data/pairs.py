@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -187,6 +188,77 @@ def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] |
     return dict(next(iter(pairings)))
 
 
+# A mask's name in a folder holding images and masks together: the image's name (or
+# one pairing with it by tag) and one of these tags, then an optional number (BUSI's
+# second mask of a picture: "benign (4)_mask_1"). DeepGlobe: 104_sat.jpg / 104_mask.png;
+# GlaS: train_1.bmp / train_1_anno.bmp; CHASE_DB1: Image_01L.jpg / Image_01L_1stHO.png.
+MASK_TAGS = (
+    "mask",
+    "masks",
+    "segmentation",
+    "seg",
+    "label",
+    "labels",
+    "gt",
+    "anno",
+    "annotation",
+    "manual1",
+    "1stho",
+    "2ndho",
+)
+_MASK_NAME = re.compile(rf"(.+?)[_-]({'|'.join(MASK_TAGS)})([_-]\d+)?$", re.IGNORECASE)
+_LOSSY = (".jpg", ".jpeg")
+
+
+def flat_folder(
+    folder: Path, problems: list[str]
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]], str] | None:
+    """Images and masks (keyed by their image's stem) of a folder holding both, and how
+    they were told apart; None when its names do not say which is which. A mask's name
+    is its image's (or pairs with it by tag) plus a mask tag (:data:`MASK_TAGS`); without
+    any, a stem found twice as a JPEG and a lossless file (Crack500's ``x.jpg`` /
+    ``x.png``) is a JPEG image with its mask."""
+    found = pictures_by_stem(folder, problems)
+    images: dict[str, list[Path]] = {}
+    by_base: dict[str, list[Path]] = {}
+    for stem, paths in found.items():
+        named = _MASK_NAME.match(stem)
+        if named:
+            by_base.setdefault(named.group(1), []).extend(paths)
+        else:
+            images[stem] = paths
+    if by_base and images:
+        tags = None if set(by_base) <= set(images) else match_by_tags(images, by_base)
+        masks = by_base if tags is None else {i: by_base[b] for i, b in tags.items()}
+        paired = sorted((s, m[0].name) for s, m in masks.items() if s in images)
+        example = f": image {paired[0][0]} with {paired[0][1]}, and so on" if paired else ""
+        return (
+            images,
+            masks,
+            (
+                "images and masks in one folder, told apart by the masks' tag "
+                f"({len(paired)} paired){example}"
+            ),
+        )
+    if found and all(
+        len(paths) == 2 and sum(p.suffix.lower() in _LOSSY for p in paths) == 1
+        for paths in found.values()
+    ):
+        images = {s: [p for p in paths if p.suffix.lower() in _LOSSY] for s, paths in found.items()}
+        masks = {
+            s: [p for p in paths if p.suffix.lower() not in _LOSSY] for s, paths in found.items()
+        }
+        return (
+            images,
+            masks,
+            (
+                f"images and masks in one folder ({len(found)}), told apart by format: each "
+                "stem's JPEG file is the image, its lossless file the mask"
+            ),
+        )
+    return None
+
+
 def _paired_note(kind: str, table: dict[str, str]) -> str:
     image, other = sorted(table.items())[0]
     return (
@@ -218,35 +290,50 @@ def _pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[str]]
     if not source.is_dir():
         raise DataError(f"{source}: no such folder or CSV manifest")
     images_dir, masks_dir = source / "images", source / "masks"
-    for sub in (images_dir, masks_dir):
-        if not sub.is_dir():
-            raise DataError(f"{sub}: folder missing (expected {source}/images and {source}/masks)")
     problems: list[str] = []
-    images, masks = pictures_by_stem(images_dir, problems), pictures_by_stem(masks_dir, problems)
-    if not images and not masks:
-        raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
     notes: list[str] = []
-    tags = match_by_tags(images, masks)
-    if tags is not None:  # masks keyed by their image's stem from here on
-        masks = {image: masks[mask] for image, mask in tags.items()}
-        notes.append(_paired_note("masks", tags))
+    if not images_dir.is_dir() and not masks_dir.is_dir():
+        flat = flat_folder(source, problems)
+        if flat is None:
+            raise DataError(
+                f"{source}: no images/ and masks/ folders, and no mask names carrying a tag "
+                f"such as _mask beside the images (expected {source}/images and "
+                f"{source}/masks, or a CSV manifest)"
+            )
+        images, masks, note = flat
+        notes.append(note)
+        no_image, no_mask = f"{source}/<stem>.*", "no mask named <stem>_mask or the like"
+        reported: set[str] = set()
+    else:
+        for sub in (images_dir, masks_dir):
+            if not sub.is_dir():
+                raise DataError(
+                    f"{sub}: folder missing (expected {source}/images and {source}/masks)"
+                )
+        images = pictures_by_stem(images_dir, problems)
+        masks = pictures_by_stem(masks_dir, problems)
+        if not images and not masks:
+            raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
+        tags = match_by_tags(images, masks)
+        if tags is not None:  # masks keyed by their image's stem from here on
+            masks = {image: masks[mask] for image, mask in tags.items()}
+            notes.append(_paired_note("masks", tags))
+        no_image, no_mask = f"{images_dir}/<stem>.*", f"no {masks_dir}/<stem>.*"
+        reported = _unsupported_masks(masks_dir, set(images) - set(masks), problems)
     for stem in sorted({*images, *masks}):
         for kind, table in (("image", images), ("mask", masks)):
             if len(table.get(stem, [])) > 1:
                 names = ", ".join(p.name for p in sorted(table[stem]))
-                problems.append(f"{stem}: several {kind} files share this stem ({names})")
-    unsupported = {p.stem: p for p in masks_dir.iterdir() if p.is_file()}
-    for stem in sorted(set(images) - set(masks)):
-        other = unsupported.get(stem)
-        if other is not None:
-            problems.append(
-                f"{other}: unsupported mask format {other.suffix or '(none)'} "
-                f"(supported: {', '.join(IMAGE_SUFFIXES)})"
-            )
-        else:
-            problems.append(f"{images[stem][0]}: image without mask (no {masks_dir}/{stem}.*)")
+                problems.append(
+                    f"{stem}: several {kind} files share this stem ({names}); keep one, or "
+                    "list the pairs in a CSV manifest"
+                )
+    for stem in sorted(set(images) - set(masks) - reported):
+        missing = no_mask.replace("<stem>", stem)
+        problems.append(f"{images[stem][0]}: image without mask ({missing})")
     for stem in sorted(set(masks) - set(images)):
-        problems.append(f"{masks[stem][0]}: mask without image (no {images_dir}/{stem}.*)")
+        missing = no_image.replace("<stem>", stem)
+        problems.append(f"{masks[stem][0]}: mask without image (no {missing})")
     rois = _rois(source / "roi", images, problems, notes)
     pictures = [
         Picture(s, images[s][0], masks[s][0], rois.get(s))
@@ -254,6 +341,18 @@ def _pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[str]]
         if len(images[s]) == 1 and len(masks[s]) == 1
     ]
     return pictures, problems, notes
+
+
+def _unsupported_masks(masks_dir: Path, stems: set[str], problems: list[str]) -> set[str]:
+    """The ``stems`` whose file in ``masks_dir`` is in a format segtune does not read,
+    each reported as such."""
+    unsupported = {p.stem: p for p in masks_dir.iterdir() if p.is_file() and p.stem in stems}
+    for other in sorted(unsupported.values()):
+        problems.append(
+            f"{other}: unsupported mask format {other.suffix or '(none)'} "
+            f"(supported: {', '.join(IMAGE_SUFFIXES)})"
+        )
+    return set(unsupported)
 
 
 def _rois(
