@@ -439,3 +439,27 @@ def test_refused_with_one_line(
         assert out.read_text() == before  # a file given as --out is left as it was
     else:
         assert not out.exists(), f"{out} was left behind"
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from segtune import cli\n"
+        "def loud(args):\n"
+        "    for i in range(100000):\n"
+        "        print('line', i)\n"
+        "    return 0\n"
+        "cli._cmd_check_data = loud\n"
+        "sys.exit(cli.main(['check-data', 'x']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # `segtune … | head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

@@ -5,6 +5,7 @@ status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,6 +222,23 @@ def _storage_problem(exc: BaseException) -> str | None:
     return None
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output's reader went away (``segtune … | head``); if so, output
+    is sent to /dev/null from here on, so that the exit does not fail flushing it."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # replaced by an object without a descriptor
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(event & select.POLLERR for _, event in poller.poll(0)):
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
@@ -236,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SegtuneError as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = 2
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            code = 141  # as a shell reports a pipe's writer stopped by SIGPIPE
         except Exception as exc:
             line = _storage_problem(exc)
             if line is None:
