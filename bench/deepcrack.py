@@ -41,7 +41,7 @@ import torch
 
 from _common import DEEPCRACK, machine, parser  # isort: skip
 from segtune.config import build_run_config
-from segtune.data.pairs import load_pictures
+from segtune.data.layout import load_pictures
 from segtune.predict import Predictor
 from segtune.records import kept_epoch_words, tta_words
 from segtune.runtime import cpu_computes_bf16

@@ -18,7 +18,7 @@ import numpy as np
 from _common import DEEPCRACK, Timer, machine, parser  # isort: skip
 from segtune.data.cache import PictureCache, cache_size
 from segtune.data.io import read_image
-from segtune.data.pairs import load_pictures
+from segtune.data.layout import load_pictures
 from segtune.data.synthetic import make_picture
 from segtune.data.tiles import extract_page
 

@@ -46,8 +46,8 @@ def _setup(c: Case) -> tuple[Any, ...]:
 
     from segtune.config import build_run_config
     from segtune.data.cache import PictureCache
+    from segtune.data.layout import load_pictures
     from segtune.data.pages import LoadedPicture, load_split
-    from segtune.data.pairs import load_pictures
     from segtune.data.synthetic import write_demo_data
     from segtune.model import build_model
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from segtune.cli import main
 from segtune.config import build_run_config
-from segtune.data.pairs import find_pairs
+from segtune.data.layout import find_pairs
 from tests.conftest import tiny_tree
 
 

@@ -13,7 +13,7 @@ import torch
 
 from segtune.cli import main
 from segtune.data.io import read_image
-from segtune.data.pairs import load_pictures
+from segtune.data.layout import load_pictures
 from segtune.errors import SegtuneError
 from segtune.export import PageProbabilities, export_model, read_metadata
 from segtune.predict import Predictor

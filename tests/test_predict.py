@@ -8,7 +8,7 @@ from PIL import Image
 
 from segtune.cli import main
 from segtune.data.cache import PictureCache
-from segtune.data.pairs import load_pictures
+from segtune.data.layout import load_pictures
 from segtune.evaluate import evaluate_split
 from segtune.model import normalise
 from segtune.predict import Predictor

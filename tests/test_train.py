@@ -572,7 +572,7 @@ def test_a_kept_earlier_epoch_has_training_metrics_of_its_own_weights(
 ) -> None:
     # The training-split pass runs after the last epoch; a run that keeps an earlier one
     # (here epoch 1 of 2) scores the kept weights on it too (was: blank train/* columns).
-    from segtune.data.pairs import load_pictures
+    from segtune.data.layout import load_pictures
     from segtune.predict import Predictor
     from segtune.score import evaluate_checkpoint
 

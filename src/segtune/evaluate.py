@@ -13,7 +13,7 @@ from torch import nn
 
 from segtune.config import PagesConfig
 from segtune.data.cache import PictureCache
-from segtune.data.pairs import Picture
+from segtune.data.layout import Picture
 from segtune.infer import predict_at_scales
 from segtune.interrupt import check as check_stop
 from segtune.metrics import (

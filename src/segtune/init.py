@@ -7,7 +7,8 @@ import statistics
 from pathlib import Path
 
 from segtune.data.io import PLAIN_MASKS, MaskReading, image_size
-from segtune.data.pairs import counted_mask, load_pictures
+from segtune.data.layout import load_pictures
+from segtune.data.pairs import counted_mask
 
 MASK_SAMPLE = 20
 

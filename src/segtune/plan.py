@@ -23,7 +23,8 @@ from numpy.typing import NDArray
 
 from segtune.config import RunConfig
 from segtune.data.io import MaskReading, image_size
-from segtune.data.pairs import MAJORITY, Picture, counted_mask, inverted_words
+from segtune.data.layout import Picture
+from segtune.data.pairs import MAJORITY, counted_mask, inverted_words
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points

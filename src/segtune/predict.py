@@ -25,7 +25,7 @@ from segtune.data.io import (
     read_image,
     read_mask,
 )
-from segtune.data.pairs import (
+from segtune.data.layout import (
     flat_folder,
     manifest_path,
     manifest_rows,

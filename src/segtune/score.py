@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.pairs import Picture, check_sizes, load_pictures, shifted
+from segtune.data.layout import Picture, load_pictures
+from segtune.data.pairs import check_sizes, shifted
 from segtune.errors import DataError
 from segtune.metrics import (
     COUNT_METRICS,

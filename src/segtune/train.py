@@ -24,8 +24,9 @@ from segtune.average import WeightAverage
 from segtune.config import RunConfig, config_to_dict, flatten
 from segtune.data.cache import PictureCache, open_cache
 from segtune.data.intensity import resolve_reading
+from segtune.data.layout import Picture
 from segtune.data.pages import EpochSampler, load_split, page_loader
-from segtune.data.pairs import Picture, sample_subset
+from segtune.data.pairs import sample_subset
 from segtune.data.subsets import (
     Subsets,
     data_fingerprint,

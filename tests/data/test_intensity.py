@@ -12,7 +12,8 @@ from PIL import Image
 from segtune.config import DataConfig
 from segtune.data.intensity import resolve_reading
 from segtune.data.io import ImageReading, read_image
-from segtune.data.pairs import Picture, check_pictures
+from segtune.data.layout import Picture
+from segtune.data.pairs import check_pictures
 from segtune.errors import DataError
 
 

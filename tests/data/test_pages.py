@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from segtune.config import build_run_config
+from segtune.data.layout import Picture
 from segtune.data.pages import EpochSampler, LoadedPicture, PageDataset, page_loader
-from segtune.data.pairs import Picture
 
 
 def _pictures(n: int = 4, size: int = 64) -> list[LoadedPicture]:

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from segtune.data.io import MaskReading, read_ignored, read_mask
-from segtune.data.pairs import check_pictures, find_pairs
+from segtune.data.layout import find_pairs
+from segtune.data.pairs import check_pictures
 from segtune.errors import DataError
 from segtune.loss import segmentation_loss
 from segtune.metrics import ProbabilityHistogram, confusion_counts

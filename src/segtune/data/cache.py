@@ -34,7 +34,7 @@ from segtune.data.io import (
     read_image,
     read_mask,
 )
-from segtune.data.pairs import Picture
+from segtune.data.layout import Picture
 from segtune.records import FILE_MODE
 
 Kind = Literal["image", "mask", "roi", "ignore"]

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from segtune.config import DataConfig
 from segtune.data.cache import save_npy
 from segtune.data.io import ImageReading, is_eight_bit, read_raw_image
-from segtune.data.pairs import Picture
+from segtune.data.layout import Picture
 
 SAMPLE = 1 << 18  # values kept per picture for percentiles
 

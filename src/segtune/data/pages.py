@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segtune.config import PagesConfig, RunConfig
 from segtune.data.cache import PictureCache
-from segtune.data.pairs import Picture
+from segtune.data.layout import Picture
 from segtune.data.tiles import extract_page, page_origins
 
 

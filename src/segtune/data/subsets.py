@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from segtune.config import DataConfig
-from segtune.data.pairs import Picture, check_sizes, load_pictures, sample_subset
+from segtune.data.layout import Picture, load_pictures
+from segtune.data.pairs import check_sizes, sample_subset
 from segtune.errors import ConfigError, SegtuneError
 
 SubsetName = Literal["train", "val", "train_eval"]

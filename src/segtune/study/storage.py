@@ -16,7 +16,7 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from segtune.data.pairs import Picture
+from segtune.data.layout import Picture
 from segtune.data.subsets import Subsets, picture_stats
 from segtune.errors import ConfigError, SegtuneError
 from segtune.records import write_json
