@@ -19,7 +19,6 @@ from torch import nn
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import (
     DEFAULT_READING,
-    IMAGE_SUFFIXES,
     ImageReading,
     MaskReading,
     read_image,
@@ -245,7 +244,7 @@ def _folder_images(folder: Path) -> list[Path]:
         flat = flat_folder(folder, [])
         if flat is not None:
             return sorted(p for paths in flat[0].values() for p in paths)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for paths in pictures_by_stem(folder, []).values() for p in paths)
 
 
 def _manifest_images(manifest: Path) -> list[Path]:

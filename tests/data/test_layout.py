@@ -214,3 +214,15 @@ def test_a_folder_whose_names_do_not_say_which_is_the_mask(tmp_path: Path) -> No
     _flat(tmp_path / "plain", [("a.png", "b.png")])
     with pytest.raises(DataError, match=r"plain: no images/ and masks/ folders, and no mask names"):
         find_pairs(tmp_path / "plain")
+
+
+def test_hidden_files_are_not_pictures(tmp_path: Path) -> None:
+    from segtune.predict import collect_inputs
+
+    write_pair(tmp_path, "0001")
+    # macOS's metadata files, as copying to a USB disk or a network share leaves them.
+    for sub in ("images", "masks"):
+        (tmp_path / sub / "._0001.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    report = check_pictures(tmp_path)
+    assert report.problems == [] and [p.stem for p in report.pictures] == ["0001"]
+    assert [p.name for p in collect_inputs([tmp_path])] == ["0001.png"]

@@ -31,9 +31,13 @@ class Picture:
 
 
 def pictures_by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
-    """The picture files of ``folder`` by stem (a dangling link is a problem)."""
+    """The picture files of ``folder`` by stem (a dangling link is a problem). Hidden
+    files are left out: macOS writes ``._0001.png`` beside ``0001.png`` on volumes
+    without its metadata (USB disks, network shares), and those are not pictures."""
     found: dict[str, list[Path]] = {}
     for path in folder.iterdir():
+        if path.name.startswith("."):
+            continue
         if path.is_symlink() and not path.exists():
             problems.append(f"{path}: symbolic link loop or dangling link")
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
