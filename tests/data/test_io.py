@@ -201,3 +201,20 @@ def test_a_palette_that_does_not_start_with_black_is_read_by_colour(tmp_path: Pa
     im.putpixel((3, 0), 1)
     im.save(tmp_path / "white-first.png")
     assert read_mask(tmp_path / "white-first.png").sum() == 15  # as shown: 15 white pixels
+
+
+def test_cmyk_pictures_are_read_as_the_colours_they_print(tmp_path: Path) -> None:
+    from tests.conftest import DEEPCRACK
+
+    source = sorted((DEEPCRACK / "train" / "images").iterdir())[0]
+    rgb = np.asarray(Image.open(source).convert("RGB"))
+    cmyk = Image.fromarray(rgb).convert("CMYK")  # as scanned pages and print files come
+    cmyk.save(tmp_path / "page.tif")
+    cmyk.save(tmp_path / "page.jpg", quality=95)
+    tifffile.imwrite(
+        tmp_path / "page-lzw.tif", np.asarray(cmyk), photometric="separated", compression="lzw"
+    )
+    for name, tolerance in (("page.tif", 1), ("page-lzw.tif", 1), ("page.jpg", 8)):
+        read = read_image(tmp_path / name).astype(int)
+        assert read.shape == rgb.shape
+        assert int(np.percentile(np.abs(read - rgb), 99)) <= tolerance, name

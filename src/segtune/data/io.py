@@ -84,6 +84,8 @@ def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "1":
                 im = im.convert("L")
+            elif im.mode == "CMYK":  # scanned pages, print-ready JPEGs: inks → RGB light
+                im = im.convert("RGB")
             elif im.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(im).astype(np.uint16)
             return np.asarray(im)
@@ -116,6 +118,17 @@ def _first_page(tif: tifffile.TiffFile, path: Path) -> tifffile.TiffPage | tifff
     return page
 
 
+def _cmyk_to_rgb(arr: NDArray[np.generic]) -> NDArray[np.generic]:
+    """Ink (cyan, magenta, yellow, black; 0 = none) as light: each colour is what its ink
+    and the black leave of the paper, R = (1 − C)(1 − K), as Pillow converts CMYK."""
+    if arr.shape[2] < 4 or not np.issubdtype(arr.dtype, np.integer):
+        return arr
+    top = float(np.iinfo(arr.dtype.str).max)
+    ink = arr[:, :, :4].astype(np.float64) / top
+    rgb = (1.0 - ink[:, :, :3]) * (1.0 - ink[:, :, 3:4]) * top
+    return np.rint(rgb).astype(arr.dtype)
+
+
 def _read_tiff(path: Path) -> NDArray[np.generic]:
     """First page of a TIFF through tifffile (LZW, deflate, JPEG… with imagecodecs), else
     through Pillow; a compression neither can decode is named as such, not "truncated"."""
@@ -124,14 +137,18 @@ def _read_tiff(path: Path) -> NDArray[np.generic]:
             page = _first_page(tif, path)
             arr = np.asarray(page.asarray())
             # Planar multi-channel pages (axes "SYX") are read as (H, W, C) like the rest.
-            return np.moveaxis(arr, 0, -1) if page.axes.startswith("S") else arr
+            arr = np.moveaxis(arr, 0, -1) if page.axes.startswith("S") else arr
+            ink = getattr(page, "photometric", None) == tifffile.PHOTOMETRIC.SEPARATED
+            if ink and arr.ndim == 3:
+                return _cmyk_to_rgb(arr)
+            return arr
     except ValueError as exc:
         if "imagecodecs" not in str(exc) and "compression" not in str(exc).lower():
             raise
         try:
             with Image.open(path) as opened:
                 opened.load()
-                return np.asarray(opened)
+                return np.asarray(opened.convert("RGB") if opened.mode == "CMYK" else opened)
         except (OSError, UnidentifiedImageError) as pil_exc:
             raise DataError(
                 f"{path}: readable TIFF with an unsupported compression ({exc})"
