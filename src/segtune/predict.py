@@ -213,6 +213,10 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
     return rois
 
 
+def _pictures_of(folder: Path) -> list[Path]:
+    return sorted(p for paths in pictures_by_stem(folder, []).values() for p in paths)
+
+
 def _pictures_in(folder: Path) -> dict[str, Path]:
     return {stem: paths[0] for stem, paths in pictures_by_stem(folder, []).items()}
 
@@ -236,15 +240,17 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
 
 
 def _folder_images(folder: Path) -> list[Path]:
-    """A folder's pictures: those of its ``images/``, the images of a folder holding
-    images and masks told apart by the masks' names (:func:`flat_folder`), else all."""
+    """A folder's pictures: those of its ``images/``; else all of them but the masks
+    paired with one (a folder holding images and masks, :func:`flat_folder`); a file
+    whose name only looks like a mask's, with no image to pair, is predicted."""
     if (folder / "images").is_dir():
-        folder = folder / "images"
-    else:
-        flat = flat_folder(folder, [])
-        if flat is not None:
-            return sorted(p for paths in flat[0].values() for p in paths)
-    return sorted(p for paths in pictures_by_stem(folder, []).values() for p in paths)
+        return _pictures_of(folder / "images")
+    pictures = set(_pictures_of(folder))
+    flat = flat_folder(folder, [])
+    if flat is not None:
+        images, masks, _ = flat
+        pictures -= {p for stem, paths in masks.items() if stem in images for p in paths}
+    return sorted(pictures)
 
 
 def _manifest_images(manifest: Path) -> list[Path]:

@@ -226,3 +226,12 @@ def test_hidden_files_are_not_pictures(tmp_path: Path) -> None:
     report = check_pictures(tmp_path)
     assert report.problems == [] and [p.stem for p in report.pictures] == ["0001"]
     assert [p.name for p in collect_inputs([tmp_path])] == ["0001.png"]
+
+
+def test_predict_keeps_pictures_whose_names_only_look_like_masks(tmp_path: Path) -> None:
+    from segtune.predict import collect_inputs
+
+    for name in ("scan.png", "road_seg.png", "a.png", "a_mask.png"):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / name)
+    # a_mask.png is a's mask; road_seg.png has no picture "road" to be the mask of.
+    assert [p.name for p in collect_inputs([tmp_path])] == ["a.png", "road_seg.png", "scan.png"]
