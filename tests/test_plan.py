@@ -107,6 +107,7 @@ def test_data_statistics_count_the_pixels_the_loss_counts(demo_data: Path, tmp_p
 def test_masks_whose_positives_are_the_majority_are_called_likely_inverted(
     demo_data: Path, tmp_path: Path
 ) -> None:
+    from segtune.data.io import MaskReading
     from segtune.data.pairs import check_pictures
 
     data = tmp_path / "data"
@@ -118,10 +119,22 @@ def test_masks_whose_positives_are_the_majority_are_called_likely_inverted(
     plan = make_plan(_spec(data), measure=False)
     warning = f"positives are {plan.data.positive_fraction:.1%} of the pixels: if the masks"
     assert plan.data.positive_fraction > 0.5
-    assert any(w.startswith(f"data: {warning}") and "invert them" in w for w in plan.warnings)
+    fix = "data.invert_masks: true (--invert-masks)"
+    assert any(w.startswith(f"data: {warning}") and fix in w for w in plan.warnings)
     lines = check_pictures(data / "train").summary_lines()
-    assert any(line.startswith("note: positives are ") and "invert them" in line for line in lines)
+    assert any(line.startswith("note: positives are ") and fix in line for line in lines)
     assert not any("invert" in line for line in check_pictures(demo_data / "train").summary_lines())
+    # Said so, the masks read as the ones they were inverted from.
+    spec = _spec(data)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"invert_masks": True})})
+    inverted = make_plan(spec, measure=False)
+    assert (
+        inverted.data.positive_fraction
+        == make_plan(_spec(demo_data), measure=False).data.positive_fraction
+    )
+    assert not any("invert" in w for w in inverted.warnings)
+    report = check_pictures(data / "train", MaskReading(invert=True))
+    assert report.positive_fractions == check_pictures(demo_data / "train").positive_fractions
 
 
 def test_page_statistics_follow_the_resized_pages(demo_data: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     from segtune.data.pairs import DataReport, check_pictures, compare_reports
     from segtune.errors import DataError
 
-    masks = MaskReading(args.ignore_value, args.mask_threshold)
+    masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
     status = 0
     checked: list[tuple[str, DataReport]] = []
     for folder in args.folders:
@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-threshold",
         type=cli_study.positive_number,
         help="masks with grey edges: values at least this are positive (as data.mask_threshold)",
+    )
+    p.add_argument(
+        "--invert-masks",
+        action="store_true",
+        help="masks draw positives black on white: positive where 0 (as data.invert_masks)",
     )
     p.set_defaults(func=_cmd_check_data)
 

@@ -227,7 +227,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     import re
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
-    masks = MaskReading(args.ignore_value, args.mask_threshold)
+    masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
     text = starting_spec(Path(args.train), Path(args.val), name, masks)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
@@ -321,6 +321,11 @@ def add_commands(sub: Any) -> None:
         "--mask-threshold",
         type=positive_number,
         help="masks with grey edges: values at least this are positive (data.mask_threshold)",
+    )
+    p.add_argument(
+        "--invert-masks",
+        action="store_true",
+        help="masks draw positives black on white: written as data.invert_masks",
     )
     p.set_defaults(func=_cmd_init)
 

@@ -93,6 +93,9 @@ class DataConfig(_Frozen):
     # brightest channel) is at least this, in the file's own units (e.g. 128 of 0..255).
     # None: a mask holds 0 plus one positive value, anything else is refused.
     mask_threshold: float | None = Field(None, gt=0)
+    # Masks that draw the positives black on white (document ground truth such as
+    # DIBCO's: ink 0 on paper 255): positive where the mask is 0 (below mask_threshold).
+    invert_masks: bool = False
     # Channels fed to the network from pictures with several: one index (replicated to
     # grey) or three (as RGB), numbered from 0, or "mean" (their mean as grey). None:
     # up to 4 channels as usual (alpha dropped); more are refused.

@@ -39,6 +39,11 @@ def starting_spec(train: Path, val: Path, name: str, masks: MaskReading = PLAIN_
         if masks.ignore_value is not None
         else ""
     )
+    if masks.invert:
+        ignore += (
+            "\n  # Masks draw positives black on white: positive where the mask is 0.\n"
+            "  invert_masks: true"
+        )
     if masks.threshold is not None:
         ignore += (
             "\n  # Masks with grey edges: a pixel is positive when its value is at least this.\n"

@@ -200,7 +200,9 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     val_pixels = sum(h * w for h, w in (sizes[p.image] for p in val))
     sample = train[:: max(1, len(train) // MASK_SAMPLE)][:MASK_SAMPLE]
     positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
-    masks = MaskReading(config.data.ignore_value, config.data.mask_threshold)
+    masks = MaskReading(
+        config.data.ignore_value, config.data.mask_threshold, config.data.invert_masks
+    )
     for pic in sample:
         mask, counted = counted_mask(pic, masks)  # as the loss and metrics count them
         positives += int(mask.sum())

@@ -15,8 +15,8 @@ def write_pair(
     mask_size: tuple[int, int] | None = None,
     mask_values: tuple[int, ...] = (0, 255),
 ) -> None:
-    """A grey image (8×8 unless ``size`` says otherwise) and its mask (``mask_values`` in its first pixels) under
-    ``root/images`` and ``root/masks``."""
+    """A grey image (8×8 unless ``size`` says otherwise) and its mask (``mask_values``
+    in its first pixels) under ``root/images`` and ``root/masks``."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((*size, 3), 100, np.uint8)).save(root / "images" / f"{stem}.png")

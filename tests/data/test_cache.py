@@ -107,3 +107,23 @@ def test_a_mapped_entry_is_never_evicted(tmp_path: Path) -> None:
     time.sleep(0.02)
     cache.get(tmp_path / "a.png", "image")  # the others are now unmapped: evicted to fit
     assert _entries(tmp_path / "cache") <= 2
+
+
+def test_each_mask_reading_is_its_own_entry(tmp_path: Path) -> None:
+    from segtune.data.io import MaskReading
+
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10] = 200
+    mask[12] = 90  # a grey band
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    root = tmp_path / "cache"
+    readings = {
+        MaskReading(threshold=100): mask >= 100,
+        MaskReading(threshold=50): mask >= 50,
+        MaskReading(threshold=100, invert=True): mask < 100,
+    }
+    for reading, expected in readings.items():
+        assert np.array_equal(PictureCache(root, masks=reading).mask(tmp_path / "m.png"), expected)
+    assert len(list(root.glob("*.npy"))) == 3
+    # The plain reading's key is what it was before these settings existed.
+    assert MaskReading().key() == "" and MaskReading(ignore_value=255).key() == "|ignore=255"

@@ -150,6 +150,29 @@ def test_a_binary_mask_below_the_threshold_is_refused_not_read_empty(tmp_path: P
     assert not read_mask(tmp_path / "empty.png", MaskReading(threshold=128)).any()
 
 
+def test_inverted_masks_read_black_as_positive(tmp_path: Path) -> None:
+    ink = np.zeros((8, 8), bool)
+    ink[2:4, 1:7] = True  # text strokes
+    # DIBCO-style ground truth: ink black (0) on white paper, a bilevel BMP.
+    Image.fromarray(~ink).convert("1").save(tmp_path / "gt.bmp")
+    assert np.array_equal(read_mask(tmp_path / "gt.bmp", MaskReading(invert=True)), ink)
+    assert np.array_equal(read_mask(tmp_path / "gt.bmp"), ~ink)  # as stored: paper positive
+    # With a don't-care value: neither positive nor counted, inverted or not.
+    arr = np.where(ink, 0, 255).astype(np.uint8)
+    arr[7] = 128
+    _save(tmp_path / "gt.png", arr)
+    reading = MaskReading(ignore_value=128, invert=True)
+    expected = ink.copy()
+    assert np.array_equal(read_mask(tmp_path / "gt.png", reading), expected)
+    assert read_ignored(tmp_path / "gt.png", reading)[7].all()
+    # Grey edges and black positives: positive below the threshold.
+    _save(tmp_path / "grey.png", np.array([[0, 100, 127, 128, 255]], np.uint8))
+    assert read_mask(tmp_path / "grey.png", MaskReading(threshold=128, invert=True)).tolist() == [
+        [True, True, True, False, False]
+    ]
+    assert MaskReading(invert=True).for_roi() == MaskReading()
+
+
 def test_a_threshold_with_an_ignore_value(tmp_path: Path) -> None:
     arr = np.array([[0, 10, 200, 255, 254]], np.uint8)  # 255: don't care
     _save(tmp_path / "m.png", arr)

@@ -51,7 +51,7 @@ def open_cache(data: DataConfig, reading: ImageReading = DEFAULT_READING) -> Pic
     images read with ``reading`` (channels and intensity window), masks with
     ``data.ignore_value`` and ``data.mask_threshold``."""
     cap = None if data.cache_max_gb is None else int(data.cache_max_gb * 1e9)
-    masks = MaskReading(data.ignore_value, data.mask_threshold)
+    masks = MaskReading(data.ignore_value, data.mask_threshold, data.invert_masks)
     return PictureCache(data.cache_dir or default_cache_dir(), cap, reading, masks)
 
 

@@ -258,9 +258,13 @@ class MaskReading:
 
     ignore_value: int | None = None
     threshold: float | None = None
+    # Positives drawn black on white (document ground truth, as DIBCO's): positive where
+    # the mask is 0 (below the threshold, with one); ignored pixels stay ignored.
+    invert: bool = False
 
     def for_roi(self) -> MaskReading:
-        """A region of interest's reading: the threshold, no ignore value."""
+        """A region of interest's reading: the threshold, no ignore value, not inverted
+        (a region of interest is white where pixels count)."""
         return MaskReading(threshold=self.threshold)
 
     def key(self) -> str:
@@ -268,7 +272,7 @@ class MaskReading:
         written before these settings existed stay valid)."""
         ignore = "" if self.ignore_value is None else f"|ignore={self.ignore_value}"
         threshold = "" if self.threshold is None else f"|threshold={self.threshold!r}"
-        return ignore + threshold
+        return ignore + threshold + ("|invert" if self.invert else "")
 
 
 PLAIN_MASKS = MaskReading()
@@ -354,7 +358,20 @@ def read_mask(path: Path, reading: MaskReading = PLAIN_MASKS) -> NDArray[np.bool
     """Read a binary mask as ``bool`` of shape ``(H, W)`` (see module docs). With an
     ignore value pixels of that value are not positive and the mask may hold three
     values: 0, one positive value and the ignore value; with a threshold, pixels whose
-    value is at least it are positive, whatever other values the mask holds."""
+    value is at least it are positive, whatever other values the mask holds; inverted,
+    the others are (the ignore value never is)."""
+    marked = _marked(path, reading)
+    if not reading.invert:
+        return marked
+    out = ~marked
+    if reading.ignore_value is not None:
+        out &= ~read_ignored(path, reading)
+    return np.asarray(out)
+
+
+def _marked(path: Path, reading: MaskReading) -> NDArray[np.bool_]:
+    """The pixels a mask marks (non-zero, or at least the threshold; not the ignore
+    value), refusing values a binary mask cannot hold."""
     ignore_value = reading.ignore_value
     if reading.threshold is not None:
         levels = _grey_levels(path)

@@ -37,7 +37,8 @@ def inverted_words(share: float) -> str:
     """Why a positive share above :data:`MAJORITY` is suspicious, and the fix."""
     return (
         f"positives are {share:.1%} of the pixels: if the masks draw the positives black on "
-        "white, invert them (every non-zero mask value is positive)"
+        "white, say so with data.invert_masks: true (--invert-masks): every non-zero mask "
+        "value is read as positive"
     )
 
 

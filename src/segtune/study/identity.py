@@ -43,6 +43,7 @@ ADDED_OFF: dict[str, Any] = {
     "optim.ema_decay": None,
     "eval.tta_scales": [1.0],
     "data.mask_threshold": None,
+    "data.invert_masks": False,
 }
 
 
