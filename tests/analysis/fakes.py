@@ -99,6 +99,7 @@ def fake_summary(runs: list[RunSummary], top_k: int = 2) -> StudySummary:
         val_pictures=3,
         train_eval_pictures=3,
         train_every=0,
+        masks="binary (0 and one positive value)",
         preview_stems=STEMS,
         fixed={"optim.epochs": 2},
         searched=searched,

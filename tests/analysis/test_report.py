@@ -16,6 +16,7 @@ from tests.conftest import in_ci
 def test_report_md_has_setup_parameters_observations_and_top_k(finished_study: Path) -> None:
     md = (finished_study / "report" / "report.md").read_text()
     assert "## Setup" in md and "| Training subset | 6 pictures (seed 0) |" in md
+    assert "| Masks | binary (0 and one positive value) |" in md
     assert "## Searched parameters" in md and "| grid | loss.bce_weight | 0.2, 0.8 |" in md
     assert "| fine | loss.pos_weight | 10 |" in md
     obs = md.split("## Observations", 1)[1].split("## Top", 1)[0]

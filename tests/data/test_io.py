@@ -173,6 +173,17 @@ def test_inverted_masks_read_black_as_positive(tmp_path: Path) -> None:
     assert MaskReading(invert=True).for_roi() == MaskReading()
 
 
+def test_a_mask_reading_says_what_it_does() -> None:
+    assert MaskReading().words() == "binary (0 and one positive value)"
+    assert MaskReading(ignore_value=255, threshold=128, invert=True).words() == (
+        "positive where the value is below 128 (data.mask_threshold, data.invert_masks); "
+        "value 255 never counts (data.ignore_value)"
+    )
+    assert MaskReading(threshold=0.5).words() == (
+        "positive where the value is at least 0.5 (data.mask_threshold)"
+    )
+
+
 def test_a_threshold_with_an_ignore_value(tmp_path: Path) -> None:
     arr = np.array([[0, 10, 200, 255, 254]], np.uint8)  # 255: don't care
     _save(tmp_path / "m.png", arr)

@@ -97,6 +97,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                     "Validation subset",
                     f"{s.val_pictures} pictures (seed {subset_seed(s.seed, 'val')})",
                 ],
+                ["Masks", s.masks],
                 ["Objective", f"{objective}, {s.direction}"],
                 [
                     "Threshold",

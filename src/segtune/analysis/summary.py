@@ -21,7 +21,9 @@ from segtune.analysis.intervals import (
     picture_samples,
     resample_weights,
 )
-from segtune.config import flatten, load_yaml
+from segtune.config import DataConfig, flatten, load_yaml
+from segtune.data.io import MaskReading
+from segtune.data.subsets import Subsets
 from segtune.metrics import Direction, PictureCounts, ranking
 from segtune.records import RunFolder, RunRecord, tta_words
 from segtune.study.claims import ClaimBoard
@@ -91,6 +93,7 @@ class StudySummary:
     val_pictures: int
     train_eval_pictures: int  # pictures of the training-split pass (train/*)
     train_every: int  # that pass's period in epochs (0: the last epoch only)
+    masks: str  # how mask files were read (MaskReading.words) and whether ROIs were used
     preview_stems: list[str]
     fixed: dict[str, Any]
     searched: dict[str, dict[str, list[ParamValue]]]  # stage → key → values tested
@@ -324,11 +327,26 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
             len(subsets.train) if subsets else 0, len(subsets.val) if subsets else 0
         ),
         train_every=base.eval.train_every,
+        masks=mask_words(base.data, subsets),
         preview_stems=[p.stem for p in (subsets.val if subsets else [])][: spec.preview_pictures],
         fixed=fixed,
         searched=searched,
         runs=runs,
         epochs=base.optim.epochs,
+    )
+
+
+def mask_words(data: DataConfig, subsets: Subsets | None) -> str:
+    """How the study read its masks (the report's setup) and, when pictures have regions
+    of interest, that only pixels inside them count."""
+    reading = MaskReading(data.ignore_value, data.mask_threshold, data.invert_masks)
+    pictures = [*subsets.train, *subsets.val] if subsets else []
+    with_roi = sum(p.roi is not None for p in pictures)
+    if not with_roi:
+        return reading.words()
+    return (
+        f"{reading.words()}; only pixels inside a region of interest count ({with_roi} of "
+        f"{len(pictures)} pictures have one)"
     )
 
 

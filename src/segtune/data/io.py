@@ -262,6 +262,23 @@ class MaskReading:
     # the mask is 0 (below the threshold, with one); ignored pixels stay ignored.
     invert: bool = False
 
+    def words(self) -> str:
+        """How masks are read, for a report: "binary (0 and one positive value)", "positive where
+        the value is at least 128 (data.mask_threshold)", …"""
+        if self.threshold is None:
+            how = (
+                "positive where 0 (data.invert_masks)"
+                if self.invert
+                else "binary (0 and one positive value)"
+            )
+        else:
+            side = "below" if self.invert else "at least"
+            how = f"positive where the value is {side} {self.threshold:g} (data.mask_threshold"
+            how += ", data.invert_masks)" if self.invert else ")"
+        if self.ignore_value is not None:
+            how += f"; value {self.ignore_value} never counts (data.ignore_value)"
+        return how
+
     def for_roi(self) -> MaskReading:
         """A region of interest's reading: the threshold, no ignore value, not inverted
         (a region of interest is white where pixels count)."""
