@@ -19,8 +19,9 @@ masks are accepted when every channel is equal, or when they are black plus one 
 (positive where coloured). With a threshold (``data.mask_threshold``, for masks whose
 edges are grey: saved as JPEG, resized with interpolation, drawn anti-aliased) a pixel
 is positive when its value is at least the threshold: the grey level, a colour mask's
-brightest channel, or the index of a palette whose index 0 is black. A TIFF is one
-picture: a stack of same-size pages is refused. Anything else is a
+brightest channel, or the index of a palette whose index 0 is black. Inverted
+(``data.invert_masks``, positives drawn black on white) the unmarked pixels are the
+positive ones. A TIFF is one picture: a stack of same-size pages is refused. Anything else is a
 :class:`~segtune.errors.DataError` naming the file.
 """
 
@@ -253,8 +254,9 @@ def read_image(path: Path, reading: ImageReading = DEFAULT_READING) -> NDArray[n
 @dataclass(frozen=True)
 class MaskReading:
     """How a mask file's values become positives, "don't care" pixels and background:
-    ``data.ignore_value`` (that value never counts) and ``data.mask_threshold`` (values at
-    least it are positive; None: 0 plus one positive value, anything else refused)."""
+    ``data.ignore_value`` (that value never counts), ``data.mask_threshold`` (values at
+    least it are positive; None: 0 plus one positive value, anything else refused) and
+    ``data.invert_masks``."""
 
     ignore_value: int | None = None
     threshold: float | None = None
@@ -361,12 +363,14 @@ def _refuse_a_binary_mask_below(
     path: Path, levels: NDArray[np.generic], reading: MaskReading
 ) -> None:
     """A clean two-value mask whose positive value is under the threshold (0/1 masks
-    read at 128) would be all background: refused rather than trained on as empty."""
+    read at 128) would be all background (all positive, inverted): refused rather than
+    trained on so."""
     values = np.unique(levels)
     if len(values) == 2 and values[0] == 0 and values[1] != reading.ignore_value:
+        every = "positive" if reading.invert else "background"
         raise DataError(
             f"{path}: mask holds 0 and {values[1]} only, below data.mask_threshold "
-            f"{reading.threshold:g}: every pixel would be background; lower the threshold "
+            f"{reading.threshold:g}: every pixel would be {every}; lower the threshold "
             f"(to {values[1]} or less) or leave it unset for binary masks"
         )
 
