@@ -22,6 +22,4 @@ def test_the_setup_says_how_masks_were_read_and_where_pixels_count() -> None:
         "counts (data.ignore_value); only pixels inside a region of interest count (1 of 3 "
         "pictures have one)"
     )
-    assert (
-        mask_words(DataConfig(invert_masks=True), None) == "positive where 0 (data.invert_masks)"
-    )
+    assert mask_words(DataConfig(invert_masks=True), None) == "positive where 0 (data.invert_masks)"

@@ -25,7 +25,17 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 def test_missing_masks_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    with pytest.raises(DataError, match=r"masks: folder missing"):
+    with pytest.raises(DataError, match=r"masks: folder missing \(expected .*/masks\)$"):
+        find_pairs(tmp_path)
+    # DRIVE's training/ folder: the masks are in 1st_manual/, mask/ is the field of view.
+    for name in ("1st_manual", "mask"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(
+        DataError,
+        match=r"masks: folder missing \(expected .*/masks; found 1st_manual/, mask/: rename "
+        r"the folder of masks to masks/ \(a region of interest's to roi/\), or list the "
+        r"pairs in a CSV manifest\)$",
+    ):
         find_pairs(tmp_path)
 
 

@@ -197,7 +197,8 @@ def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[s
         for sub in (images_dir, masks_dir):
             if not sub.is_dir():
                 raise DataError(
-                    f"{sub}: folder missing (expected {source}/images and {source}/masks)"
+                    f"{sub}: folder missing (expected {source}/images and {source}/masks"
+                    f"{_other_folders(source)})"
                 )
         images = pictures_by_stem(images_dir, problems)
         masks = pictures_by_stem(masks_dir, problems)
@@ -230,6 +231,20 @@ def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[s
         if len(images[s]) == 1 and len(masks[s]) == 1
     ]
     return pictures, problems, notes
+
+
+def _other_folders(source: Path) -> str:
+    """The folders beside images/ or masks/ that may be the missing one under another
+    name (DRIVE's 1st_manual/, DeepCrack's train_lab/), and what to do."""
+    names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    others = [n for n in names if n not in ("images", "masks", "roi")]
+    if not others:
+        return ""
+    shown = ", ".join(f"{n}/" for n in others[:5]) + (" …" if len(others) > 5 else "")
+    return (
+        f"; found {shown}: rename the folder of masks to masks/ (a region of interest's to "
+        "roi/), or list the pairs in a CSV manifest"
+    )
 
 
 def _unsupported_masks(masks_dir: Path, stems: set[str], problems: list[str]) -> set[str]:
