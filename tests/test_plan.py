@@ -135,6 +135,12 @@ def test_masks_whose_positives_are_the_majority_are_called_likely_inverted(
     assert not any("invert" in w for w in inverted.warnings)
     report = check_pictures(data / "train", MaskReading(invert=True))
     assert report.positive_fractions == check_pictures(demo_data / "train").positive_fractions
+    assert report.summary_lines()[2].startswith("positive pixels (mask value 0): mean ")
+    # Said so of masks that were not drawn black on white: the note says to leave it off.
+    lines = check_pictures(demo_data / "train", MaskReading(invert=True)).summary_lines()
+    assert any(
+        "read with data.invert_masks (--invert-masks): if the masks draw" in x for x in lines
+    )
 
 
 def test_page_statistics_follow_the_resized_pages(demo_data: Path, tmp_path: Path) -> None:

@@ -284,7 +284,7 @@ def spec_warnings(spec: StudySpec, data: DataStats) -> list[str]:
         )
     f = data.positive_fraction
     if f > MAJORITY:
-        out.append(f"data: {inverted_words(f)}")
+        out.append(f"data: {inverted_words(f, c.data.invert_masks)}")
     weights = _searched_values(spec, "loss.pos_weight") or [c.loss.pos_weight]
     if 0 < f < 1:
         ratio = (1 - f) / f

@@ -45,6 +45,7 @@ def test_jpeg_masks_are_refused_then_read_with_a_threshold(
     out = capsys.readouterr().out
     stems = [p.stem for p in (data / "train" / "images").iterdir()]
     share = np.mean([truth[s].mean() for s in stems])
+    assert "positive pixels (mask value at least 128): mean " in out
     assert f"mean {100 * share:.1f}" in out or f"mean {100 * share:.2f}" in out, out
     # Binarised at 128 the JPEG masks are the masks they were made from, within an edge.
     for stem in stems:

@@ -33,8 +33,14 @@ SHIFT_RATIO = 1.25
 MAJORITY = 0.5
 
 
-def inverted_words(share: float) -> str:
-    """Why a positive share above :data:`MAJORITY` is suspicious, and the fix."""
+def inverted_words(share: float, inverted: bool = False) -> str:
+    """Why a positive share above :data:`MAJORITY` is suspicious, and the fix (masks
+    read ``inverted`` or not)."""
+    if inverted:
+        return (
+            f"positives are {share:.1%} of the pixels, read with data.invert_masks "
+            "(--invert-masks): if the masks draw the positives white on black, leave it off"
+        )
     return (
         f"positives are {share:.1%} of the pixels: if the masks draw the positives black on "
         "white, say so with data.invert_masks: true (--invert-masks): every non-zero mask "
@@ -61,7 +67,7 @@ class DataReport:
     some_not_scored: bool = False  # pixels outside a region of interest or ignored
     exif_oriented: list[str] = field(default_factory=list)  # images viewers show turned
     notes: list[str] = field(default_factory=list)  # how names were paired
-    mask_threshold: float | None = None  # masks binarised at this value (data.mask_threshold)
+    masks: MaskReading = PLAIN_MASKS  # how the masks were read (threshold, inversion)
 
     @property
     def ok(self) -> bool:
@@ -101,8 +107,11 @@ class DataReport:
         lines.append(f"sizes (WxH): {sizes}")
         if len(fractions):
             how = []
-            if self.mask_threshold is not None:
-                how.append(f"mask values at least {self.mask_threshold:g}")
+            threshold, inverted = self.masks.threshold, self.masks.invert
+            if threshold is not None:
+                how.append(f"mask value {'below' if inverted else 'at least'} {threshold:g}")
+            elif inverted:
+                how.append("mask value 0")
             if self.some_not_scored:
                 how.append("of the pixels that count: in the region of interest, not ignored")
             qualified = f" ({'; '.join(how)})" if how else ""
@@ -111,7 +120,7 @@ class DataReport:
                 f"{fractions.mean():.3%}, min {fractions.min():.3%}, max {fractions.max():.3%}"
             )
             if fractions.mean() > MAJORITY:
-                lines.append(f"note: {inverted_words(float(fractions.mean()))}")
+                lines.append(f"note: {inverted_words(float(fractions.mean()), inverted)}")
         if self.exif_oriented:
             turned = self.exif_oriented
             names = ", ".join(turned[:3]) + (" …" if len(turned) > 3 else "")
@@ -163,7 +172,7 @@ def check_pictures(source: Path, masks: MaskReading = PLAIN_MASKS) -> DataReport
     """Find and fully decode every picture (and region of interest), collecting every
     problem (one line each)."""
     pictures, problems, notes = find_pairs_and_notes(source)
-    report = DataReport(pictures=[], problems=problems, notes=notes, mask_threshold=masks.threshold)
+    report = DataReport(pictures=[], problems=problems, notes=notes, masks=masks)
     for pic in pictures:
         try:
             problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
