@@ -381,28 +381,32 @@ def read_mask(path: Path, reading: MaskReading = PLAIN_MASKS) -> NDArray[np.bool
     values: 0, one positive value and the ignore value; with a threshold, pixels whose
     value is at least it are positive, whatever other values the mask holds; inverted,
     the others are (the ignore value never is)."""
-    marked = _marked(path, reading)
+    arr = _values(path, reading)
+    marked = _marked(path, arr, reading)
     if not reading.invert:
         return marked
     out = ~marked
     if reading.ignore_value is not None:
-        out &= ~read_ignored(path, reading)
+        out &= arr != reading.ignore_value
     return np.asarray(out)
 
 
-def _marked(path: Path, reading: MaskReading) -> NDArray[np.bool_]:
-    """The pixels a mask marks (non-zero, or at least the threshold; not the ignore
-    value), refusing values a binary mask cannot hold."""
+def _values(path: Path, reading: MaskReading) -> NDArray[np.generic]:
+    """The values a reading compares: grey levels with a threshold, else mask values."""
+    return _grey_levels(path) if reading.threshold is not None else _mask_values(path)
+
+
+def _marked(path: Path, arr: NDArray[np.generic], reading: MaskReading) -> NDArray[np.bool_]:
+    """The pixels of ``arr`` (``path``'s values) a mask marks (non-zero, or at least the
+    threshold; not the ignore value), refusing values a binary mask cannot hold."""
     ignore_value = reading.ignore_value
     if reading.threshold is not None:
-        levels = _grey_levels(path)
-        out = np.asarray(levels, dtype=np.float64) >= reading.threshold
+        out = np.asarray(arr, dtype=np.float64) >= reading.threshold
         if ignore_value is not None:
-            out &= levels != ignore_value
+            out &= arr != ignore_value
         if not out.any():
-            _refuse_a_binary_mask_below(path, levels, reading)
+            _refuse_a_binary_mask_below(path, arr, reading)
         return np.asarray(out)
-    arr = _mask_values(path)
     values = np.unique(arr)
     positive = values[(values != 0) & (values != (ignore_value if ignore_value is not None else 0))]
     if len(positive) > 1:
@@ -431,8 +435,7 @@ def _marked(path: Path, reading: MaskReading) -> NDArray[np.bool_]:
 def read_ignored(path: Path, reading: MaskReading) -> NDArray[np.bool_]:
     """The "don't care" pixels of a mask: those holding the reading's ignore value."""
     assert reading.ignore_value is not None
-    values = _grey_levels(path) if reading.threshold is not None else _mask_values(path)
-    return np.asarray(values == reading.ignore_value)
+    return np.asarray(_values(path, reading) == reading.ignore_value)
 
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
