@@ -12,6 +12,7 @@ from PIL import Image
 
 from segtune.cli import main
 from segtune.config import build_run_config
+from segtune.data.io import read_image
 from segtune.data.layout import find_pairs
 from tests.conftest import tiny_tree
 
@@ -83,6 +84,29 @@ def test_gif_masks_are_found_in_the_folder_layout(tmp_path: Path) -> None:
 def test_unsupported_mask_format_is_named(tmp_path: Path) -> None:
     _, problems = find_pairs(_folder(tmp_path, ".mat"))
     assert len(problems) == 1 and "21.mat: unsupported mask format .mat" in problems[0]
+
+
+def test_unsupported_image_format_is_named_not_called_missing(tmp_path: Path) -> None:
+    # A phone's HEIC beside its mask: "mask without image" would send the user looking
+    # for a file that is there.
+    root = _folder(tmp_path, ".gif")
+    (root / "images" / "21.png").rename(root / "images" / "21.heic")
+    (root / "images" / "._21.heic").write_bytes(b"macOS metadata")
+    _, problems = find_pairs(root)
+    assert len(problems) == 1 and problems[0].endswith(
+        "images/21.heic: unsupported image format .heic (supported: .png, .jpg, .jpeg, "
+        ".tif, .tiff, .bmp, .gif, .webp, .ppm, .pgm, .pbm, .pnm, .jp2, .j2k)"
+    )
+
+
+def test_jpeg_2000_pictures_are_read(tmp_path: Path) -> None:
+    root = _folder(tmp_path, ".gif")
+    rgb = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(root / "images" / "21.jp2")  # lossless by default
+    (root / "images" / "21.png").unlink()
+    (picture,), problems = find_pairs(root)
+    assert problems == [] and picture.image.name == "21.jp2"
+    assert np.array_equal(read_image(picture.image), rgb)
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,34 @@ def test_corrupt_picture_is_reported_and_the_rest_written(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
 
 
+def test_pictures_sharing_a_stem_are_written_under_their_folders(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    sources = {
+        "cityA/0001.png": "cityA/0001",  # two folders (a nested dataset's), one name
+        "cityB/0001.png": "cityB/0001",
+        "scans/p.jpeg": "scans/p.jpeg",  # one folder, one stem, two formats
+        "scans/p.tif": "scans/p.tif",
+        "scans/q.png": "q",
+    }
+    for name in sources:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(tmp_path / name)
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / d) for d in ("cityA", "cityB", "scans")]
+    inputs.append(str(tmp_path / "scans" / "q.png"))  # named twice: predicted once
+    assert main(["predict", str(checkpoint), *inputs, "--out", str(out), "-q"]) == 0
+    said = capsys.readouterr().out
+    assert "wrote 5 mask(s)" in said and "4 picture(s) share a stem" in said
+    predictor = Predictor.load(checkpoint, "cpu")
+    for name, written in sources.items():
+        image = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        expected = (predictor.probabilities(image) >= 0.5).astype(np.uint8) * 255
+        assert np.array_equal(np.asarray(Image.open(out / f"{written}.png")), expected), name
+    assert len([p for p in out.rglob("*") if p.is_file()]) == 5
+
+
 def test_best_threshold_comes_from_the_run(
     checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -71,7 +71,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from segtune.study.storage import read_study_info
     from segtune.study.view import StudyView
 
-    folder = Path(args.study)
+    folder = study_folder(args.study)
     info = read_study_info(folder)
     spec = build_spec(info["spec"], str(folder / "study.json"))
     view = StudyView(spec, folder, _storage(args) or info["storage"])
@@ -83,10 +83,30 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from segtune.analysis.report import write_report
 
-    out = write_report(Path(args.study), Path(args.out) if args.out else None, _storage(args))
+    out = write_report(
+        study_folder(args.study), Path(args.out) if args.out else None, _storage(args)
+    )
     print(f"report: {out / 'report.md'}")
     print(f"report: {out / 'report.html'}")
     return 0
+
+
+def study_folder(given: str) -> Path:
+    """A study's folder, given as such or as its spec file (whose study ``sweep`` keeps
+    in ``studies/<name>`` unless told ``--dir``)."""
+    from segtune.errors import ConfigError
+    from segtune.study.spec import load_spec
+
+    path = Path(given)
+    if not (path.is_file() and path.suffix.lower() in (".yaml", ".yml")):
+        return path
+    folder = Path("studies") / load_spec(path).name
+    if not (folder / "study.json").is_file():
+        raise ConfigError(
+            f"{path}: a spec; its study folder {folder} has no study.json (not swept from "
+            "here yet, or swept with --dir: give that folder)"
+        )
+    return folder
 
 
 def _say_precision(predictor: Predictor, quiet: bool) -> None:
@@ -127,6 +147,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         else ""
     )
     print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g}{source})")
+    nested = [str(t.relative_to(args.out)) for t in result.written if t.parent != Path(args.out)]
+    if nested:
+        shown = ", ".join(nested[:2]) + (", …" if len(nested) > 2 else "")
+        print(
+            f"note: {len(nested)} picture(s) share a stem with another, so their masks are "
+            f"under their folders' names ({shown})"
+        )
     if result.errors:
         print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
         return 1
@@ -270,12 +297,12 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("status", help="progress of a study: done / running / failed / pending")
-    p.add_argument("study", help="study folder")
+    p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("report", help="write report.md / report.html of a study from its records")
-    p.add_argument("study", help="study folder")
+    p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
     p.add_argument("--out", help="report folder (default <study>/report)")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_report)

@@ -29,7 +29,7 @@ from segtune.data.layout import (
     manifest_path,
     manifest_rows,
     match_by_tags,
-    pictures_by_stem,
+    pictures_by_key,
 )
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
@@ -214,11 +214,11 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
 
 
 def _pictures_of(folder: Path) -> list[Path]:
-    return sorted(p for paths in pictures_by_stem(folder, []).values() for p in paths)
+    return sorted(p for paths in pictures_by_key(folder, []).values() for p in paths)
 
 
 def _pictures_in(folder: Path) -> dict[str, Path]:
-    return {stem: paths[0] for stem, paths in pictures_by_stem(folder, []).items()}
+    return {key: paths[0] for key, paths in pictures_by_key(folder, []).items()}
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:
@@ -236,7 +236,8 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
             raise DataError(f"{item}: no such file or folder")
     if not found:
         raise DataError("no pictures to predict: " + ", ".join(map(str, items)))
-    return found
+    unique = {path.resolve(): path for path in reversed(found)}  # a file named twice: once
+    return [path for path in found if unique[path.resolve()] is path]
 
 
 def _folder_images(folder: Path) -> list[Path]:
@@ -280,10 +281,12 @@ def predict_files(
     batch_pages: int = 8,
     rois: dict[Path, Path] | None = None,
 ) -> PredictResult:
-    """Write ``<stem>.png`` masks (0/255, input size) for each picture; a bad picture is
-    reported and skipped."""
+    """Write ``<stem>.png`` masks (0/255, input size) for each picture (pictures sharing
+    a stem under their folders: :func:`output_names`); a bad picture is reported and
+    skipped."""
     out.mkdir(parents=True, exist_ok=True)
     result = PredictResult()
+    names = output_names(inputs)
     roi_reading = MaskReading(threshold=predictor.config.data.mask_threshold)
     bar = Progress(len(inputs), "predict", "pictures", enabled=progress)
     for path in inputs:
@@ -305,25 +308,52 @@ def predict_files(
                 print(f"error: {exc}", file=sys.stderr)
                 bar.update(1)
                 continue
-        target = out / f"{path.stem}.png"
+        target = out / f"{names[path]}.png"
         _write_png(target, Image.fromarray(mask.astype(np.uint8) * 255))
         result.written.append(target)
         if save_probabilities == 8:
             _write_png(
-                out / f"{path.stem}-prob.png", Image.fromarray((prob * 255 + 0.5).astype(np.uint8))
+                out / f"{names[path]}-prob.png",
+                Image.fromarray((prob * 255 + 0.5).astype(np.uint8)),
             )
         elif save_probabilities == 16:
             _write_png(
-                out / f"{path.stem}-prob.png",
+                out / f"{names[path]}-prob.png",
                 Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
             )
         if overlays:
             over = image.astype(np.float32) * 0.6
             over[mask] = [213, 94, 0]
-            _write_png(out / f"{path.stem}-overlay.png", Image.fromarray(over.astype(np.uint8)))
+            _write_png(out / f"{names[path]}-overlay.png", Image.fromarray(over.astype(np.uint8)))
         bar.update(1)
     bar.close()
     return result
+
+
+def output_names(inputs: Sequence[Path]) -> dict[Path, str]:
+    """Where each picture's outputs go, relative to the output folder and without
+    ``.png``: its stem; for pictures sharing a stem (``cityA/0001.jpg`` and
+    ``cityB/0001.jpg``, from two folders or one nested manifest), the stem under as many
+    of its folders as tell them apart (``cityA/0001``, ``cityB/0001``), and the full name
+    where only the suffix differs (``scans/0001.jpg``, ``scans/0001.tif``): none
+    overwrites another."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in dict.fromkeys(inputs):
+        by_stem.setdefault(path.stem, []).append(path)
+    names: dict[Path, str] = {}
+    for stem, paths in by_stem.items():
+        if len(paths) == 1:
+            names[paths[0]] = stem
+            continue
+        folders = [p.resolve().parent.parts for p in paths]
+        for depth in range(1, max(map(len, folders)) + 1):
+            tried = ["/".join((*f[-depth:], stem)) for f in folders]
+            if len(set(tried)) == len(paths):
+                break
+        else:
+            tried = ["/".join((*f[-1:], p.name)) for f, p in zip(folders, paths, strict=True)]
+        names.update(zip(paths, tried, strict=True))
+    return names
 
 
 def _write_png(path: Path, image: Image.Image) -> None:

@@ -422,7 +422,7 @@ class RunFolder:
         for res, prob, image, mask, valid in zip(
             results, probabilities, images, masks, valids, strict=True
         ):
-            base = f"{res.index:02d}-{res.stem}"
+            base = preview_base(res.index, res.stem)
             files: dict[str, str] = {}
             if valid is not None:
                 _save_png(
@@ -528,6 +528,12 @@ class RunFolder:
         import torch
 
         return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=True))
+
+
+def preview_base(index: int, stem: str) -> str:
+    """The start of a preview picture's file names: its index and its stem, a nested
+    picture's path (``cityA/0001``) flattened (``01-cityA-0001``)."""
+    return f"{index:02d}-{stem.replace('/', '-')}"
 
 
 def _save_png(path: Path, image: Image.Image) -> None:

@@ -33,6 +33,28 @@ def test_report_can_be_rebuilt_elsewhere_without_training(
     assert again == (finished_study / "report" / "report.md").read_text()
 
 
+def test_status_and_report_take_the_spec_file_as_sweep_does(
+    finished_study: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = finished_study.parent / "s.yaml"  # name: rep, swept into studies/rep by default
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", str(spec)]) == 2
+    assert (
+        f"error: {spec}: a spec; its study folder studies/rep has no study.json (not swept "
+        "from here yet, or swept with --dir: give that folder)"
+    ) in capsys.readouterr().err
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "rep").symlink_to(finished_study)
+    assert main(["status", str(spec)]) == 0
+    assert "stage grid: 4/4 done" in capsys.readouterr().out
+    assert main(["report", str(spec), "--out", str(tmp_path / "again")]) == 0
+    again = (tmp_path / "again" / "report.md").read_text()
+    assert again.startswith("# Study rep") and "Folder: studies/rep/runs/grid/" in again
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

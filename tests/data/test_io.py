@@ -252,3 +252,36 @@ def test_cmyk_pictures_are_read_as_the_colours_they_print(tmp_path: Path) -> Non
         read = read_image(tmp_path / name).astype(int)
         assert read.shape == rgb.shape
         assert int(np.percentile(np.abs(read - rgb), 99)) <= tolerance, name
+
+
+def test_transparent_mask_pixels_are_background(tmp_path: Path) -> None:
+    # A drawing layer exported from an annotation or paint tool: one colour everywhere,
+    # the positives marked by opacity alone. Read as shown over black, not as all red.
+    drawn = np.zeros((16, 16), bool)
+    drawn[3:6, 2:9] = True
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = drawn * 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "layer.png")
+    assert np.array_equal(read_mask(tmp_path / "layer.png"), drawn)
+    la = np.stack([np.full((16, 16), 255, np.uint8), drawn.astype(np.uint8) * 255], axis=2)
+    Image.fromarray(la, "LA").save(tmp_path / "layer-la.png")
+    assert np.array_equal(read_mask(tmp_path / "layer-la.png"), drawn)
+    tifffile.imwrite(tmp_path / "layer.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    assert np.array_equal(read_mask(tmp_path / "layer.tif"), drawn)
+    # Half-transparent edges are grey edges: refused without a threshold, cut by one.
+    rgba[6, 2:9, 3] = 100
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "soft.png")
+    with pytest.raises(DataError, match="mask_threshold"):
+        read_mask(tmp_path / "soft.png")
+    assert np.array_equal(read_mask(tmp_path / "soft.png", MaskReading(threshold=128)), drawn)
+    assert read_mask(tmp_path / "soft.png", MaskReading(threshold=90)).sum() == drawn.sum() + 7
+
+
+def test_an_opaque_or_unset_alpha_channel_leaves_a_mask_as_stored(tmp_path: Path) -> None:
+    drawn = np.zeros((8, 8), np.uint8)
+    drawn[2:4, :] = 255
+    for alpha in (255, 0):  # opaque, or an alpha channel nobody set
+        la = np.stack([drawn, np.full((8, 8), alpha, np.uint8)], axis=2)
+        Image.fromarray(la, "LA").save(tmp_path / f"a{alpha}.png")
+        assert np.array_equal(read_mask(tmp_path / f"a{alpha}.png"), drawn > 0)

@@ -52,6 +52,37 @@ def test_manifest_with_relative_paths(tmp_path: Path) -> None:
         find_pairs(tmp_path / "bad.csv")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "image;mask\nimages/x.png;masks/x.png\n\nimages/y.png;masks/y.png\n",  # Excel, comma locale
+        "\ufeffImage,Mask\r\nimages/x.png,masks/x.png\r\nimages/y.png,masks/y.png\r\n",
+        " image , mask\nimages/x.png, masks/x.png\nimages/y.png,  masks/y.png\n",
+        "image\tmask\nimages/x.png\timages/../masks/x.png\nimages/y.png\tmasks/y.png\n",
+    ],
+    ids=["semicolons", "bom-crlf-capitals", "spaces", "tabs"],
+)
+def test_manifests_in_spreadsheet_dialects_are_read(tmp_path: Path, text: str) -> None:
+    write_pair(tmp_path, "x")
+    write_pair(tmp_path, "y")
+    (tmp_path / "list.csv").write_text(text, encoding="utf-8")
+    pictures, problems = find_pairs(tmp_path / "list.csv")
+    assert problems == [] and [p.stem for p in pictures] == ["x", "y"]
+    assert pictures[0].mask == tmp_path / "masks" / "x.png"
+
+
+def test_a_manifest_problem_names_its_line_and_the_columns_found(tmp_path: Path) -> None:
+    write_pair(tmp_path, "x")  # blank lines and rows of separators (Excel's) are skipped
+    (tmp_path / "gaps.csv").write_text(
+        "image,mask\n\nimages/x.png,masks/x.png\n,,\nimages/y.png,\n"
+    )
+    _, problems = find_pairs(tmp_path / "gaps.csv")
+    assert problems == [f"{tmp_path / 'gaps.csv'}: line 5: missing image or mask field"]
+    (tmp_path / "labels.csv").write_text("Image;Label\nimages/x.png;masks/x.png\n")
+    with pytest.raises(DataError, match=r"needs 'image' and 'mask' columns; found 'image;label'$"):
+        find_pairs(tmp_path / "labels.csv")
+
+
 def test_folder_order_does_not_matter(tmp_path: Path) -> None:
     for stem in ("c", "a", "b"):
         write_pair(tmp_path / "one", stem)
@@ -99,6 +130,25 @@ def test_names_that_differ_by_a_shared_tag_pair(
         f"masks paired by name (2): image {images[0]} with {masks[0]}, and so on"
         in (report.summary_lines()[1])
     )
+
+
+def test_one_missing_file_leaves_the_rest_paired_by_tag(tmp_path: Path) -> None:
+    # ISIC's layout with one mask missing and one mask whose image is missing: two
+    # problems naming the files, not every picture "without mask".
+    for k in range(5):
+        write_pair(tmp_path, f"ISIC_{k:07d}")
+        mask = tmp_path / "masks" / f"ISIC_{k:07d}.png"
+        mask.rename(mask.with_name(f"ISIC_{k:07d}_segmentation.png"))
+    (tmp_path / "masks" / "ISIC_0000003_segmentation.png").unlink()
+    (tmp_path / "images" / "ISIC_0000004.png").unlink()
+    pictures, problems = find_pairs(tmp_path)
+    assert [p.stem for p in pictures] == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    assert problems == [
+        f"{tmp_path}/images/ISIC_0000003.png: image without mask (no {tmp_path}/masks/"
+        "ISIC_0000003.*)",
+        f"{tmp_path}/masks/ISIC_0000004_segmentation.png: mask without image (no "
+        f"{tmp_path}/images/ISIC_0000004.*)",
+    ]
 
 
 def test_names_that_do_not_pair_one_to_one_stay_unpaired(tmp_path: Path) -> None:

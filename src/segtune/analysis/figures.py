@@ -27,6 +27,7 @@ from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.metrics import PictureCounts, ProbabilityHistogram, better, describe_metric
+from segtune.records import preview_base
 from segtune.study.spec import SEED_KEY
 
 # Okabe–Ito colour-blind-safe palette.
@@ -68,7 +69,7 @@ def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np
     """
     prev = run.run_dir / "previews"
     pic = next(p for p in run.pictures if p.index == index)
-    base = f"{pic.index:02d}-{pic.stem}"
+    base = preview_base(pic.index, pic.stem)
     prob = np.asarray(Image.open(prev / f"{base}-prob.png"), dtype=np.float32) / 65535.0
     mask = np.asarray(Image.open(prev / f"{base}-mask.png")) > 0
     image = Image.open(prev / f"{base}-image.png").convert("L")

@@ -77,6 +77,11 @@ def cache_size(root: Path) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
+# Bumped when the same mask file decodes to other pixels than before, so that entries of
+# the old decoding are not reused: "|alpha" since transparent mask pixels are background.
+MASK_DECODING = "|alpha"
+
+
 class PictureCache:
     """Decoded pictures on disk, shared by every run and worker that uses ``root``;
     at most ``max_bytes`` of them (least recently used evicted) when given."""
@@ -129,7 +134,7 @@ class PictureCache:
         }[kind]
         ident = (
             f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|{scale}|{longest_side}"
-            f"{reading}"
+            f"{reading}{'' if kind == 'image' else MASK_DECODING}"
         )
         return hashlib.sha1(ident.encode()).hexdigest()
 

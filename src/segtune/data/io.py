@@ -16,12 +16,15 @@ Masks become ``bool`` arrays of shape ``(H, W)``. A mask holds 0 plus at most on
 positive value (1, 255 or any other single value); palette masks whose index 0 is black
 are read by palette index (index 0 is background), others by colour. Multi-channel
 masks are accepted when every channel is equal, or when they are black plus one colour
-(positive where coloured). With a threshold (``data.mask_threshold``, for masks whose
-edges are grey: saved as JPEG, resized with interpolation, drawn anti-aliased) a pixel
-is positive when its value is at least the threshold: the grey level, a colour mask's
-brightest channel, or the index of a palette whose index 0 is black. Inverted
-(``data.invert_masks``, positives drawn black on white) the unmarked pixels are the
-positive ones. A TIFF is one picture: a stack of same-size pages is refused. Anything else is a
+(positive where coloured). A mask with transparency (LA, RGBA, a palette's transparent
+index) is its colour over black: transparent pixels are unpainted, so background (tools
+that export a drawing layer paint one colour and mark positives by opacity alone). With
+a threshold (``data.mask_threshold``, for masks whose edges are grey: saved as JPEG,
+resized with interpolation, drawn anti-aliased) a pixel is positive when its value is at
+least the threshold: the grey level, a colour mask's brightest channel, or the index of
+a palette whose index 0 is black. Inverted (``data.invert_masks``, positives drawn black
+on white) the unmarked pixels are the positive ones. A TIFF is one picture: a stack of
+same-size pages is refused. Anything else is a
 :class:`~segtune.errors.DataError` naming the file.
 """
 
@@ -67,6 +70,8 @@ IMAGE_SUFFIXES = (
     ".pgm",
     ".pbm",
     ".pnm",
+    ".jp2",  # JPEG 2000, as satellite products (Sentinel-2) and digitised archives ship
+    ".j2k",
 )
 _TIFF = (".tif", ".tiff")
 
@@ -297,16 +302,30 @@ class MaskReading:
 PLAIN_MASKS = MaskReading()
 
 
+def _over_black(arr: NDArray[np.generic]) -> NDArray[np.generic]:
+    """A mask's values with its alpha channel (LA, RGBA) applied: its colour composited
+    over black, so transparent pixels (unpainted) are 0 whatever colour they store and
+    half-transparent edges are half the colour. Opaque masks, and masks transparent
+    everywhere (an alpha channel nobody set), are their colour channels as stored."""
+    if arr.ndim != 3 or arr.shape[2] not in (2, 4):
+        return arr
+    colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
+    top = np.iinfo(arr.dtype.str).max if np.issubdtype(arr.dtype, np.integer) else 1.0
+    if alpha.min() == top or alpha.max() == 0:
+        return colour[:, :, 0] if colour.shape[2] == 1 else colour
+    scaled = colour.astype(np.float64) * (alpha.astype(np.float64) / float(top))
+    out = np.rint(scaled) if np.issubdtype(arr.dtype, np.integer) else scaled
+    out = out.astype(arr.dtype)
+    return out[:, :, 0] if out.shape[2] == 1 else out
+
+
 def _mask_values(path: Path) -> NDArray[np.generic]:
-    """A mask file as one channel of raw values (equal colour channels merged; a colour
-    mask's one colour as 1)."""
-    arr = _read_raw(path, keep_palette=True)
+    """A mask file as one channel of raw values (transparency applied, equal colour
+    channels merged; a colour mask's one colour as 1)."""
+    arr = _over_black(_read_raw(path, keep_palette=True))
     if arr.ndim == 3:
         first = arr[:, :, 0]
-        channels = arr.shape[2]
-        if channels in (2, 4):  # LA / RGBA: ignore alpha
-            channels -= 1
-        if any(not np.array_equal(first, arr[:, :, c]) for c in range(1, channels)):
+        if any(not np.array_equal(first, arr[:, :, c]) for c in range(1, arr.shape[2])):
             return _colour_mask_values(path, arr)
         arr = first
     elif arr.ndim != 2:
@@ -349,11 +368,10 @@ _BLENDED_HINT = (
 
 def _grey_levels(path: Path) -> NDArray[np.generic]:
     """The values a threshold compares: one channel as stored, a colour mask's brightest
-    channel (alpha left out), a black-first palette's indices."""
-    arr = _read_raw(path, keep_palette=True)
+    channel (over black where transparent), a black-first palette's indices."""
+    arr = _over_black(_read_raw(path, keep_palette=True))
     if arr.ndim == 3:
-        channels = arr.shape[2] - 1 if arr.shape[2] in (2, 4) else arr.shape[2]
-        arr = arr[:, :, :channels].max(axis=2)
+        arr = arr.max(axis=2)
     elif arr.ndim != 2:
         raise DataError(f"{path}: unsupported mask shape {arr.shape}")
     return arr

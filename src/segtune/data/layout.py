@@ -45,6 +45,22 @@ def pictures_by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]
     return found
 
 
+def pictures_by_key(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
+    """:func:`pictures_by_stem`; a folder holding no pictures but subfolders (a nested
+    dataset: ``images/cityA/0001.jpg``, MVTec AD's ``ground_truth/crack/000_mask.png``)
+    gives those of its subfolders, at any depth, keyed by their path under it without
+    suffix (``cityA/0001``)."""
+    found = pictures_by_stem(folder, problems)
+    if found:
+        return found
+    nested: dict[str, list[Path]] = {}
+    subfolders = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for sub in sorted(subfolders):
+        for key, paths in pictures_by_key(sub, problems).items():
+            nested[f"{sub.name}/{key}"] = paths
+    return nested
+
+
 # Where a name's tag may start: "ISIC_0000000" + "_segmentation", "123" + "_sat".
 _SEPARATORS = "_-. "
 
@@ -57,24 +73,63 @@ def _shared_suffixes(stems: Iterable[str]) -> list[str]:
     return [""] + [t for t in tags if all(n.endswith(t) and len(n) > len(t) for n in names)]
 
 
-def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] | None:
-    """``{left stem: right stem}`` when no stem is on both sides but every left stem
-    pairs one to one with a right stem once a tag shared by all of its side is dropped
-    (ISIC's ``x.jpg`` / ``x_segmentation.png``, DeepGlobe's ``n_sat.jpg`` /
-    ``n_mask.png``, DRIVE's ``21_training.tif`` / ``21_manual1.gif``); else None."""
+@dataclass(frozen=True)
+class TagPairing:
+    """How two sides' stems pair once a tag each side's names all carry is dropped."""
+
+    pairs: dict[str, str]  # left stem → right stem
+    left_tag: str
+    right_tag: str
+
+    def left_key(self, right: str) -> str:
+        """The left stem a right stem pairs with, or would: an unpaired right stem with
+        its tag swapped (``003_mask`` → ``003``), so that it is reported as lacking the
+        left file it names."""
+        inverse = {r: left for left, r in self.pairs.items()}
+        if right in inverse:
+            return inverse[right]
+        return right[: len(right) - len(self.right_tag)] + self.left_tag
+
+
+def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
+    """The pairing of ``left`` and ``right`` stems when none is on both sides but they
+    pair once a tag shared by all of a side is dropped (ISIC's ``x.jpg`` /
+    ``x_segmentation.png``, DeepGlobe's ``n_sat.jpg`` / ``n_mask.png``, DRIVE's
+    ``21_training.tif`` / ``21_manual1.gif``); else None. The tags that pair the most
+    stems win, so one missing file leaves the rest paired (and itself reported) when
+    at least half of the larger side pairs; tags that pair as many differently are
+    ambiguous: None."""
     lefts, rights = set(left), set(right)
-    if not lefts or len(lefts) != len(rights) or lefts & rights:
+    if not lefts or not rights or lefts & rights:
         return None
-    pairings = set()
+    best: dict[frozenset[tuple[str, str]], tuple[str, str]] = {}
+    most = 0
     for a in _shared_suffixes(lefts):
         for b in _shared_suffixes(rights):
             keyed_l = {n[: len(n) - len(a)]: n for n in lefts}
             keyed_r = {n[: len(n) - len(b)]: n for n in rights}
-            if len(keyed_l) == len(lefts) and keyed_l.keys() == keyed_r.keys():
-                pairings.add(frozenset((keyed_l[k], keyed_r[k]) for k in keyed_l))
-    if len(pairings) != 1:  # none, or tags that pair differently: ambiguous
+            if len(keyed_l) != len(lefts) or len(keyed_r) != len(rights):
+                continue
+            pairs = frozenset((keyed_l[k], keyed_r[k]) for k in keyed_l.keys() & keyed_r.keys())
+            if len(pairs) > most:
+                best, most = {pairs: (a, b)}, len(pairs)
+            elif pairs and len(pairs) == most:
+                best.setdefault(pairs, (a, b))
+    if len(best) != 1 or 2 * most < max(len(lefts), len(rights)):
         return None
-    return dict(next(iter(pairings)))
+    ((pairs, (a, b)),) = best.items()
+    return TagPairing(dict(pairs), a, b)
+
+
+def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] | None:
+    """``{left stem: right stem}`` of :func:`tag_pairing`, or None."""
+    pairing = tag_pairing(left, right)
+    return None if pairing is None else pairing.pairs
+
+
+def rekeyed(pairing: TagPairing, files: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    """Right-side ``files`` keyed by the left stem each pairs with (or would)."""
+    return {pairing.left_key(stem): paths for stem, paths in files.items()}
 
 
 # A mask's name in a folder holding images and masks together: the image's name (or
@@ -117,8 +172,8 @@ def flat_folder(
         else:
             images[stem] = paths
     if by_base and images:
-        tags = None if set(by_base) <= set(images) else match_by_tags(images, by_base)
-        masks = by_base if tags is None else {i: by_base[b] for i, b in tags.items()}
+        tags = None if set(by_base) <= set(images) else tag_pairing(images, by_base)
+        masks = by_base if tags is None else rekeyed(tags, by_base)
         paired = sorted((s, m[0].name) for s, m in masks.items() if s in images)
         example = f": image {paired[0][0]} with {paired[0][1]}, and so on" if paired else ""
         return (
@@ -200,16 +255,17 @@ def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[s
                     f"{sub}: folder missing (expected {source}/images and {source}/masks"
                     f"{_other_folders(source)})"
                 )
-        images = pictures_by_stem(images_dir, problems)
-        masks = pictures_by_stem(masks_dir, problems)
+        images = pictures_by_key(images_dir, problems)
+        masks = pictures_by_key(masks_dir, problems)
         if not images and not masks:
             raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
-        tags = match_by_tags(images, masks)
+        tags = tag_pairing(images, masks)
         if tags is not None:  # masks keyed by their image's stem from here on
-            masks = {image: masks[mask] for image, mask in tags.items()}
-            notes.append(_paired_note("masks", tags))
+            masks = rekeyed(tags, masks)
+            notes.append(_paired_note("masks", tags.pairs))
         no_image, no_mask = f"{images_dir}/<stem>.*", f"no {masks_dir}/<stem>.*"
-        reported = _unsupported_masks(masks_dir, set(images) - set(masks), problems)
+        reported = _unsupported(masks_dir, "mask", set(images) - set(masks), problems)
+        reported |= _unsupported(images_dir, "image", set(masks) - set(images), problems)
     for stem in sorted({*images, *masks}):
         for kind, table in (("image", images), ("mask", masks)):
             if len(table.get(stem, [])) > 1:
@@ -221,7 +277,7 @@ def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[s
     for stem in sorted(set(images) - set(masks) - reported):
         missing = no_mask.replace("<stem>", stem)
         problems.append(f"{images[stem][0]}: image without mask ({missing})")
-    for stem in sorted(set(masks) - set(images)):
+    for stem in sorted(set(masks) - set(images) - reported):
         missing = no_image.replace("<stem>", stem)
         problems.append(f"{masks[stem][0]}: mask without image (no {missing})")
     rois = _rois(source / "roi", images, problems, notes)
@@ -247,13 +303,24 @@ def _other_folders(source: Path) -> str:
     )
 
 
-def _unsupported_masks(masks_dir: Path, stems: set[str], problems: list[str]) -> set[str]:
-    """The ``stems`` whose file in ``masks_dir`` is in a format segtune does not read,
-    each reported as such."""
-    unsupported = {p.stem: p for p in masks_dir.iterdir() if p.is_file() and p.stem in stems}
+def _unsupported(folder: Path, kind: str, keys: set[str], problems: list[str]) -> set[str]:
+    """The ``keys`` (stems, or paths under ``folder`` without suffix) whose file in
+    ``folder`` (of ``kind``: image or mask) is in a format segtune does not read, each
+    reported as such rather than as a missing partner."""
+    by_folder: dict[Path, set[str]] = {}
+    for key in keys:
+        sub, _, stem = key.rpartition("/")
+        by_folder.setdefault(folder / sub, set()).add(stem)
+    unsupported: dict[str, Path] = {}
+    for where, stems in by_folder.items():
+        if not where.is_dir():
+            continue
+        for path in where.iterdir():
+            if path.is_file() and path.stem in stems and not path.name.startswith("."):
+                unsupported[path.relative_to(folder).with_suffix("").as_posix()] = path
     for other in sorted(unsupported.values()):
         problems.append(
-            f"{other}: unsupported mask format {other.suffix or '(none)'} "
+            f"{other}: unsupported {kind} format {other.suffix or '(none)'} "
             f"(supported: {', '.join(IMAGE_SUFFIXES)})"
         )
     return set(unsupported)
@@ -266,11 +333,11 @@ def _rois(
     the folder exists, every picture needs its region of interest."""
     if not folder.is_dir():
         return {}
-    found = pictures_by_stem(folder, problems)
-    tags = match_by_tags(images, found)
+    found = pictures_by_key(folder, problems)
+    tags = tag_pairing(images, found)
     if tags is not None:
-        found = {image: found[roi] for image, roi in tags.items()}
-        notes.append(_paired_note("regions of interest", tags))
+        found = rekeyed(tags, found)
+        notes.append(_paired_note("regions of interest", tags.pairs))
     for stem in sorted(set(images) - set(found)):
         problems.append(
             f"{images[stem][0]}: image without region of interest (no {folder}/{stem}.*)"
@@ -280,16 +347,45 @@ def _rois(
 
 def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """``(line number, row)`` of a CSV manifest that must have ``columns``; a non-UTF-8
-    file or a missing column is a one-line DataError naming the CSV (and line)."""
+    file or a missing column is a one-line DataError naming the CSV (and line).
+
+    Spreadsheets write manifests in more than one dialect, all read: a byte-order mark,
+    ``;`` (Excel where the decimal mark is a comma), tab or ``|`` between fields, column
+    names in any case with spaces around them, spaces after a separator."""
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         line = manifest.read_bytes()[: exc.start].count(b"\n") + 1
         raise DataError(f"{manifest}: line {line}: not UTF-8 text ({exc.reason})") from exc
-    reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
-        raise DataError(f"{manifest}: manifest needs {' and '.join(map(repr, columns))} columns")
-    return list(enumerate(reader, start=2))
+    lines = text.splitlines()
+    header = next((line for line in lines if line.strip()), "")
+    delimiter = _delimiter(header, columns)
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+    names: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]]] = []
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue
+        if names is None:
+            names = [f.strip().lower() for f in fields]
+            continue
+        rows.append((reader.line_num, {n: f.strip() for n, f in zip(names, fields, strict=False)}))
+    if names is None or not set(columns) <= set(names):
+        found = f"; found {', '.join(map(repr, names))}" if names else ""
+        raise DataError(
+            f"{manifest}: manifest needs {' and '.join(map(repr, columns))} columns{found}"
+        )
+    return rows
+
+
+def _delimiter(header: str, columns: tuple[str, ...]) -> str:
+    """The separator that splits ``header`` into fields naming ``columns`` (``,`` when
+    none does)."""
+    for candidate in (",", ";", "\t", "|"):
+        names = {f.strip().lower() for f in next(csv.reader([header], delimiter=candidate))}
+        if set(columns) <= names:
+            return candidate
+    return ","
 
 
 def manifest_path(manifest: Path, value: str) -> Path:
