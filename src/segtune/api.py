@@ -84,7 +84,7 @@ def evaluate_run(
     predictor.augment(tta, tta_scales)
     value = predictor.threshold(str(threshold))
     source = "selected on the validation split" if threshold == "best" else "given"
-    pictures = find_labelled([Path(p) for p in data])
+    pictures = find_labelled([Path(p) for p in data], predictor.config.data.missing_masks)
     return evaluate_checkpoint(
         predictor,
         pictures,

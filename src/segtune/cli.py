@@ -24,7 +24,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     checked: list[tuple[str, DataReport]] = []
     for folder in args.folders:
         try:
-            report = check_pictures(Path(folder), masks)
+            report = check_pictures(Path(folder), masks, args.missing_masks)
         except DataError as exc:  # the folder or manifest itself: reported, next one checked
             print(f"error: {exc}", file=sys.stderr)
             status = 1
@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--invert-masks",
         action="store_true",
         help="masks draw positives black on white: positive where 0 (as data.invert_masks)",
+    )
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        default="refuse",
+        help="an image without a mask: a problem (default), or empty: no positives "
+        "(as data.missing_masks)",
     )
     p.set_defaults(func=_cmd_check_data)
 

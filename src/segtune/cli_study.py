@@ -181,7 +181,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.threshold == "best"
         else "given"
     )
-    pictures = find_labelled([Path(p) for p in args.data])
+    missing_masks = args.missing_masks or predictor.config.data.missing_masks
+    pictures = find_labelled([Path(p) for p in args.data], missing_masks)
     result = evaluate_checkpoint(
         predictor,
         pictures,
@@ -255,7 +256,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
     masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
-    text = starting_spec(Path(args.train), Path(args.val), name, masks)
+    text = starting_spec(Path(args.train), Path(args.val), name, masks, args.missing_masks)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
     return 0
@@ -354,6 +355,13 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="masks draw positives black on white: written as data.invert_masks",
     )
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        default="refuse",
+        help="an image without a mask: a problem (default), or empty: no positives "
+        "(written as data.missing_masks)",
+    )
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
@@ -380,6 +388,12 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
+    )
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        help="an image without a mask: a problem, or empty: no positives (default: the "
+        "run's data.missing_masks)",
     )
     p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")

@@ -96,6 +96,10 @@ class DataConfig(_Frozen):
     # Masks that draw the positives black on white (document ground truth such as
     # DIBCO's: ink 0 on paper 255): positive where the mask is 0 (below mask_threshold).
     invert_masks: bool = False
+    # An image without a mask (no file, or an empty manifest field): "refuse" (a problem
+    # naming it) or "empty" (a picture without positives: defect-free pictures shipped
+    # without a mask, as MVTec AD's good/ and most inspection datasets' negatives).
+    missing_masks: Literal["refuse", "empty"] = "refuse"
     # Channels fed to the network from pictures with several: one index (replicated to
     # grey) or three (as RGB), numbered from 0, or "mean" (their mean as grey). None:
     # up to 4 channels as usual (alpha dropped); more are refused.

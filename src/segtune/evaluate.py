@@ -65,7 +65,7 @@ def evaluate_split(
     result = SplitResult(metrics={}, histogram=hist)
     for i, pic in enumerate(pictures):
         check_stop()  # a Ctrl-C or SIGTERM a finalizer swallowed
-        mask = np.asarray(cache.get(pic.mask, "mask")).astype(bool)
+        mask = np.asarray(cache.mask_of(pic)).astype(bool)
         valid = cache.valid(pic)  # at the original size, like the mask
 
         def image_at(factor: float, path: Path = pic.image) -> NDArray[np.uint8]:

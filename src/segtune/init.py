@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 from segtune.data.io import PLAIN_MASKS, MaskReading, image_size
-from segtune.data.layout import load_pictures
+from segtune.data.layout import MissingMasks, load_pictures
 from segtune.data.pairs import counted_mask
 
 MASK_SAMPLE = 20
@@ -18,11 +18,18 @@ def _round(value: float) -> float:
     return float(f"{value:.2g}")
 
 
-def starting_spec(train: Path, val: Path, name: str, masks: MaskReading = PLAIN_MASKS) -> str:
+def starting_spec(
+    train: Path,
+    val: Path,
+    name: str,
+    masks: MaskReading = PLAIN_MASKS,
+    missing_masks: MissingMasks = "refuse",
+) -> str:
     """The YAML text of a starting spec for the pictures in ``train`` and ``val``, whose
     masks are read with ``masks`` (written as ``data.ignore_value`` and
-    ``data.mask_threshold``)."""
-    train_pics, val_pics = load_pictures(train), load_pictures(val)
+    ``data.mask_threshold``) and ``missing_masks`` (``data.missing_masks``)."""
+    train_pics = load_pictures(train, missing_masks)
+    val_pics = load_pictures(val, missing_masks)
     sides = [min(image_size(p.image)) for p in train_pics]
     median_side = int(statistics.median(sides))
     page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
@@ -48,6 +55,12 @@ def starting_spec(train: Path, val: Path, name: str, masks: MaskReading = PLAIN_
         ignore += (
             "\n  # Masks with grey edges: a pixel is positive when its value is at least this.\n"
             f"  mask_threshold: {masks.threshold:g}"
+        )
+    if missing_masks == "empty":
+        unlabelled = sum(p.mask is None for p in train_pics)
+        ignore += (
+            f"\n  # {unlabelled} of {len(train_pics)} training images have no mask: no "
+            "positives.\n  missing_masks: empty"
         )
     ratio = (1 - f) / f if f > 0 else 100.0
     top = max(ratio, 1.0)

@@ -25,6 +25,7 @@ from segtune.data.io import (
     read_mask,
 )
 from segtune.data.layout import (
+    distinct_names,
     flat_folder,
     manifest_path,
     manifest_rows,
@@ -332,28 +333,10 @@ def predict_files(
 
 def output_names(inputs: Sequence[Path]) -> dict[Path, str]:
     """Where each picture's outputs go, relative to the output folder and without
-    ``.png``: its stem; for pictures sharing a stem (``cityA/0001.jpg`` and
-    ``cityB/0001.jpg``, from two folders or one nested manifest), the stem under as many
-    of its folders as tell them apart (``cityA/0001``, ``cityB/0001``), and the full name
-    where only the suffix differs (``scans/0001.jpg``, ``scans/0001.tif``): none
-    overwrites another."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in dict.fromkeys(inputs):
-        by_stem.setdefault(path.stem, []).append(path)
-    names: dict[Path, str] = {}
-    for stem, paths in by_stem.items():
-        if len(paths) == 1:
-            names[paths[0]] = stem
-            continue
-        folders = [p.resolve().parent.parts for p in paths]
-        for depth in range(1, max(map(len, folders)) + 1):
-            tried = ["/".join((*f[-depth:], stem)) for f in folders]
-            if len(set(tried)) == len(paths):
-                break
-        else:
-            tried = ["/".join((*f[-1:], p.name)) for f, p in zip(folders, paths, strict=True)]
-        names.update(zip(paths, tried, strict=True))
-    return names
+    ``.png``: its name as :func:`~segtune.data.layout.distinct_names` gives it, so that
+    pictures sharing a stem (``cityA/0001.jpg`` and ``cityB/0001.jpg``) land under their
+    folders (``cityA/0001``) and none overwrites another."""
+    return distinct_names(list(dict.fromkeys(inputs)))
 
 
 def _write_png(path: Path, image: Image.Image) -> None:

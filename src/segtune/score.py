@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.layout import Picture, load_pictures
+from segtune.data.layout import MissingMasks, Picture, load_pictures
 from segtune.data.pairs import check_sizes, shifted
 from segtune.errors import DataError
 from segtune.metrics import (
@@ -141,10 +141,11 @@ class Evaluation:
         }
 
 
-def find_labelled(sources: Sequence[Path]) -> list[Picture]:
-    """Pictures with masks from folders (images/ + masks/) or CSV manifests; sizes are
-    checked from the headers before anything is predicted."""
-    pictures = [p for source in sources for p in load_pictures(source)]
+def find_labelled(sources: Sequence[Path], missing_masks: MissingMasks = "refuse") -> list[Picture]:
+    """Pictures with masks from folders (images/ + masks/) or CSV manifests (images
+    without one: ``missing_masks``); sizes are checked from the headers before anything
+    is predicted."""
+    pictures = [p for source in sources for p in load_pictures(source, missing_masks)]
     stems = [p.stem for p in pictures]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})[0]

@@ -530,7 +530,7 @@ def _write_previews(
         return
     picked = pictures[: len(val.previews)]
     images = [np.asarray(cache.get(p.image, "image")) for p in picked]
-    masks = [np.asarray(cache.get(p.mask, "mask")).astype(bool) for p in picked]
+    masks = [np.asarray(cache.mask_of(p)).astype(bool) for p in picked]
     valids = [cache.valid(p) for p in picked]
     counts = val.pictures[: len(val.previews)]
     records.write_previews(counts, val.previews, images, masks, config.eval.threshold, valids)

@@ -23,3 +23,12 @@ def test_the_setup_says_how_masks_were_read_and_where_pixels_count() -> None:
         "pictures have one)"
     )
     assert mask_words(DataConfig(invert_masks=True), None) == "positive where 0 (data.invert_masks)"
+
+
+def test_the_setup_says_how_many_pictures_have_no_mask() -> None:
+    labelled = [Picture("crack/001", Path("1.png"), Path("1_mask.png"))]
+    good = [Picture(f"good/00{k}", Path(f"{k}.png"), None) for k in range(3)]
+    assert mask_words(DataConfig(missing_masks="empty"), Subsets(labelled + good, good[:1])) == (
+        "binary (0 and one positive value); 4 of 5 pictures have no mask and count as having "
+        "no positives (data.missing_masks: empty)"
+    )

@@ -83,6 +83,21 @@ def test_a_manifest_problem_names_its_line_and_the_columns_found(tmp_path: Path)
         find_pairs(tmp_path / "labels.csv")
 
 
+def test_a_manifest_names_pictures_of_one_stem_by_their_folders(tmp_path: Path) -> None:
+    for folder in ("cityA", "cityB"):
+        write_pair(tmp_path / folder, "0001")
+    (tmp_path / "list.csv").write_text(
+        "image,mask\n"
+        + "".join(f"{c}/images/0001.png,{c}/masks/0001.png\n" for c in ("cityA", "cityB"))
+        + "cityA/images/0001.png,cityA/masks/0001.png\n"
+    )
+    pictures, problems = find_pairs(tmp_path / "list.csv")
+    assert [p.stem for p in pictures] == ["cityA/images/0001", "cityB/images/0001"]
+    assert problems == [
+        f"{tmp_path / 'list.csv'}: line 4: {tmp_path / 'cityA/images/0001.png'} is listed twice"
+    ]
+
+
 def test_folder_order_does_not_matter(tmp_path: Path) -> None:
     for stem in ("c", "a", "b"):
         write_pair(tmp_path / "one", stem)
@@ -145,7 +160,7 @@ def test_one_missing_file_leaves_the_rest_paired_by_tag(tmp_path: Path) -> None:
     assert [p.stem for p in pictures] == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
     assert problems == [
         f"{tmp_path}/images/ISIC_0000003.png: image without mask (no {tmp_path}/masks/"
-        "ISIC_0000003.*)",
+        "ISIC_0000003.*; if it has no positives: data.missing_masks: empty)",
         f"{tmp_path}/masks/ISIC_0000004_segmentation.png: mask without image (no "
         f"{tmp_path}/images/ISIC_0000004.*)",
     ]
@@ -261,8 +276,9 @@ def test_a_folder_whose_names_do_not_say_which_is_the_mask(tmp_path: Path) -> No
     problems = check_pictures(tmp_path / "busi").problems
     assert problems == [
         f"{tmp_path / 'busi' / 'benign (5).png'}: image without mask (no mask named "
-        "benign (5)_mask or the like)",
-        f"{tmp_path / 'busi' / 'x.png'}: image without mask (no mask named x_mask or the like)",
+        "benign (5)_mask or the like; if it has no positives: data.missing_masks: empty)",
+        f"{tmp_path / 'busi' / 'x.png'}: image without mask (no mask named x_mask or the like; "
+        "if it has no positives: data.missing_masks: empty)",
     ]
     shutil.copy(
         tmp_path / "busi" / "benign (4)_mask.png", tmp_path / "busi" / "benign (4)_mask_1.png"

@@ -50,7 +50,8 @@ def test_pictures_in_subfolders_pair_by_their_path(tmp_path: Path) -> None:
     _, problems = find_pairs(tmp_path / "train")
     assert problems == [
         f"{tmp_path}/train/images/scene_b/003.png: image without mask "
-        f"(no {tmp_path}/train/masks/scene_b/003.*)"
+        f"(no {tmp_path}/train/masks/scene_b/003.*; if it has no positives: "
+        "data.missing_masks: empty)"
     ]
 
 

@@ -341,13 +341,20 @@ def mask_words(data: DataConfig, subsets: Subsets | None) -> str:
     of interest, that only pixels inside them count."""
     reading = MaskReading(data.ignore_value, data.mask_threshold, data.invert_masks)
     pictures = [*subsets.train, *subsets.val] if subsets else []
+    words = reading.words()
     with_roi = sum(p.roi is not None for p in pictures)
-    if not with_roi:
-        return reading.words()
-    return (
-        f"{reading.words()}; only pixels inside a region of interest count ({with_roi} of "
-        f"{len(pictures)} pictures have one)"
-    )
+    if with_roi:
+        words += (
+            f"; only pixels inside a region of interest count ({with_roi} of "
+            f"{len(pictures)} pictures have one)"
+        )
+    unlabelled = [p for p in pictures if p.mask is None]
+    if unlabelled:
+        words += (
+            f"; {len(unlabelled)} of {len(pictures)} pictures have no mask and count as "
+            "having no positives (data.missing_masks: empty)"
+        )
+    return words
 
 
 def attach_intervals(runs: list[RunSummary]) -> None:

@@ -111,8 +111,9 @@ class PictureCache:
         parts = []
         if picture.roi is not None:
             parts.append(np.asarray(self.get(picture.roi, "roi", scale, longest_side)))
-        if self.masks.ignore_value is not None:
-            parts.append(~np.asarray(self.get(picture.mask, "ignore", scale, longest_side)))
+        if self.masks.ignore_value is not None and picture.mask is not None:
+            ignored = np.asarray(self.get(picture.mask, "ignore", scale, longest_side), bool)
+            parts.append(~ignored)
         if not parts:
             return None
         return np.logical_and.reduce(parts) if len(parts) > 1 else parts[0]
@@ -209,6 +210,15 @@ class PictureCache:
     ) -> NDArray[np.bool_]:
         """The decoded mask, ``bool`` (H, W)."""
         return cast("NDArray[np.bool_]", self.get(path, "mask", scale, longest_side))
+
+    def mask_of(
+        self, picture: Picture, scale: float | None = None, longest_side: int | None = None
+    ) -> NDArray[np.bool_]:
+        """A picture's mask; all background for a picture without a mask file
+        (``data.missing_masks: empty``), the size of its image."""
+        if picture.mask is not None:
+            return self.mask(picture.mask, scale, longest_side)
+        return np.zeros(self.image(picture.image, scale, longest_side).shape[:2], bool)
 
     def _decode(
         self, path: Path, kind: Kind, scale: float | None, longest_side: int | None

@@ -12,21 +12,28 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PureWindowsPath
+from typing import Literal
 
 from segtune.data.io import IMAGE_SUFFIXES
 from segtune.errors import DataError
 
+# What an image without a mask is: a problem (the default), or a picture without
+# positives (``data.missing_masks: empty``: defect-free pictures shipped without a mask,
+# as MVTec AD's ``good/`` and most inspection datasets' negatives are).
+MissingMasks = Literal["refuse", "empty"]
+
 
 @dataclass(frozen=True, order=True)
 class Picture:
-    """One input image with its binary mask and, optionally, its region of interest (a
-    binary picture: pixels outside it never count); ordered (and identified) by stem."""
+    """One input image with its binary mask (None: no mask file, so no positives, under
+    ``data.missing_masks: empty``) and, optionally, its region of interest (a binary
+    picture: pixels outside it never count); ordered (and identified) by stem."""
 
     stem: str
     image: Path
-    mask: Path
+    mask: Path | None
     roi: Path | None = field(default=None, compare=False)
 
 
@@ -96,9 +103,10 @@ def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
     pair once a tag shared by all of a side is dropped (ISIC's ``x.jpg`` /
     ``x_segmentation.png``, DeepGlobe's ``n_sat.jpg`` / ``n_mask.png``, DRIVE's
     ``21_training.tif`` / ``21_manual1.gif``); else None. The tags that pair the most
-    stems win, so one missing file leaves the rest paired (and itself reported) when
-    at least half of the larger side pairs; tags that pair as many differently are
-    ambiguous: None."""
+    stems win, so one missing file leaves the rest paired (and itself reported); tags
+    that pair as many differently are ambiguous: None. They must pair at least half of
+    the larger side, or every right name (masks for a few of many images, the others
+    having none)."""
     lefts, rights = set(left), set(right)
     if not lefts or not rights or lefts & rights:
         return None
@@ -115,7 +123,7 @@ def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
                 best, most = {pairs: (a, b)}, len(pairs)
             elif pairs and len(pairs) == most:
                 best.setdefault(pairs, (a, b))
-    if len(best) != 1 or 2 * most < max(len(lefts), len(rights)):
+    if len(best) != 1 or (2 * most < max(len(lefts), len(rights)) and most < len(rights)):
         return None
     ((pairs, (a, b)),) = best.items()
     return TagPairing(dict(pairs), a, b)
@@ -211,11 +219,14 @@ def _paired_note(kind: str, table: dict[str, str]) -> str:
     )
 
 
-def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
+def find_pairs(
+    source: Path, missing_masks: MissingMasks = "refuse"
+) -> tuple[list[Picture], list[str]]:
     """Find pictures in ``source/images`` + ``source/masks`` (by stem) or a CSV manifest.
 
     A manifest has ``image`` and ``mask`` columns; relative paths are resolved against
-    the manifest's folder.
+    the manifest's folder. An image without a mask (file, or manifest field) is a
+    problem, or with ``missing_masks="empty"`` a picture without positives.
 
     Returns:
         The pictures sorted by stem, and a list of one-line problems (each naming a file).
@@ -223,18 +234,21 @@ def find_pairs(source: Path) -> tuple[list[Picture], list[str]]:
     Raises:
         DataError: when the folder or manifest itself is missing or malformed.
     """
-    pictures, problems, _ = find_pairs_and_notes(source)
+    pictures, problems, _ = find_pairs_and_notes(source, missing_masks)
     return pictures, problems
 
 
-def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[str]]:
+def find_pairs_and_notes(
+    source: Path, missing_masks: MissingMasks = "refuse"
+) -> tuple[list[Picture], list[str], list[str]]:
     """:func:`find_pairs`, and how names were paired when their stems differ."""
     if source.is_file() and source.suffix.lower() == ".csv":
-        return (*_pairs_from_manifest(source), [])
+        pictures, problems = _pairs_from_manifest(source, missing_masks)
+        return pictures, problems, _empty_note(pictures)
     if not source.is_dir():
         raise DataError(f"{source}: no such folder or CSV manifest")
     images_dir, masks_dir = source / "images", source / "masks"
-    problems: list[str] = []
+    problems = []
     notes: list[str] = []
     if not images_dir.is_dir() and not masks_dir.is_dir():
         flat = flat_folder(source, problems)
@@ -274,19 +288,37 @@ def find_pairs_and_notes(source: Path) -> tuple[list[Picture], list[str], list[s
                     f"{stem}: several {kind} files share this stem ({names}); keep one, or "
                     "list the pairs in a CSV manifest"
                 )
-    for stem in sorted(set(images) - set(masks) - reported):
-        missing = no_mask.replace("<stem>", stem)
-        problems.append(f"{images[stem][0]}: image without mask ({missing})")
+    unlabelled = set(images) - set(masks) - reported
+    if missing_masks == "refuse":
+        for stem in sorted(unlabelled):
+            missing = no_mask.replace("<stem>", stem)
+            problems.append(
+                f"{images[stem][0]}: image without mask ({missing}; if it has no positives: "
+                "data.missing_masks: empty)"
+            )
+        unlabelled = set()
     for stem in sorted(set(masks) - set(images) - reported):
         missing = no_image.replace("<stem>", stem)
         problems.append(f"{masks[stem][0]}: mask without image (no {missing})")
     rois = _rois(source / "roi", images, problems, notes)
     pictures = [
-        Picture(s, images[s][0], masks[s][0], rois.get(s))
-        for s in sorted(set(images) & set(masks))
-        if len(images[s]) == 1 and len(masks[s]) == 1
+        Picture(s, images[s][0], masks[s][0] if s in masks else None, rois.get(s))
+        for s in sorted((set(images) & set(masks)) | unlabelled)
+        if len(images[s]) == 1 and len(masks.get(s, [None])) == 1
     ]
-    return pictures, problems, notes
+    return pictures, problems, notes + _empty_note(pictures)
+
+
+def _empty_note(pictures: list[Picture]) -> list[str]:
+    """How many pictures have no mask file and are read as having no positives."""
+    unlabelled = [p.stem for p in pictures if p.mask is None]
+    if not unlabelled:
+        return []
+    shown = ", ".join(unlabelled[:3]) + (", …" if len(unlabelled) > 3 else "")
+    return [
+        f"{len(unlabelled)} image(s) without a mask, read as having no positives "
+        f"(data.missing_masks: empty): {shown}"
+    ]
 
 
 def _other_folders(source: Path) -> str:
@@ -397,34 +429,62 @@ def manifest_path(manifest: Path, value: str) -> Path:
     return path.resolve()
 
 
-def _pairs_from_manifest(manifest: Path) -> tuple[list[Picture], list[str]]:
+def distinct_names(paths: list[Path]) -> dict[Path, str]:
+    """A name for each of ``paths`` (distinct files) that no other shares: its stem; for
+    files sharing a stem (``cityA/0001.jpg``, ``cityB/0001.jpg``), the stem under as many
+    of its folders as tell them apart (``cityA/0001``), and the full name where only the
+    suffix differs (``scans/0001.jpg``, ``scans/0001.tif``)."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    names: dict[Path, str] = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        folders = [p.resolve().parent.parts for p in group]
+        for depth in range(1, max(map(len, folders)) + 1):
+            tried = ["/".join((*f[-depth:], stem)) for f in folders]
+            if len(set(tried)) == len(group):
+                break
+        else:
+            tried = ["/".join((*f[-1:], p.name)) for f, p in zip(folders, group, strict=True)]
+        names.update(zip(group, tried, strict=True))
+    return names
+
+
+def _pairs_from_manifest(
+    manifest: Path, missing_masks: MissingMasks
+) -> tuple[list[Picture], list[str]]:
     problems: list[str] = []
-    pictures: dict[str, Picture] = {}
+    pictures: dict[Path, Picture] = {}
     for line, row in manifest_rows(manifest, ("image", "mask")):
-        if not row.get("image") or not row.get("mask"):
+        if not row.get("image") or not (row.get("mask") or missing_masks == "empty"):
             problems.append(f"{manifest}: line {line}: missing image or mask field")
             continue
         image = manifest_path(manifest, row["image"])
-        mask = manifest_path(manifest, row["mask"])
+        mask = manifest_path(manifest, row["mask"]) if row.get("mask") else None
         for kind, path in (("image", image), ("mask", mask)):
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 problems.append(f"{path}: {kind} listed on line {line} of {manifest} not found")
-        if image.stem in pictures:
-            problems.append(f"{manifest}: line {line}: duplicate stem {image.stem!r}")
-        elif image.is_file() and mask.is_file():
+        if image in pictures:
+            problems.append(f"{manifest}: line {line}: {image} is listed twice")
+        elif image.is_file() and (mask is None or mask.is_file()):
             roi = manifest_path(manifest, row["roi"]) if row.get("roi") else None
             if roi is not None and not roi.is_file():
                 problems.append(f"{roi}: roi listed on line {line} of {manifest} not found")
                 continue
-            pictures[image.stem] = Picture(image.stem, image, mask, roi)
+            pictures[image] = Picture(image.stem, image, mask, roi)
     if not pictures and not problems:
         raise DataError(f"{manifest}: empty manifest")
-    return sorted(pictures.values()), problems
+    # Images of one stem in several folders (a nested dataset listed) are named by them.
+    names = distinct_names(list(pictures))
+    return sorted(replace(p, stem=names[p.image]) for p in pictures.values()), problems
 
 
-def load_pictures(source: Path) -> list[Picture]:
+def load_pictures(source: Path, missing_masks: MissingMasks = "refuse") -> list[Picture]:
     """Find pictures and raise on the first structural problem (missing partner files)."""
-    pictures, problems = find_pairs(source)
+    pictures, problems = find_pairs(source, missing_masks)
     if problems:
         extra = f" (and {len(problems) - 1} more; run `segtune check-data {source}`)"
         raise DataError(problems[0] + (extra if len(problems) > 1 else ""))

@@ -36,7 +36,7 @@ def load_split(
     longest = pages.resize.longest_side if pages.resize else None
     loaded = []
     for p in pictures:
-        mask = cache.mask(p.mask, scale, longest)
+        mask = cache.mask_of(p, scale, longest)
         valid = cache.valid(p, scale, longest)
         if valid is not None:
             mask = mask & valid

@@ -22,7 +22,7 @@ from segtune.data.io import (
     read_mask,
     read_raw_image,
 )
-from segtune.data.layout import Picture, find_pairs_and_notes
+from segtune.data.layout import MissingMasks, Picture, find_pairs_and_notes
 from segtune.errors import DataError
 
 # Two sets of masks whose positive share or structure width differ by more than this
@@ -146,12 +146,12 @@ class DataReport:
 def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int, int]]:
     """From the file headers alone: the picture's problem (over ``max_pixels``, or a mask
     whose size differs from the image's) or None, and the image's ``(height, width)``."""
-    image_hw, mask_hw = image_size(pic.image), image_size(pic.mask)
+    image_hw = image_size(pic.image)
     too_big = pixel_cap_problem(pic.image, image_hw, max_pixels)
     if too_big is not None:
         return too_big, image_hw
     for path in (pic.mask, pic.roi):
-        hw = mask_hw if path == pic.mask else image_size(path) if path else image_hw
+        hw = image_size(path) if path is not None else image_hw
         if path is not None and hw != image_hw:
             turned = exif_orientation(pic.image)
             hint = (
@@ -168,10 +168,12 @@ def header_problem(pic: Picture, max_pixels: int) -> tuple[str | None, tuple[int
     return None, image_hw
 
 
-def check_pictures(source: Path, masks: MaskReading = PLAIN_MASKS) -> DataReport:
+def check_pictures(
+    source: Path, masks: MaskReading = PLAIN_MASKS, missing_masks: MissingMasks = "refuse"
+) -> DataReport:
     """Find and fully decode every picture (and region of interest), collecting every
     problem (one line each)."""
-    pictures, problems, notes = find_pairs_and_notes(source)
+    pictures, problems, notes = find_pairs_and_notes(source, missing_masks)
     report = DataReport(pictures=[], problems=problems, notes=notes, masks=masks)
     for pic in pictures:
         try:
@@ -195,9 +197,12 @@ def counted_mask(pic: Picture, masks: MaskReading) -> tuple[NDArray[np.bool_], i
     """A picture's positives among the pixels that count (inside its region of interest,
     not holding the ignore value), and how many pixels count: as the loss and the metrics
     see them."""
-    mask = read_mask(pic.mask, masks)
+    if pic.mask is not None:
+        mask = read_mask(pic.mask, masks)
+    else:  # no mask file: no positives (data.missing_masks: empty)
+        mask = np.zeros(image_size(pic.image), bool)
     counts = read_mask(pic.roi, masks.for_roi()) if pic.roi is not None else None
-    if masks.ignore_value is not None:
+    if masks.ignore_value is not None and pic.mask is not None:
         kept = ~read_ignored(pic.mask, masks)
         counts = kept if counts is None else counts & kept
     if counts is None:

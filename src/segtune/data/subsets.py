@@ -34,11 +34,11 @@ def resolve_subsets(data: DataConfig) -> Subsets:
     """Find the data folders/manifests and sample the subsets (seeds: :func:`subset_seed`)."""
     if data.train is None or data.val is None:
         raise ConfigError("data.train and data.val: both are required to train")
+    train = load_pictures(data.train, data.missing_masks)
+    val = load_pictures(data.val, data.missing_masks)
     subsets = Subsets(
-        sample_subset(
-            load_pictures(data.train), data.train_subset, subset_seed(data.seed, "train")
-        ),
-        sample_subset(load_pictures(data.val), data.val_subset, subset_seed(data.seed, "val")),
+        sample_subset(train, data.train_subset, subset_seed(data.seed, "train")),
+        sample_subset(val, data.val_subset, subset_seed(data.seed, "val")),
     )
     check_sizes([*subsets.train, *subsets.val], data.max_pixels)
     return subsets
@@ -58,14 +58,15 @@ class PictureStat:
 
     @classmethod
     def of(cls, picture: Picture) -> PictureStat:
-        image, mask = picture.image.stat(), picture.mask.stat()
+        image = picture.image.stat()
+        mask = picture.mask.stat() if picture.mask is not None else None  # none: 0, 0
         roi = picture.roi.stat() if picture.roi is not None else None
         return cls(
             picture.stem,
             image.st_size,
             int(image.st_mtime),
-            mask.st_size,
-            int(mask.st_mtime),
+            mask.st_size if mask else 0,
+            int(mask.st_mtime) if mask else 0,
             roi.st_size if roi else None,
             int(roi.st_mtime) if roi else None,
         )

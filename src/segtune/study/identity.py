@@ -44,6 +44,7 @@ ADDED_OFF: dict[str, Any] = {
     "eval.tta_scales": [1.0],
     "data.mask_threshold": None,
     "data.invert_masks": False,
+    "data.missing_masks": "refuse",
 }
 
 

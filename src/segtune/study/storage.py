@@ -164,7 +164,8 @@ def read_study_info(study_dir: Path) -> dict[str, Any]:
 
 def _pictures_to_json(pictures: list[Picture]) -> list[dict[str, str]]:
     return [
-        {"stem": p.stem, "image": str(p.image), "mask": str(p.mask)}
+        {"stem": p.stem, "image": str(p.image)}
+        | ({"mask": str(p.mask)} if p.mask is not None else {})  # none: no positives
         | ({"roi": str(p.roi)} if p.roi is not None else {})
         for p in pictures
     ]
@@ -173,7 +174,10 @@ def _pictures_to_json(pictures: list[Picture]) -> list[dict[str, str]]:
 def _pictures_from_json(rows: list[dict[str, str]]) -> list[Picture]:
     return [
         Picture(
-            r["stem"], Path(r["image"]), Path(r["mask"]), Path(r["roi"]) if "roi" in r else None
+            r["stem"],
+            Path(r["image"]),
+            Path(r["mask"]) if "mask" in r else None,
+            Path(r["roi"]) if "roi" in r else None,
         )
         for r in rows
     ]
