@@ -1,4 +1,4 @@
-"""The ``segtune`` command: demo, check-data, make-demo-data, train, init, plan, sweep,
+"""The ``segtune`` command: demo, check-data, manifest, make-demo-data, train, init, plan, sweep,
 status, report, evaluate, predict, export. User errors print as one line and exit with
 status 2."""
 
@@ -59,6 +59,34 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
         f"wrote {counts['train']} train and {counts['val']} val pictures "
         f"({args.size}x{args.size}) to {args.out}"
     )
+    return 0
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from segtune.data.layout import manifest_text, pairs_in_folders
+    from segtune.records import atomic_write_text
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise SegtuneError(f"--out {out}: a manifest is a .csv file")
+    if out.exists() and not args.force:
+        raise SegtuneError(f"--out {out}: exists (use --force to overwrite)")
+    for option, folder in (("IMAGES", args.images), ("MASKS", args.masks), ("--roi", args.roi)):
+        if folder is not None and not Path(folder).is_dir():
+            raise SegtuneError(f"{option} {folder}: no such folder")
+    roi = Path(args.roi) if args.roi else None
+    pictures, problems, notes = pairs_in_folders(
+        Path(args.images), Path(args.masks), roi, args.missing_masks
+    )
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems or not pictures:
+        print(f"error: {len(problems)} problem(s): nothing written to {out}", file=sys.stderr)
+        return 1
+    atomic_write_text(out, manifest_text(pictures, out))
+    for note in notes:
+        print(f"  {note}")
+    print(f"wrote {len(pictures)} picture(s) to {out}; next: segtune check-data {out}")
     return 0
 
 
@@ -194,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(as data.missing_masks)",
     )
     p.set_defaults(func=_cmd_check_data)
+
+    p = sub.add_parser(
+        "manifest", help="pair a folder of images with a folder of masks into a CSV manifest"
+    )
+    p.add_argument("images", help="folder of images (subfolders read when it holds only them)")
+    p.add_argument("masks", help="folder of masks, named as the images or by a shared tag")
+    p.add_argument("--roi", help="folder of regions of interest (e.g. DRIVE's mask/)")
+    p.add_argument("--out", required=True, help="CSV file to write (paths relative to it)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        default="refuse",
+        help="an image without a mask: a problem (default), or listed without one: no "
+        "positives (data.missing_masks: empty)",
+    )
+    p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("make-demo-data", help="generate the demo dataset")
     p.add_argument("out", help="folder to write train/ and val/ into")

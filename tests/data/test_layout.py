@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segtune.cli import main
 from segtune.data.layout import find_pairs
 from segtune.data.pairs import check_pictures
 from segtune.errors import DataError
@@ -34,7 +35,7 @@ def test_missing_masks_folder_is_an_error(tmp_path: Path) -> None:
         DataError,
         match=r"masks: folder missing \(expected .*/masks; found 1st_manual/, mask/: rename "
         r"the folder of masks to masks/ \(a region of interest's to roi/\), or list the "
-        r"pairs in a CSV manifest\)$",
+        r"pairs in a CSV manifest: segtune manifest IMAGES MASKS --out FILE.csv writes one\)$",
     ):
         find_pairs(tmp_path)
 
@@ -311,3 +312,46 @@ def test_predict_keeps_pictures_whose_names_only_look_like_masks(tmp_path: Path)
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / name)
     # a_mask.png is a's mask; road_seg.png has no picture "road" to be the mask of.
     assert [p.name for p in collect_inputs([tmp_path])] == ["a.png", "road_seg.png", "scan.png"]
+
+
+def test_segtune_manifest_pairs_sibling_folders_as_drive_ships_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DRIVE's training/: images/21_training.tif, 1st_manual/21_manual1.gif (the labels),
+    # mask/21_training_mask.gif (the field of view).
+    root = tmp_path / "training"
+    for sub in ("images", "1st_manual", "mask"):
+        (root / sub).mkdir(parents=True)
+    for k in (21, 22):
+        Image.fromarray(np.full((8, 8, 3), k, np.uint8)).save(root / "images" / f"{k}_training.tif")
+        Image.fromarray(np.eye(8, dtype=np.uint8) * 255).save(
+            root / "1st_manual" / f"{k}_manual1.gif"
+        )
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(
+            root / "mask" / f"{k}_training_mask.gif"
+        )
+    out = tmp_path / "lists" / "train.csv"
+    out.parent.mkdir()
+    argv = ["manifest", str(root / "images"), str(root / "1st_manual"), "--out", str(out)]
+    assert main([*argv, "--roi", str(root / "mask")]) == 0
+    assert "wrote 2 picture(s)" in capsys.readouterr().out
+    assert out.read_text().splitlines()[:2] == [
+        "image,mask,roi",
+        "../training/images/21_training.tif,../training/1st_manual/21_manual1.gif,"
+        "../training/mask/21_training_mask.gif",
+    ]
+    pictures, problems = find_pairs(out)  # read back as training reads it
+    assert problems == [] and [(p.stem, p.mask.name, p.roi and p.roi.name) for p in pictures] == [
+        ("21_training", "21_manual1.gif", "21_training_mask.gif"),
+        ("22_training", "22_manual1.gif", "22_training_mask.gif"),
+    ]
+    assert main(argv) == 2 and "exists (use --force" in capsys.readouterr().err
+    # A problem writes nothing; an image without a mask may be listed without one.
+    (root / "1st_manual" / "22_manual1.gif").unlink()
+    fresh = tmp_path / "lists" / "fresh.csv"
+    argv[-1] = str(fresh)
+    assert main(argv) == 1 and not fresh.exists()
+    assert "22_training.tif: image without mask" in capsys.readouterr().err
+    assert main([*argv, "--missing-masks", "empty"]) == 0
+    assert fresh.read_text().splitlines()[2] == "../training/images/22_training.tif,"
+    assert [p.mask is None for p in find_pairs(fresh, "empty")[0]] == [False, True]

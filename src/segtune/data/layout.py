@@ -10,6 +10,8 @@ as one line each, naming the file.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -243,43 +245,75 @@ def find_pairs_and_notes(
 ) -> tuple[list[Picture], list[str], list[str]]:
     """:func:`find_pairs`, and how names were paired when their stems differ."""
     if source.is_file() and source.suffix.lower() == ".csv":
-        pictures, problems = _pairs_from_manifest(source, missing_masks)
-        return pictures, problems, _empty_note(pictures)
+        listed, listing_problems = _pairs_from_manifest(source, missing_masks)
+        return listed, listing_problems, _empty_note(listed)
     if not source.is_dir():
         raise DataError(f"{source}: no such folder or CSV manifest")
     images_dir, masks_dir = source / "images", source / "masks"
-    problems = []
-    notes: list[str] = []
-    if not images_dir.is_dir() and not masks_dir.is_dir():
-        flat = flat_folder(source, problems)
-        if flat is None:
-            raise DataError(
-                f"{source}: no images/ and masks/ folders, and no mask names carrying a tag "
-                f"such as _mask beside the images (expected {source}/images and "
-                f"{source}/masks, or a CSV manifest)"
-            )
-        images, masks, note = flat
-        notes.append(note)
-        no_image, no_mask = f"{source}/<stem>.*", "no mask named <stem>_mask or the like"
-        reported: set[str] = set()
-    else:
+    if images_dir.is_dir() or masks_dir.is_dir():
         for sub in (images_dir, masks_dir):
             if not sub.is_dir():
                 raise DataError(
                     f"{sub}: folder missing (expected {source}/images and {source}/masks"
                     f"{_other_folders(source)})"
                 )
-        images = pictures_by_key(images_dir, problems)
-        masks = pictures_by_key(masks_dir, problems)
-        if not images and not masks:
-            raise DataError(f"{source}: empty folder (no pictures in images/ or masks/)")
-        tags = tag_pairing(images, masks)
-        if tags is not None:  # masks keyed by their image's stem from here on
-            masks = rekeyed(tags, masks)
-            notes.append(_paired_note("masks", tags.pairs))
-        no_image, no_mask = f"{images_dir}/<stem>.*", f"no {masks_dir}/<stem>.*"
-        reported = _unsupported(masks_dir, "mask", set(images) - set(masks), problems)
-        reported |= _unsupported(images_dir, "image", set(masks) - set(images), problems)
+        return pairs_in_folders(images_dir, masks_dir, source / "roi", missing_masks)
+    problems: list[str] = []
+    flat = flat_folder(source, problems)
+    if flat is None:
+        raise DataError(
+            f"{source}: no images/ and masks/ folders, and no mask names carrying a tag "
+            f"such as _mask beside the images (expected {source}/images and "
+            f"{source}/masks, or a CSV manifest: segtune manifest IMAGES MASKS --out "
+            "FILE.csv writes one)"
+        )
+    images, masks, note = flat
+    missing = (f"{source}/<stem>.*", "no mask named <stem>_mask or the like")
+    return _assemble(images, masks, set(), missing, source / "roi", missing_masks, problems, [note])
+
+
+def pairs_in_folders(
+    images_dir: Path,
+    masks_dir: Path,
+    roi_dir: Path | None = None,
+    missing_masks: MissingMasks = "refuse",
+) -> tuple[list[Picture], list[str], list[str]]:
+    """The pictures of a folder of images and one of masks (and, when it exists, one of
+    regions of interest), paired by stem, by path under them, or by tag; their
+    problems; and how names were paired."""
+    problems: list[str] = []
+    notes: list[str] = []
+    images = pictures_by_key(images_dir, problems)
+    masks = pictures_by_key(masks_dir, problems)
+    if not images and not masks:
+        where = images_dir.parent if images_dir.parent == masks_dir.parent else images_dir
+        raise DataError(
+            f"{where}: empty folder (no pictures in {images_dir.name}/ or {masks_dir.name}/)"
+        )
+    tags = tag_pairing(images, masks)
+    if tags is not None:  # masks keyed by their image's stem from here on
+        masks = rekeyed(tags, masks)
+        notes.append(_paired_note("masks", tags.pairs))
+    reported = _unsupported(masks_dir, "mask", set(images) - set(masks), problems)
+    reported |= _unsupported(images_dir, "image", set(masks) - set(images), problems)
+    missing = (f"{images_dir}/<stem>.*", f"no {masks_dir}/<stem>.*")
+    return _assemble(images, masks, reported, missing, roi_dir, missing_masks, problems, notes)
+
+
+def _assemble(
+    images: dict[str, list[Path]],
+    masks: dict[str, list[Path]],
+    reported: set[str],
+    missing: tuple[str, str],
+    roi_dir: Path | None,
+    missing_masks: MissingMasks,
+    problems: list[str],
+    notes: list[str],
+) -> tuple[list[Picture], list[str], list[str]]:
+    """Pictures from images and masks keyed alike (``reported``: keys whose partner is
+    in an unsupported format, already a problem; ``missing``: how to name an absent
+    image and an absent mask, ``<stem>`` standing for the key)."""
+    no_image, no_mask = missing
     for stem in sorted({*images, *masks}):
         for kind, table in (("image", images), ("mask", masks)):
             if len(table.get(stem, [])) > 1:
@@ -291,16 +325,16 @@ def find_pairs_and_notes(
     unlabelled = set(images) - set(masks) - reported
     if missing_masks == "refuse":
         for stem in sorted(unlabelled):
-            missing = no_mask.replace("<stem>", stem)
+            absent = no_mask.replace("<stem>", stem)
             problems.append(
-                f"{images[stem][0]}: image without mask ({missing}; if it has no positives: "
+                f"{images[stem][0]}: image without mask ({absent}; if it has no positives: "
                 "data.missing_masks: empty)"
             )
         unlabelled = set()
     for stem in sorted(set(masks) - set(images) - reported):
-        missing = no_image.replace("<stem>", stem)
-        problems.append(f"{masks[stem][0]}: mask without image (no {missing})")
-    rois = _rois(source / "roi", images, problems, notes)
+        absent = no_image.replace("<stem>", stem)
+        problems.append(f"{masks[stem][0]}: mask without image (no {absent})")
+    rois = _rois(roi_dir, images, problems, notes)
     pictures = [
         Picture(s, images[s][0], masks[s][0] if s in masks else None, rois.get(s))
         for s in sorted((set(images) & set(masks)) | unlabelled)
@@ -331,7 +365,8 @@ def _other_folders(source: Path) -> str:
     shown = ", ".join(f"{n}/" for n in others[:5]) + (" …" if len(others) > 5 else "")
     return (
         f"; found {shown}: rename the folder of masks to masks/ (a region of interest's to "
-        "roi/), or list the pairs in a CSV manifest"
+        "roi/), or list the pairs in a CSV manifest: segtune manifest IMAGES MASKS --out "
+        "FILE.csv writes one"
     )
 
 
@@ -359,11 +394,11 @@ def _unsupported(folder: Path, kind: str, keys: set[str], problems: list[str]) -
 
 
 def _rois(
-    folder: Path, images: dict[str, list[Path]], problems: list[str], notes: list[str]
+    folder: Path | None, images: dict[str, list[Path]], problems: list[str], notes: list[str]
 ) -> dict[str, Path]:
     """``roi/<stem>.*`` beside images/ and masks/ (or named by a tag, like masks): when
     the folder exists, every picture needs its region of interest."""
-    if not folder.is_dir():
+    if folder is None or not folder.is_dir():
         return {}
     found = pictures_by_key(folder, problems)
     tags = tag_pairing(images, found)
@@ -491,3 +526,21 @@ def load_pictures(source: Path, missing_masks: MissingMasks = "refuse") -> list[
     if not pictures:
         raise DataError(f"{source}: no pictures found")
     return pictures
+
+
+def manifest_text(pictures: list[Picture], manifest: Path) -> str:
+    """A CSV manifest listing ``pictures`` with paths relative to ``manifest``'s folder
+    (an empty mask field for a picture without one), as :func:`find_pairs` reads it."""
+    base = manifest.resolve().parent
+
+    def rel(path: Path | None) -> str:
+        return "" if path is None else os.path.relpath(path.resolve(), base)
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    with_roi = any(p.roi is not None for p in pictures)
+    writer.writerow(["image", "mask", "roi"] if with_roi else ["image", "mask"])
+    for p in pictures:
+        row = [rel(p.image), rel(p.mask)]
+        writer.writerow([*row, rel(p.roi)] if with_roi else row)
+    return out.getvalue()
