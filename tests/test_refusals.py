@@ -27,7 +27,7 @@ Setup = Callable[[Path], None]  # mutates the case's copy of the data (tmp/data)
 
 @dataclass(frozen=True)
 class Case:
-    command: str  # check-data, train, sweep, predict
+    command: str  # check-data, train, sweep, predict, manifest
     expect: str  # in the stderr line; {data} and {tmp} are filled in
     config: dict[str, Any] = field(default_factory=dict)  # merged into the run config
     spec: dict[str, Any] = field(default_factory=dict)  # replaces top-level spec keys
@@ -46,6 +46,10 @@ def _first(data: Path, split: str, kind: str) -> Path:
 
 def _image_without_mask(data: Path) -> None:
     _first(data, "val", "masks").unlink()
+
+
+def _no_val_masks(data: Path) -> None:
+    shutil.rmtree(data / "val" / "masks")
 
 
 def _mask_without_image(data: Path) -> None:
@@ -327,6 +331,10 @@ CASES: dict[str, Case] = {
     "predict bad device": Case("predict", "gpu0", args=("--device", "gpu0")),
     "predict out is a file": Case("predict", "is a file", args=("--out-file",)),
     "predict one bad picture": Case("predict", "unreadable", setup=_one_bad_picture, code=1),
+    # manifest ---------------------------------------------------------------------
+    "manifest out exists": Case("manifest", "exists (use --force", args=("--out-file",)),
+    "manifest out not csv": Case("manifest", "a manifest is a .csv file", args=("--out-txt",)),
+    "manifest missing masks folder": Case("manifest", "no such folder", setup=_no_val_masks),
 }
 
 
@@ -357,6 +365,15 @@ def _arguments(case: Case, tmp: Path, data: Path) -> tuple[list[str], Path]:
         extra.remove("--out-file")
         out = tmp / "taken"
         out.write_text("x")
+    if case.command == "manifest":
+        out = tmp / ("taken.csv" if out.name == "taken" else "out.csv")
+        if "--out-txt" in extra:
+            extra.remove("--out-txt")
+            out = tmp / "pairs.txt"
+        elif out.name == "taken.csv":
+            out.write_text("x")
+        folders = [str(data / "val" / "images"), str(data / "val" / "masks")]
+        return ["manifest", *folders, "--out", str(out), *extra], out
     if case.command == "check-data":
         source = data / "val.csv" if (data / "val.csv").exists() else data / "val"
         return ["check-data", str(data / "train"), str(source)], out
@@ -398,7 +415,7 @@ def _arguments(case: Case, tmp: Path, data: Path) -> tuple[list[str], Path]:
 
 def test_the_table_has_every_kind_of_case() -> None:
     commands = {c.command for c in CASES.values()}
-    assert commands == {"check-data", "train", "sweep", "predict"}
+    assert commands == {"check-data", "train", "sweep", "predict", "manifest"}
     assert len(CASES) >= 60
 
 

@@ -90,14 +90,13 @@ class TagPairing:
     left_tag: str
     right_tag: str
 
-    def left_key(self, right: str) -> str:
-        """The left stem a right stem pairs with, or would: an unpaired right stem with
-        its tag swapped (``003_mask`` → ``003``), so that it is reported as lacking the
-        left file it names."""
+    def left_keys(self, rights: Iterable[str]) -> dict[str, str]:
+        """``{right stem: the left stem it pairs with, or would}``: an unpaired right stem
+        with its tag swapped (``003_mask`` → ``003``), so that it is reported as lacking
+        the left file it names."""
         inverse = {r: left for left, r in self.pairs.items()}
-        if right in inverse:
-            return inverse[right]
-        return right[: len(right) - len(self.right_tag)] + self.left_tag
+        cut = len(self.right_tag)
+        return {r: inverse.get(r, r[: len(r) - cut] + self.left_tag) for r in rights}
 
 
 def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
@@ -139,7 +138,8 @@ def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] |
 
 def rekeyed(pairing: TagPairing, files: dict[str, list[Path]]) -> dict[str, list[Path]]:
     """Right-side ``files`` keyed by the left stem each pairs with (or would)."""
-    return {pairing.left_key(stem): paths for stem, paths in files.items()}
+    keys = pairing.left_keys(files)
+    return {keys[stem]: paths for stem, paths in files.items()}
 
 
 # A mask's name in a folder holding images and masks together: the image's name (or
