@@ -60,6 +60,28 @@ def test_counts_and_warnings_name_the_keys_and_numbers(demo_data: Path) -> None:
     assert "the largest value 2 is far below the data's imbalance (1 − f)/f = " in pos
 
 
+def test_validation_pictures_that_are_training_pictures_are_named(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    assert not any(
+        "also training" in w for w in make_plan(_spec(demo_data), measure=False).warnings
+    )
+    shutil.copytree(demo_data / "val", tmp_path / "val")
+    stems = sorted(p.stem for p in (demo_data / "train" / "images").iterdir())[:2]
+    for kind in ("images", "masks"):  # two training pictures copied under new names
+        for i, stem in enumerate(stems):
+            source = next((demo_data / "train" / kind).glob(f"{stem}.*"))
+            shutil.copy(source, tmp_path / "val" / kind / f"copy{i}{source.suffix}")
+    spec = _spec(demo_data)
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"val": tmp_path / "val"})})
+    leak = next(w for w in make_plan(spec, measure=False).warnings if "also training" in w)
+    assert leak == (
+        f"2 validation picture(s) are also training pictures (the same file: copy0 = "
+        f"{stems[0]}, copy1 = {stems[1]}): scores on them measure memory, not "
+        "generalisation; remove them from one side"
+    )
+
+
 def test_pages_larger_than_pictures_and_no_positives_are_named(
     demo_data: Path, tmp_path: Path
 ) -> None:

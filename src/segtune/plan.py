@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from segtune.config import RunConfig
 from segtune.data.io import MaskReading, image_size
 from segtune.data.layout import Picture
-from segtune.data.pairs import MAJORITY, counted_mask, inverted_words
+from segtune.data.pairs import MAJORITY, counted_mask, inverted_words, shared_pictures, shared_words
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.metrics import trivially_maximised
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
@@ -442,6 +442,9 @@ def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = Non
     subsets = resolve_subsets(config.data)
     data = data_stats(config, subsets.train, subsets.val)
     plan = Plan(spec, stage_plans(spec), data, spec_warnings(spec, data))
+    shared = shared_pictures(subsets.train, subsets.val)
+    if shared:
+        plan.warnings.append(shared_words(shared, "validation", "training"))
     if measure:
         plan.probe = probe(config, subsets.train, subsets.val)
         note = precision_note(config.runtime.precision, resolve_device(config.runtime.device))

@@ -124,3 +124,15 @@ def test_captions_name_test_time_flips_when_runs_were_validated_with_them(
     assert fake_summary(runs).kept_words == "final epoch, validated with test-time flips"
     runs[0].tta = "none"
     assert fake_summary(runs).kept_words == "final epoch, some runs validated with test-time flips"
+
+
+def test_the_setup_says_when_validation_pictures_are_training_pictures(tmp_path: Path) -> None:
+    summary = fake_summary(_runs(tmp_path))
+    setup = to_markdown(build_blocks(summary, tmp_path / "figures", figures=False))
+    assert "| Validation subset | 3 pictures (seed 1) |" in setup
+    summary.val_also_trained = ["b = t7"]
+    setup = to_markdown(build_blocks(summary, tmp_path / "figures", figures=False))
+    assert (
+        "| Validation subset | 3 pictures (seed 1); **1 of them are training pictures too** "
+        "(the same file: b = t7): their scores measure memory, not generalisation |"
+    ) in setup

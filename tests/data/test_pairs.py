@@ -9,7 +9,7 @@ from PIL import Image
 
 from segtune.cli import main
 from segtune.data.layout import Picture
-from segtune.data.pairs import check_pictures, sample_subset
+from segtune.data.pairs import check_pictures, sample_subset, shared_pictures
 from segtune.errors import DataError
 from tests.conftest import DEEPCRACK
 from tests.data.helpers import write_pair
@@ -142,3 +142,36 @@ def test_exif_orientation_is_named_where_it_explains_a_mismatch(tmp_path: Path) 
         line.startswith("note: 1 image(s) carry an EXIF orientation (upside.jpg)")
         for line in report.summary_lines()
     )
+
+
+def _deepcrack_split(root: Path, stems: list[str]) -> None:
+    for kind, suffix in (("images", ".jpg"), ("masks", ".png")):
+        (root / kind).mkdir(parents=True)
+        for stem in stems:
+            source = DEEPCRACK / "train" / kind / f"{stem}{suffix}"
+            (root / kind / f"{stem}{suffix}").write_bytes(source.read_bytes())
+
+
+def test_pictures_of_one_split_copied_into_another_are_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stems = sorted(p.stem for p in (DEEPCRACK / "train" / "images").iterdir())[:5]
+    _deepcrack_split(tmp_path / "train", stems[:4])
+    _deepcrack_split(tmp_path / "val", stems[3:])  # one picture in both
+    (tmp_path / "val" / "images" / f"{stems[3]}.jpg").rename(
+        tmp_path / "val" / "images" / "renamed.jpg"
+    )
+    (tmp_path / "val" / "masks" / f"{stems[3]}.png").rename(
+        tmp_path / "val" / "masks" / "renamed.png"
+    )
+    train = check_pictures(tmp_path / "train").pictures
+    val = check_pictures(tmp_path / "val").pictures
+    assert [(a.stem, b.stem) for a, b in shared_pictures(train, val)] == [("renamed", stems[3])]
+    assert shared_pictures(train, [p for p in val if p.stem != "renamed"]) == []
+    assert main(["check-data", str(tmp_path / "train"), str(tmp_path / "val")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"note: 1 {tmp_path / 'val'} picture(s) are also {tmp_path / 'train'} pictures (the "
+        f"same file: renamed = {stems[3]}): scores on them measure memory, not "
+        "generalisation; remove them from one side"
+    ) in out

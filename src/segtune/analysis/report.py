@@ -93,10 +93,7 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
             ["Item", "Value"],
             [
                 ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
-                [
-                    "Validation subset",
-                    f"{s.val_pictures} pictures (seed {subset_seed(s.seed, 'val')})",
-                ],
+                ["Validation subset", _validation_subset(s)],
                 ["Masks", s.masks],
                 ["Objective", f"{objective}, {s.direction}"],
                 [
@@ -444,3 +441,17 @@ def write_report(study_dir: Path, out: Path | None = None, storage_url: str | No
     atomic_write_text(out / "report.html", to_html(blocks, f"segtune study {summary.name}"))
     write_results(summary, out)
     return out
+
+
+def _validation_subset(s: StudySummary) -> str:
+    """The validation subset's size and seed, and how many of its pictures are training
+    pictures too (the same file), which no validation score can survive unremarked."""
+    words = f"{s.val_pictures} pictures (seed {subset_seed(s.seed, 'val')})"
+    shared = s.val_also_trained
+    if shared:
+        shown = ", ".join(shared[:3]) + (", …" if len(shared) > 3 else "")
+        words += (
+            f"; **{len(shared)} of them are training pictures too** (the same file: {shown}): "
+            "their scores measure memory, not generalisation"
+        )
+    return words

@@ -23,6 +23,7 @@ from segtune.analysis.intervals import (
 )
 from segtune.config import DataConfig, flatten, load_yaml
 from segtune.data.io import MaskReading
+from segtune.data.pairs import shared_pictures
 from segtune.data.subsets import Subsets
 from segtune.metrics import Direction, PictureCounts, ranking
 from segtune.records import RunFolder, RunRecord, tta_words
@@ -99,6 +100,9 @@ class StudySummary:
     searched: dict[str, dict[str, list[ParamValue]]]  # stage → key → values tested
     runs: list[RunSummary]
     epochs: int
+    # Validation pictures whose image file is also a training picture's (same bytes):
+    # "val stem = train stem", scores on them inflated (empty: none, or unknown).
+    val_also_trained: list[str] = field(default_factory=list)
 
     @property
     def searched_keys(self) -> list[str]:
@@ -333,6 +337,11 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         searched=searched,
         runs=runs,
         epochs=base.optim.epochs,
+        val_also_trained=[
+            f"{v.stem} = {t.stem}" for v, t in shared_pictures(subsets.train, subsets.val)
+        ]
+        if subsets
+        else [],
     )
 
 

@@ -3,6 +3,7 @@ the pixels that count, header checks before a run."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -223,7 +224,8 @@ def boundary_pixels(mask: NDArray[np.bool_]) -> int:
 def compare_reports(reference: tuple[str, DataReport], other: tuple[str, DataReport]) -> list[str]:
     """How ``other``'s masks compare with ``reference``'s (positive share, structure
     width), and a note when either differs by more than a quarter: a threshold selected
-    on pictures like one may not transfer to the other."""
+    on pictures like one may not transfer to the other; and one when pictures of
+    ``other`` are files of ``reference`` (:func:`shared_pictures`)."""
     (ref_name, ref), (name, rep) = reference, other
     ratios: list[tuple[str, float]] = []
     for what, a, b in (
@@ -232,9 +234,13 @@ def compare_reports(reference: tuple[str, DataReport], other: tuple[str, DataRep
     ):
         if a and b is not None:
             ratios.append((what, b / a))
+    lines = []
+    shared = shared_pictures(ref.pictures, rep.pictures)
+    if shared:
+        lines.append(f"note: {shared_words(shared, name, ref_name)}")
     if not ratios:
-        return []
-    lines = [f"{name} vs {ref_name}: " + ", ".join(f"{w} x{r:.2f}" for w, r in ratios)]
+        return lines
+    lines.insert(0, f"{name} vs {ref_name}: " + ", ".join(f"{w} x{r:.2f}" for w, r in ratios))
     differing = [w for w, r in ratios if shifted(r)]
     if differing:
         lines.append(
@@ -243,6 +249,56 @@ def compare_reports(reference: tuple[str, DataReport], other: tuple[str, DataRep
             "one may not transfer to the other"
         )
     return lines
+
+
+def shared_pictures(
+    reference: Sequence[Picture], other: Sequence[Picture]
+) -> list[tuple[Picture, Picture]]:
+    """``(other picture, reference picture)`` pairs whose image files hold the same bytes
+    (copies, links, the same file listed twice): validation pictures the model trains
+    on, say, whose scores would be inflated. Only files of equal size are read; missing
+    files are skipped."""
+    by_size: dict[int, list[Picture]] = {}
+    for pic in reference:
+        size = _size(pic.image)
+        if size is not None:
+            by_size.setdefault(size, []).append(pic)
+    digests: dict[Path, str] = {}
+
+    def digest(path: Path) -> str:
+        if path not in digests:
+            sha = hashlib.sha1()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    sha.update(block)
+            digests[path] = sha.hexdigest()
+        return digests[path]
+
+    shared = []
+    for pic in other:
+        size = _size(pic.image)
+        for candidate in by_size.get(size, []) if size is not None else []:
+            if digest(pic.image.resolve()) == digest(candidate.image.resolve()):
+                shared.append((pic, candidate))
+                break
+    return shared
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def shared_words(shared: list[tuple[Picture, Picture]], other: str, reference: str) -> str:
+    """A note on :func:`shared_pictures`: how many, which, and why it matters."""
+    shown = ", ".join(f"{a.stem} = {b.stem}" for a, b in shared[:3])
+    return (
+        f"{len(shared)} {other} picture(s) are also {reference} pictures (the same file: "
+        f"{shown}{', …' if len(shared) > 3 else ''}): scores on them measure memory, not "
+        "generalisation; remove them from one side"
+    )
 
 
 def check_sizes(pictures: Sequence[Picture], max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
