@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,22 @@ def test_scoring_the_validation_pictures_gives_the_recorded_values(
     low, high = result["intervals_95"]["val/recall"]
     assert low <= result["metrics"]["val/recall"] <= high or low == high
     assert [p["stem"] for p in result["pictures"]] == sorted(p["stem"] for p in result["pictures"])
+
+
+def test_two_folders_sharing_names_are_scored_as_one_split(
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Test pictures shipped in batches that reuse names (kos01/Part0.jpg, kos02/…).
+    for batch in ("batch1", "batch2"):
+        shutil.copytree(demo_data / "val", tmp_path / batch / "val")
+    out = tmp_path / "two.json"
+    folders = [str(tmp_path / b / "val") for b in ("batch1", "batch2")]
+    assert main(["evaluate", str(run), *folders, "--out", str(out), "-q"]) == 0
+    stems = [p["stem"] for p in json.loads(out.read_text())["pictures"]]
+    names = sorted(p.stem for p in (demo_data / "val" / "images").iterdir())
+    assert stems == [f"{b}/val/images/{n}" for b in ("batch1", "batch2") for n in names]
+    assert main(["evaluate", str(run), folders[0], folders[0], "-q"]) == 2
+    assert "given twice" in capsys.readouterr().err
 
 
 def test_a_test_split_from_a_manifest_with_the_validation_threshold(
