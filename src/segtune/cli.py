@@ -63,7 +63,8 @@ def _cmd_make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    from segtune.data.layout import manifest_text, pairs_in_folders
+    from segtune.data.layout import pairs_in_folders
+    from segtune.data.manifests import manifest_text
     from segtune.records import atomic_write_text
 
     out = Path(args.out)

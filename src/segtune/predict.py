@@ -24,14 +24,9 @@ from segtune.data.io import (
     read_image,
     read_mask,
 )
-from segtune.data.layout import (
-    distinct_names,
-    flat_folder,
-    manifest_path,
-    manifest_rows,
-    match_by_tags,
-    pictures_by_key,
-)
+from segtune.data.layout import flat_folder
+from segtune.data.manifests import manifest_path, manifest_rows
+from segtune.data.names import distinct_names, match_by_tags, pictures_by_key
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales

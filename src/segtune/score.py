@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.layout import MissingMasks, Picture, distinct_names, load_pictures
+from segtune.data.layout import MissingMasks, Picture, load_pictures
+from segtune.data.names import distinct_names
 from segtune.data.pairs import check_sizes, shifted
 from segtune.errors import DataError
 from segtune.metrics import (

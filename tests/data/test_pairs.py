@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,14 @@ def test_deepcrack_train_passes_with_300_pictures(capsys: pytest.CaptureFixture[
 
 
 def _strips(root: Path, width: int, pictures: int = 3) -> None:
-    """Pictures of 64x64 px, each with one horizontal strip ``width`` px wide, 60 long."""
+    """Pictures of 64x64 px (each folder's and picture's own noise), each with one
+    horizontal strip ``width`` px wide, 60 long."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir(parents=True)
+    rng = np.random.default_rng(zlib.crc32(root.name.encode()))
     for i in range(pictures):
-        Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(root / "images" / f"{i}.png")
+        noise = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(root / "images" / f"{i}.png")
         m = np.zeros((64, 64), np.uint8)
         m[10 + i : 10 + i + width, 2:62] = 255
         Image.fromarray(m).save(root / "masks" / f"{i}.png")

@@ -9,16 +9,20 @@ as one line each, naming the file.
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Literal
 
 from segtune.data.io import IMAGE_SUFFIXES
+from segtune.data.manifests import manifest_path, manifest_rows
+from segtune.data.names import (
+    distinct_names,
+    pictures_by_key,
+    pictures_by_stem,
+    rekeyed,
+    tag_pairing,
+)
 from segtune.errors import DataError
 
 # What an image without a mask is: a problem (the default), or a picture without
@@ -37,109 +41,6 @@ class Picture:
     image: Path
     mask: Path | None
     roi: Path | None = field(default=None, compare=False)
-
-
-def pictures_by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
-    """The picture files of ``folder`` by stem (a dangling link is a problem). Hidden
-    files are left out: macOS writes ``._0001.png`` beside ``0001.png`` on volumes
-    without its metadata (USB disks, network shares), and those are not pictures."""
-    found: dict[str, list[Path]] = {}
-    for path in folder.iterdir():
-        if path.name.startswith("."):
-            continue
-        if path.is_symlink() and not path.exists():
-            problems.append(f"{path}: symbolic link loop or dangling link")
-        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            found.setdefault(path.stem, []).append(path)
-    return found
-
-
-def pictures_by_key(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
-    """:func:`pictures_by_stem`; a folder holding no pictures but subfolders (a nested
-    dataset: ``images/cityA/0001.jpg``, MVTec AD's ``ground_truth/crack/000_mask.png``)
-    gives those of its subfolders, at any depth, keyed by their path under it without
-    suffix (``cityA/0001``)."""
-    found = pictures_by_stem(folder, problems)
-    if found:
-        return found
-    nested: dict[str, list[Path]] = {}
-    subfolders = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for sub in sorted(subfolders):
-        for key, paths in pictures_by_key(sub, problems).items():
-            nested[f"{sub.name}/{key}"] = paths
-    return nested
-
-
-# Where a name's tag may start: "ISIC_0000000" + "_segmentation", "123" + "_sat".
-_SEPARATORS = "_-. "
-
-
-def _shared_suffixes(stems: Iterable[str]) -> list[str]:
-    """ "" and the tags every stem ends with (each starting at a separator)."""
-    names = sorted(stems)
-    first = names[0]
-    tags = [first[i:] for i in range(1, len(first)) if first[i] in _SEPARATORS]
-    return [""] + [t for t in tags if all(n.endswith(t) and len(n) > len(t) for n in names)]
-
-
-@dataclass(frozen=True)
-class TagPairing:
-    """How two sides' stems pair once a tag each side's names all carry is dropped."""
-
-    pairs: dict[str, str]  # left stem → right stem
-    left_tag: str
-    right_tag: str
-
-    def left_keys(self, rights: Iterable[str]) -> dict[str, str]:
-        """``{right stem: the left stem it pairs with, or would}``: an unpaired right stem
-        with its tag swapped (``003_mask`` → ``003``), so that it is reported as lacking
-        the left file it names."""
-        inverse = {r: left for left, r in self.pairs.items()}
-        cut = len(self.right_tag)
-        return {r: inverse.get(r, r[: len(r) - cut] + self.left_tag) for r in rights}
-
-
-def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
-    """The pairing of ``left`` and ``right`` stems when none is on both sides but they
-    pair once a tag shared by all of a side is dropped (ISIC's ``x.jpg`` /
-    ``x_segmentation.png``, DeepGlobe's ``n_sat.jpg`` / ``n_mask.png``, DRIVE's
-    ``21_training.tif`` / ``21_manual1.gif``); else None. The tags that pair the most
-    stems win, so one missing file leaves the rest paired (and itself reported); tags
-    that pair as many differently are ambiguous: None. They must pair at least half of
-    the larger side, or every right name (masks for a few of many images, the others
-    having none)."""
-    lefts, rights = set(left), set(right)
-    if not lefts or not rights or lefts & rights:
-        return None
-    best: dict[frozenset[tuple[str, str]], tuple[str, str]] = {}
-    most = 0
-    for a in _shared_suffixes(lefts):
-        for b in _shared_suffixes(rights):
-            keyed_l = {n[: len(n) - len(a)]: n for n in lefts}
-            keyed_r = {n[: len(n) - len(b)]: n for n in rights}
-            if len(keyed_l) != len(lefts) or len(keyed_r) != len(rights):
-                continue
-            pairs = frozenset((keyed_l[k], keyed_r[k]) for k in keyed_l.keys() & keyed_r.keys())
-            if len(pairs) > most:
-                best, most = {pairs: (a, b)}, len(pairs)
-            elif pairs and len(pairs) == most:
-                best.setdefault(pairs, (a, b))
-    if len(best) != 1 or (2 * most < max(len(lefts), len(rights)) and most < len(rights)):
-        return None
-    ((pairs, (a, b)),) = best.items()
-    return TagPairing(dict(pairs), a, b)
-
-
-def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] | None:
-    """``{left stem: right stem}`` of :func:`tag_pairing`, or None."""
-    pairing = tag_pairing(left, right)
-    return None if pairing is None else pairing.pairs
-
-
-def rekeyed(pairing: TagPairing, files: dict[str, list[Path]]) -> dict[str, list[Path]]:
-    """Right-side ``files`` keyed by the left stem each pairs with (or would)."""
-    keys = pairing.left_keys(files)
-    return {keys[stem]: paths for stem, paths in files.items()}
 
 
 # A mask's name in a folder holding images and masks together: the image's name (or
@@ -412,82 +313,6 @@ def _rois(
     return {stem: paths[0] for stem, paths in found.items() if stem in images}
 
 
-def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """``(line number, row)`` of a CSV manifest that must have ``columns``; a non-UTF-8
-    file or a missing column is a one-line DataError naming the CSV (and line).
-
-    Spreadsheets write manifests in more than one dialect, all read: a byte-order mark,
-    ``;`` (Excel where the decimal mark is a comma), tab or ``|`` between fields, column
-    names in any case with spaces around them, spaces after a separator."""
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = manifest.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{manifest}: line {line}: not UTF-8 text ({exc.reason})") from exc
-    lines = text.splitlines()
-    header = next((line for line in lines if line.strip()), "")
-    delimiter = _delimiter(header, columns)
-    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
-    names: list[str] | None = None
-    rows: list[tuple[int, dict[str, str]]] = []
-    for fields in reader:
-        if not any(f.strip() for f in fields):
-            continue
-        if names is None:
-            names = [f.strip().lower() for f in fields]
-            continue
-        rows.append((reader.line_num, {n: f.strip() for n, f in zip(names, fields, strict=False)}))
-    if names is None or not set(columns) <= set(names):
-        found = f"; found {', '.join(map(repr, names))}" if names else ""
-        raise DataError(
-            f"{manifest}: manifest needs {' and '.join(map(repr, columns))} columns{found}"
-        )
-    return rows
-
-
-def _delimiter(header: str, columns: tuple[str, ...]) -> str:
-    """The separator that splits ``header`` into fields naming ``columns`` (``,`` when
-    none does)."""
-    for candidate in (",", ";", "\t", "|"):
-        names = {f.strip().lower() for f in next(csv.reader([header], delimiter=candidate))}
-        if set(columns) <= names:
-            return candidate
-    return ","
-
-
-def manifest_path(manifest: Path, value: str) -> Path:
-    """A path listed in a manifest, relative to the manifest's folder; one written on
-    Windows (``images\\0001.jpg``) is read with its backslashes as separators."""
-    path = manifest.parent / value
-    if "\\" in value and not path.exists():
-        path = manifest.parent / PureWindowsPath(value).as_posix()
-    return path.resolve()
-
-
-def distinct_names(paths: list[Path]) -> dict[Path, str]:
-    """A name for each of ``paths`` (distinct files) that no other shares: its stem; for
-    files sharing a stem (``cityA/0001.jpg``, ``cityB/0001.jpg``), the stem under as many
-    of its folders as tell them apart (``cityA/0001``), and the full name where only the
-    suffix differs (``scans/0001.jpg``, ``scans/0001.tif``)."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in paths:
-        by_stem.setdefault(path.stem, []).append(path)
-    names: dict[Path, str] = {}
-    for stem, group in by_stem.items():
-        if len(group) == 1:
-            names[group[0]] = stem
-            continue
-        folders = [p.resolve().parent.parts for p in group]
-        for depth in range(1, max(map(len, folders)) + 1):
-            tried = ["/".join((*f[-depth:], stem)) for f in folders]
-            if len(set(tried)) == len(group):
-                break
-        else:
-            tried = ["/".join((*f[-1:], p.name)) for f, p in zip(folders, group, strict=True)]
-        names.update(zip(group, tried, strict=True))
-    return names
-
-
 def _pairs_from_manifest(
     manifest: Path, missing_masks: MissingMasks
 ) -> tuple[list[Picture], list[str]]:
@@ -526,21 +351,3 @@ def load_pictures(source: Path, missing_masks: MissingMasks = "refuse") -> list[
     if not pictures:
         raise DataError(f"{source}: no pictures found")
     return pictures
-
-
-def manifest_text(pictures: list[Picture], manifest: Path) -> str:
-    """A CSV manifest listing ``pictures`` with paths relative to ``manifest``'s folder
-    (an empty mask field for a picture without one), as :func:`find_pairs` reads it."""
-    base = manifest.resolve().parent
-
-    def rel(path: Path | None) -> str:
-        return "" if path is None else os.path.relpath(path.resolve(), base)
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    with_roi = any(p.roi is not None for p in pictures)
-    writer.writerow(["image", "mask", "roi"] if with_roi else ["image", "mask"])
-    for p in pictures:
-        row = [rel(p.image), rel(p.mask)]
-        writer.writerow([*row, rel(p.roi)] if with_roi else row)
-    return out.getvalue()
