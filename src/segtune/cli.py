@@ -200,28 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="find and validate pictures (images/ + masks/ or CSV)")
     p.add_argument("folders", nargs="+", help="folder with images/ and masks/, or a CSV manifest")
-    p.add_argument(
-        "--ignore-value",
-        type=int,
-        help="mask value of don't-care pixels (as data.ignore_value): a third value allowed",
-    )
-    p.add_argument(
-        "--mask-threshold",
-        type=cli_study.positive_number,
-        help="masks with grey edges: values at least this are positive (as data.mask_threshold)",
-    )
-    p.add_argument(
-        "--invert-masks",
-        action="store_true",
-        help="masks draw positives black on white: positive where 0 (as data.invert_masks)",
-    )
-    p.add_argument(
-        "--missing-masks",
-        choices=("refuse", "empty"),
-        default="refuse",
-        help="an image without a mask: a problem (default), or empty: no positives "
-        "(as data.missing_masks)",
-    )
+    cli_study.add_mask_options(p)
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser(
@@ -232,13 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", help="folder of regions of interest (e.g. DRIVE's mask/)")
     p.add_argument("--out", required=True, help="CSV file to write (paths relative to it)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument(
-        "--missing-masks",
-        choices=("refuse", "empty"),
-        default="refuse",
-        help="an image without a mask: a problem (default), or listed without one: no "
-        "positives (data.missing_masks: empty)",
-    )
+    cli_study.add_missing_masks_option(p, "refuse", "empty: listed with an empty mask field")
     p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("make-demo-data", help="generate the demo dataset")

@@ -27,6 +27,41 @@ def positive_number(text: str) -> float:
     return value
 
 
+def add_mask_options(p: argparse.ArgumentParser, written: bool = False) -> None:
+    """How masks are read, for a command that reads them (``written``: one that writes
+    the settings into a spec): ignore value, threshold, inversion, images without one."""
+    how = "written as" if written else "as"
+    p.add_argument(
+        "--ignore-value",
+        type=int,
+        help=f"mask value of don't-care pixels ({how} data.ignore_value): a third value allowed",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=positive_number,
+        help=f"masks with grey edges: values at least this are positive ({how} "
+        "data.mask_threshold)",
+    )
+    p.add_argument(
+        "--invert-masks",
+        action="store_true",
+        help=f"masks draw positives black on white: positive where 0 ({how} data.invert_masks)",
+    )
+    add_missing_masks_option(p, "refuse", f"{how} data.missing_masks")
+
+
+def add_missing_masks_option(p: argparse.ArgumentParser, default: str | None, how: str) -> None:
+    """``--missing-masks refuse|empty`` (``default`` None: the run's setting)."""
+    said = "the run's" if default is None else default
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        default=default,
+        help=f"an image without a mask: refuse (a problem) or empty (no positives); default "
+        f"{said} ({how})",
+    )
+
+
 def _configure_threads() -> None:
     threads = os.environ.get("SEGTUNE_THREADS")
     if threads:
@@ -340,28 +375,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("val", help="validation folder or CSV manifest")
     p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument(
-        "--ignore-value",
-        type=int,
-        help="mask value of don't-care pixels: written as data.ignore_value",
-    )
-    p.add_argument(
-        "--mask-threshold",
-        type=positive_number,
-        help="masks with grey edges: values at least this are positive (data.mask_threshold)",
-    )
-    p.add_argument(
-        "--invert-masks",
-        action="store_true",
-        help="masks draw positives black on white: written as data.invert_masks",
-    )
-    p.add_argument(
-        "--missing-masks",
-        choices=("refuse", "empty"),
-        default="refuse",
-        help="an image without a mask: a problem (default), or empty: no positives "
-        "(written as data.missing_masks)",
-    )
+    add_mask_options(p, written=True)
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
@@ -389,12 +403,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
     )
-    p.add_argument(
-        "--missing-masks",
-        choices=("refuse", "empty"),
-        help="an image without a mask: a problem, or empty: no positives (default: the "
-        "run's data.missing_masks)",
-    )
+    add_missing_masks_option(p, None, "data.missing_masks")
     p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
