@@ -222,6 +222,15 @@ def test_a_folder_whose_names_do_not_say_which_is_the_mask(tmp_path: Path) -> No
     _flat(tmp_path / "plain", [("a.png", "b.png")])
     with pytest.raises(DataError, match=r"plain: no images/ and masks/ folders, and no mask names"):
         find_pairs(tmp_path / "plain")
+    # DeepCrack as it ships: train_img/ and train_lab/ beside each other.
+    for name in ("train_img", "train_lab"):
+        (tmp_path / "deepcrack" / name).mkdir(parents=True)
+    with pytest.raises(
+        DataError,
+        match=r"segtune manifest IMAGES MASKS --out FILE.csv writes one; found "
+        r"train_img/, train_lab/\)$",
+    ):
+        find_pairs(tmp_path / "deepcrack")
 
 
 def test_hidden_files_are_not_pictures(tmp_path: Path) -> None:

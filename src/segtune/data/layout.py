@@ -162,11 +162,13 @@ def find_pairs_and_notes(
     problems: list[str] = []
     flat = flat_folder(source, problems)
     if flat is None:
+        folders = _subfolders(source)
+        found = f"; found {folders}" if folders else ""
         raise DataError(
             f"{source}: no images/ and masks/ folders, and no mask names carrying a tag "
             f"such as _mask beside the images (expected {source}/images and "
             f"{source}/masks, or a CSV manifest: segtune manifest IMAGES MASKS --out "
-            "FILE.csv writes one)"
+            f"FILE.csv writes one{found})"
         )
     images, masks, note = flat
     missing = (f"{source}/<stem>.*", "no mask named <stem>_mask or the like")
@@ -259,16 +261,22 @@ def _empty_note(pictures: list[Picture]) -> list[str]:
 def _other_folders(source: Path) -> str:
     """The folders beside images/ or masks/ that may be the missing one under another
     name (DRIVE's 1st_manual/, DeepCrack's train_lab/), and what to do."""
-    names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-    others = [n for n in names if n not in ("images", "masks", "roi")]
-    if not others:
+    shown = _subfolders(source)
+    if not shown:
         return ""
-    shown = ", ".join(f"{n}/" for n in others[:5]) + (" …" if len(others) > 5 else "")
     return (
         f"; found {shown}: rename the folder of masks to masks/ (a region of interest's to "
         "roi/), or list the pairs in a CSV manifest: segtune manifest IMAGES MASKS --out "
         "FILE.csv writes one"
     )
+
+
+def _subfolders(source: Path) -> str:
+    """The visible folders of ``source`` other than images/, masks/ and roi/ (at most
+    five named), or ""."""
+    names = sorted(p.name for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    others = [n for n in names if n not in ("images", "masks", "roi")]
+    return ", ".join(f"{n}/" for n in others[:5]) + (" …" if len(others) > 5 else "")
 
 
 def _unsupported(folder: Path, kind: str, keys: set[str], problems: list[str]) -> set[str]:
