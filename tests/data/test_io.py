@@ -276,6 +276,13 @@ def test_transparent_mask_pixels_are_background(tmp_path: Path) -> None:
         read_mask(tmp_path / "soft.png")
     assert np.array_equal(read_mask(tmp_path / "soft.png", MaskReading(threshold=128)), drawn)
     assert read_mask(tmp_path / "soft.png", MaskReading(threshold=90)).sum() == drawn.sum() + 7
+    # Drawn in black on a transparent layer (unpainted pixels stored white or black).
+    for unpainted in (255, 0):
+        black = np.zeros((16, 16, 4), np.uint8)
+        black[..., :3] = np.where(drawn[..., None], 0, unpainted)
+        black[..., 3] = drawn * 255
+        Image.fromarray(black, "RGBA").save(tmp_path / f"black-{unpainted}.png")
+        assert np.array_equal(read_mask(tmp_path / f"black-{unpainted}.png"), drawn)
 
 
 def test_an_opaque_or_unset_alpha_channel_leaves_a_mask_as_stored(tmp_path: Path) -> None:

@@ -305,14 +305,18 @@ PLAIN_MASKS = MaskReading()
 def _over_black(arr: NDArray[np.generic]) -> NDArray[np.generic]:
     """A mask's values with its alpha channel (LA, RGBA) applied: its colour composited
     over black, so transparent pixels (unpainted) are 0 whatever colour they store and
-    half-transparent edges are half the colour. Opaque masks, and masks transparent
-    everywhere (an alpha channel nobody set), are their colour channels as stored."""
+    half-transparent edges are half the colour; a layer drawn in black on transparency
+    is its opacity. Opaque masks, and masks transparent everywhere (an alpha channel
+    nobody set), are their colour channels as stored."""
     if arr.ndim != 3 or arr.shape[2] not in (2, 4):
         return arr
     colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
     top = np.iinfo(arr.dtype.str).max if np.issubdtype(arr.dtype, np.integer) else 1.0
     if alpha.min() == top or alpha.max() == 0:
         return colour[:, :, 0] if colour.shape[2] == 1 else colour
+    painted = np.asarray(alpha[:, :, 0], np.float64) > 0
+    if not colour[painted].any():  # drawn in black: its opacity is the drawing
+        return alpha[:, :, 0]
     scaled = colour.astype(np.float64) * (alpha.astype(np.float64) / float(top))
     out = np.rint(scaled) if np.issubdtype(arr.dtype, np.integer) else scaled
     out = out.astype(arr.dtype)
