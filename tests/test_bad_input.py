@@ -84,6 +84,7 @@ def test_gif_masks_are_found_in_the_folder_layout(tmp_path: Path) -> None:
 def test_unsupported_mask_format_is_named(tmp_path: Path) -> None:
     _, problems = find_pairs(_folder(tmp_path, ".mat"))
     assert len(problems) == 1 and "21.mat: unsupported mask format .mat" in problems[0]
+    assert problems[0].endswith("; save each array as a PNG (0 and 255)")
 
 
 def test_unsupported_image_format_is_named_not_called_missing(tmp_path: Path) -> None:

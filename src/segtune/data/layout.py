@@ -297,9 +297,18 @@ def _unsupported(folder: Path, kind: str, keys: set[str], problems: list[str]) -
     for other in sorted(unsupported.values()):
         problems.append(
             f"{other}: unsupported {kind} format {other.suffix or '(none)'} "
-            f"(supported: {', '.join(IMAGE_SUFFIXES)})"
+            f"(supported: {', '.join(IMAGE_SUFFIXES)}){_CONVERT.get(other.suffix.lower(), '')}"
         )
     return set(unsupported)
+
+
+# What to do with masks in the formats annotation tools and scripts often leave.
+_CONVERT = {
+    ".json": "; shapes (LabelMe, COCO) need rasterising into one mask picture each",
+    ".npy": "; save each array as a PNG (0 and 255)",
+    ".npz": "; save each array as a PNG (0 and 255)",
+    ".mat": "; save each array as a PNG (0 and 255)",
+}
 
 
 def _rois(
