@@ -19,6 +19,8 @@ from torch import nn
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import (
     DEFAULT_READING,
+    IMAGE_SUFFIXES,
+    MASK_SUFFIXES,
     ImageReading,
     MaskReading,
     read_image,
@@ -199,7 +201,8 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
                     image = manifest_path(item, row["image"])
                     rois[image] = manifest_path(item, row["roi"])
         elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
-            by_stem, images = _pictures_in(item / "roi"), _pictures_in(item / "images")
+            by_stem = _pictures_in(item / "roi", MASK_SUFFIXES)  # shapes too
+            images = _pictures_in(item / "images")
             tags = match_by_tags(images, by_stem)  # named as training pairs them
             if tags is not None:
                 by_stem = {image: by_stem[roi] for image, roi in tags.items()}
@@ -213,8 +216,8 @@ def _pictures_of(folder: Path) -> list[Path]:
     return sorted(p for paths in pictures_by_key(folder, []).values() for p in paths)
 
 
-def _pictures_in(folder: Path) -> dict[str, Path]:
-    return {key: paths[0] for key, paths in pictures_by_key(folder, []).items()}
+def _pictures_in(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
+    return {key: paths[0] for key, paths in pictures_by_key(folder, [], suffixes).items()}
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:

@@ -24,7 +24,8 @@ resized with interpolation, drawn anti-aliased) a pixel is positive when its val
 least the threshold: the grey level, a colour mask's brightest channel, or the index of
 a palette whose index 0 is black. Inverted (``data.invert_masks``, positives drawn black
 on white) the unmarked pixels are the positive ones. A TIFF is one picture: a stack of
-same-size pages is refused. Anything else is a
+same-size pages is refused. A mask may also be a LabelMe shape file (``.json``), drawn
+into 0/255 by :mod:`segtune.data.shapes`. Anything else is a
 :class:`~segtune.errors.DataError` naming the file.
 """
 
@@ -39,6 +40,7 @@ import tifffile
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from segtune.data.shapes import SHAPE_SUFFIX, rasterise, shape_size
 from segtune.errors import DataError
 
 # Large pictures are this tool's purpose: Pillow's decompression-bomb guard (about 179
@@ -74,12 +76,16 @@ IMAGE_SUFFIXES = (
     ".j2k",
 )
 _TIFF = (".tif", ".tiff")
+# Masks may also be LabelMe's shape files (:mod:`segtune.data.shapes`).
+MASK_SUFFIXES = (*IMAGE_SUFFIXES, SHAPE_SUFFIX)
 
 
 def _read_raw(path: Path, *, keep_palette: bool) -> NDArray[np.generic]:
     """Decode a file fully into an array (palette indices kept when asked)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if path.suffix.lower() == SHAPE_SUFFIX:
+        return rasterise(path)
     try:
         if path.suffix.lower() in _TIFF:
             return _read_tiff(path)
@@ -488,6 +494,8 @@ def exif_orientation(path: Path) -> int | None:
 
 def image_size(path: Path) -> tuple[int, int]:
     """Return ``(height, width)`` from the file header, without decoding pixels."""
+    if path.suffix.lower() == SHAPE_SUFFIX:
+        return shape_size(path)
     try:
         if path.suffix.lower() in _TIFF:
             with tifffile.TiffFile(path) as tif:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from segtune.data.io import IMAGE_SUFFIXES
+from segtune.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES
 from segtune.data.manifests import manifest_path, manifest_rows
 from segtune.data.names import (
     distinct_names,
@@ -23,6 +23,7 @@ from segtune.data.names import (
     rekeyed,
     tag_pairing,
 )
+from segtune.data.shapes import SHAPE_SUFFIX
 from segtune.errors import DataError
 
 # What an image without a mask is: a problem (the default), or a picture without
@@ -72,8 +73,11 @@ def flat_folder(
     they were told apart; None when its names do not say which is which. A mask's name
     is its image's (or pairs with it by tag) plus a mask tag (:data:`MASK_TAGS`); without
     any, a stem found twice as a JPEG and a lossless file (Crack500's ``x.jpg`` /
-    ``x.png``) is a JPEG image with its mask."""
-    found = pictures_by_stem(folder, problems)
+    ``x.png``) is a JPEG image with its mask. LabelMe's ``x.json`` beside ``x.jpg`` is
+    its mask, drawn as shapes."""
+    found = pictures_by_stem(folder, problems, MASK_SUFFIXES)
+    if any(p.suffix.lower() == SHAPE_SUFFIX for paths in found.values() for p in paths):
+        return _beside_their_shapes(found)  # LabelMe saves a picture's shapes beside it
     images: dict[str, list[Path]] = {}
     by_base: dict[str, list[Path]] = {}
     for stem, paths in found.items():
@@ -112,6 +116,20 @@ def flat_folder(
             ),
         )
     return None
+
+
+def _beside_their_shapes(
+    found: dict[str, list[Path]],
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]], str]:
+    """A folder's pictures and the LabelMe shape files beside them, by stem."""
+    images: dict[str, list[Path]] = {}
+    masks: dict[str, list[Path]] = {}
+    for stem, paths in found.items():
+        for path in paths:
+            side = masks if path.suffix.lower() == SHAPE_SUFFIX else images
+            side.setdefault(stem, []).append(path)
+    paired = len(images.keys() & masks.keys())
+    return images, masks, f"LabelMe shape files beside their images ({paired} paired)"
 
 
 def _paired_note(kind: str, table: dict[str, str]) -> str:
@@ -187,7 +205,7 @@ def pairs_in_folders(
     problems: list[str] = []
     notes: list[str] = []
     images = pictures_by_key(images_dir, problems)
-    masks = pictures_by_key(masks_dir, problems)
+    masks = pictures_by_key(masks_dir, problems, MASK_SUFFIXES)
     if not images and not masks:
         where = images_dir.parent if images_dir.parent == masks_dir.parent else images_dir
         raise DataError(
@@ -297,14 +315,14 @@ def _unsupported(folder: Path, kind: str, keys: set[str], problems: list[str]) -
     for other in sorted(unsupported.values()):
         problems.append(
             f"{other}: unsupported {kind} format {other.suffix or '(none)'} "
-            f"(supported: {', '.join(IMAGE_SUFFIXES)}){_CONVERT.get(other.suffix.lower(), '')}"
+            f"(supported: {', '.join(IMAGE_SUFFIXES if kind == 'image' else MASK_SUFFIXES)})"
+            f"{_CONVERT.get(other.suffix.lower(), '')}"
         )
     return set(unsupported)
 
 
 # What to do with masks in the formats annotation tools and scripts often leave.
 _CONVERT = {
-    ".json": "; shapes (LabelMe, COCO) need rasterising into one mask picture each",
     ".npy": "; save each array as a PNG (0 and 255)",
     ".npz": "; save each array as a PNG (0 and 255)",
     ".mat": "; save each array as a PNG (0 and 255)",
@@ -318,7 +336,7 @@ def _rois(
     the folder exists, every picture needs its region of interest."""
     if folder is None or not folder.is_dir():
         return {}
-    found = pictures_by_key(folder, problems)
+    found = pictures_by_key(folder, problems, MASK_SUFFIXES)
     tags = tag_pairing(images, found)
     if tags is not None:
         found = rekeyed(tags, found)

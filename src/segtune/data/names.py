@@ -11,33 +11,38 @@ from pathlib import Path
 from segtune.data.io import IMAGE_SUFFIXES
 
 
-def pictures_by_stem(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
-    """The picture files of ``folder`` by stem (a dangling link is a problem). Hidden
-    files are left out: macOS writes ``._0001.png`` beside ``0001.png`` on volumes
-    without its metadata (USB disks, network shares), and those are not pictures."""
+def pictures_by_stem(
+    folder: Path, problems: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> dict[str, list[Path]]:
+    """The picture files of ``folder`` (those with ``suffixes``: masks may also be shape
+    files) by stem (a dangling link is a problem). Hidden files are left out: macOS
+    writes ``._0001.png`` beside ``0001.png`` on volumes without its metadata (USB
+    disks, network shares), and those are not pictures."""
     found: dict[str, list[Path]] = {}
     for path in folder.iterdir():
         if path.name.startswith("."):
             continue
         if path.is_symlink() and not path.exists():
             problems.append(f"{path}: symbolic link loop or dangling link")
-        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        elif path.is_file() and path.suffix.lower() in suffixes:
             found.setdefault(path.stem, []).append(path)
     return found
 
 
-def pictures_by_key(folder: Path, problems: list[str]) -> dict[str, list[Path]]:
+def pictures_by_key(
+    folder: Path, problems: list[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+) -> dict[str, list[Path]]:
     """:func:`pictures_by_stem`; a folder holding no pictures but subfolders (a nested
     dataset: ``images/cityA/0001.jpg``, MVTec AD's ``ground_truth/crack/000_mask.png``)
     gives those of its subfolders, at any depth, keyed by their path under it without
     suffix (``cityA/0001``)."""
-    found = pictures_by_stem(folder, problems)
+    found = pictures_by_stem(folder, problems, suffixes)
     if found:
         return found
     nested: dict[str, list[Path]] = {}
     subfolders = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for sub in sorted(subfolders):
-        for key, paths in pictures_by_key(sub, problems).items():
+        for key, paths in pictures_by_key(sub, problems, suffixes).items():
             nested[f"{sub.name}/{key}"] = paths
     return nested
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from segtune.data.io import (
     read_raw_image,
 )
 from segtune.data.layout import MissingMasks, Picture, find_pairs_and_notes
+from segtune.data.shapes import SHAPE_SUFFIX, shape_labels
 from segtune.errors import DataError
 
 # Two sets of masks whose positive share or structure width differ by more than this
@@ -68,6 +70,7 @@ class DataReport:
     some_not_scored: bool = False  # pixels outside a region of interest or ignored
     exif_oriented: list[str] = field(default_factory=list)  # images viewers show turned
     notes: list[str] = field(default_factory=list)  # how names were paired
+    shape_labels: Counter[str] = field(default_factory=Counter)  # masks drawn as shapes
     masks: MaskReading = PLAIN_MASKS  # how the masks were read (threshold, inversion)
 
     @property
@@ -122,6 +125,13 @@ class DataReport:
             )
             if fractions.mean() > MAJORITY:
                 lines.append(f"note: {inverted_words(float(fractions.mean()), inverted)}")
+        if self.shape_labels:
+            labels = ", ".join(
+                f"{k or '(no label)'} {n}" for k, n in self.shape_labels.most_common()
+            )
+            lines.append(
+                f"shapes (LabelMe): {labels}; every closed shape is positive, whatever its label"
+            )
         if self.exif_oriented:
             turned = self.exif_oriented
             names = ", ".join(turned[:3]) + (" …" if len(turned) > 3 else "")
@@ -189,6 +199,8 @@ def check_pictures(
         report.pictures.append(pic)
         report.sizes[image_hw] = report.sizes.get(image_hw, 0) + 1
         report.add_mask(pic.stem, mask, counted)
+        if pic.mask is not None and pic.mask.suffix.lower() == SHAPE_SUFFIX:
+            report.shape_labels.update(shape_labels(pic.mask))
         if exif_orientation(pic.image) is not None:
             report.exif_oriented.append(pic.image.name)
     return report
