@@ -73,6 +73,9 @@ def test_open_shapes_and_other_json_are_refused_with_one_line(tmp_path: Path) ->
     (tmp_path / "coco.json").write_text(json.dumps({"images": [], "annotations": []}))
     with pytest.raises(DataError, match=r"coco.json: not a LabelMe file \(no 'shapes' list\)"):
         read_mask(tmp_path / "coco.json")
+    (tmp_path / "odd.json").write_text('{"shapes": ["crack"], "imageHeight": 4, "imageWidth": 4}')
+    with pytest.raises(DataError, match=r"odd.json: every entry of 'shapes' must be an object"):
+        read_mask(tmp_path / "odd.json")
     (tmp_path / "cut.json").write_text('{"shapes": [')
     with pytest.raises(DataError, match=r"cut.json: unreadable JSON"):
         read_mask(tmp_path / "cut.json")

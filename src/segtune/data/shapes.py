@@ -38,6 +38,8 @@ def _load(path: Path) -> dict[str, Any]:
             f"{path}: not a LabelMe file (no 'shapes' list); other JSON annotations (COCO "
             "keeps a dataset in one file) need rasterising into one mask picture each"
         )
+    if not all(isinstance(shape, dict) for shape in data["shapes"]):
+        raise DataError(f"{path}: every entry of 'shapes' must be an object")
     for key in ("imageHeight", "imageWidth"):
         if not isinstance(data.get(key), int) or data[key] < 1:
             raise DataError(f"{path}: {key} missing or not a positive integer")
