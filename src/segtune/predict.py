@@ -19,16 +19,14 @@ from torch import nn
 from segtune.config import EvalConfig, RunConfig, build_run_config
 from segtune.data.io import (
     DEFAULT_READING,
-    IMAGE_SUFFIXES,
-    MASK_SUFFIXES,
     ImageReading,
     MaskReading,
     read_image,
     read_mask,
 )
-from segtune.data.layout import flat_folder
+from segtune.data.layout import flat_folder, regions_of_interest
 from segtune.data.manifests import manifest_path, manifest_rows
-from segtune.data.names import distinct_names, match_by_tags, pictures_by_key
+from segtune.data.names import distinct_names, pictures_by_key
 from segtune.data.tiles import resize_image, resized_shape
 from segtune.errors import ConfigError, DataError, SegtuneError
 from segtune.infer import VIEWS, predict_at_scales
@@ -201,23 +199,14 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
                     image = manifest_path(item, row["image"])
                     rois[image] = manifest_path(item, row["roi"])
         elif item.is_dir() and (item / "images").is_dir() and (item / "roi").is_dir():
-            by_stem = _pictures_in(item / "roi", MASK_SUFFIXES)  # shapes too
-            images = _pictures_in(item / "images")
-            tags = match_by_tags(images, by_stem)  # named as training pairs them
-            if tags is not None:
-                by_stem = {image: by_stem[roi] for image, roi in tags.items()}
-            for stem, image in images.items():
-                if stem in by_stem:
-                    rois[image] = by_stem[stem]
+            images = pictures_by_key(item / "images", [])
+            found = regions_of_interest(item / "roi", images, [], [])  # as training pairs them
+            rois.update({images[key][0]: roi for key, roi in found.items()})
     return rois
 
 
 def _pictures_of(folder: Path) -> list[Path]:
     return sorted(p for paths in pictures_by_key(folder, []).values() for p in paths)
-
-
-def _pictures_in(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
-    return {key: paths[0] for key, paths in pictures_by_key(folder, [], suffixes).items()}
 
 
 def collect_inputs(items: Sequence[Path]) -> list[Path]:

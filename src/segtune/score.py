@@ -17,13 +17,12 @@ selection).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segtune.analysis.intervals import interval, picture_samples
-from segtune.data.layout import MissingMasks, Picture, load_pictures
-from segtune.data.names import distinct_names
+from segtune.data.layout import MissingMasks, Picture, load_pictures, named_apart
 from segtune.data.pairs import check_sizes, shifted
 from segtune.errors import DataError
 from segtune.metrics import (
@@ -147,17 +146,11 @@ def find_labelled(sources: Sequence[Path], missing_masks: MissingMasks = "refuse
     without one: ``missing_masks``); sizes are checked from the headers before anything
     is predicted."""
     pictures = [p for source in sources for p in load_pictures(source, missing_masks)]
-    by_stem: dict[str, list[Picture]] = {}
-    for pic in pictures:
-        by_stem.setdefault(pic.stem, []).append(pic)
-    renamed = {}
-    for group in (g for g in by_stem.values() if len(g) > 1):
-        images = [p.image for p in group]
-        if len(set(images)) < len(images):
-            raise DataError(f"{images[0]}: given twice (in more than one of the inputs)")
-        names = distinct_names(images)  # one name in several inputs: named by folder
-        renamed.update({id(p): replace(p, stem=names[p.image]) for p in group})
-    pictures = [renamed.get(id(p), p) for p in pictures]
+    images = [p.image.resolve() for p in pictures]
+    if len(set(images)) < len(images):
+        twice = next(i for i in images if images.count(i) > 1)
+        raise DataError(f"{twice}: given twice (in more than one of the inputs)")
+    pictures = named_apart(pictures)  # one name in several inputs: named by folder
     check_sizes(pictures)
     return sorted(pictures)
 

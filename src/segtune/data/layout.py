@@ -255,7 +255,7 @@ def _assemble(
     for stem in sorted(set(masks) - set(images) - reported):
         absent = no_image.replace("<stem>", stem)
         problems.append(f"{masks[stem][0]}: mask without image (no {absent})")
-    rois = _rois(roi_dir, images, problems, notes)
+    rois = regions_of_interest(roi_dir, images, problems, notes)
     pictures = [
         Picture(s, images[s][0], masks[s][0] if s in masks else None, rois.get(s))
         for s in sorted((set(images) & set(masks)) | unlabelled)
@@ -329,7 +329,7 @@ _CONVERT = {
 }
 
 
-def _rois(
+def regions_of_interest(
     folder: Path | None, images: dict[str, list[Path]], problems: list[str], notes: list[str]
 ) -> dict[str, Path]:
     """``roi/<stem>.*`` beside images/ and masks/ (or named by a tag, like masks): when
@@ -373,8 +373,21 @@ def _pairs_from_manifest(
     if not pictures and not problems:
         raise DataError(f"{manifest}: empty manifest")
     # Images of one stem in several folders (a nested dataset listed) are named by them.
-    names = distinct_names(list(pictures))
-    return sorted(replace(p, stem=names[p.image]) for p in pictures.values()), problems
+    return sorted(named_apart(list(pictures.values()))), problems
+
+
+def named_apart(pictures: list[Picture]) -> list[Picture]:
+    """``pictures`` (distinct image files), those sharing a stem renamed by the folders
+    that tell them apart (:func:`~segtune.data.names.distinct_names`); the others as
+    they are."""
+    by_stem: dict[str, list[Picture]] = {}
+    for pic in pictures:
+        by_stem.setdefault(pic.stem, []).append(pic)
+    renamed: dict[Path, Picture] = {}
+    for group in (g for g in by_stem.values() if len(g) > 1):
+        names = distinct_names([p.image for p in group])
+        renamed.update({p.image: replace(p, stem=names[p.image]) for p in group})
+    return [renamed.get(p.image, p) for p in pictures]
 
 
 def load_pictures(source: Path, missing_masks: MissingMasks = "refuse") -> list[Picture]:

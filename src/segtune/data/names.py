@@ -107,12 +107,6 @@ def tag_pairing(left: Iterable[str], right: Iterable[str]) -> TagPairing | None:
     return TagPairing(dict(pairs), a, b)
 
 
-def match_by_tags(left: Iterable[str], right: Iterable[str]) -> dict[str, str] | None:
-    """``{left stem: right stem}`` of :func:`tag_pairing`, or None."""
-    pairing = tag_pairing(left, right)
-    return None if pairing is None else pairing.pairs
-
-
 def rekeyed(pairing: TagPairing, files: dict[str, list[Path]]) -> dict[str, list[Path]]:
     """Right-side ``files`` keyed by the left stem each pairs with (or would)."""
     keys = pairing.left_keys(files)
