@@ -7,7 +7,7 @@ Unet with the given encoder (random weights, channels-last as segtune runs on a 
 one Adam step on a batch of random pages with a Dice + BCE loss, timed in fp32 and under
 bf16 autocast, alternately (fp32, bf16, fp32, bf16, …), after one warm-up step each.
 Prints the median seconds per step of each and their ratio, and whether oneDNN reports
-bf16 kernels for this CPU (``segtune.runtime.cpu_computes_bf16``): where it does not,
+bf16 kernels for this CPU (``segtune.core.runtime.cpu_computes_bf16``): where it does not,
 bf16 is emulated and segtune train says so.
 """
 
@@ -20,10 +20,10 @@ from _common import machine, parser  # isort: skip
 
 import torch
 
-from segtune.config import ModelConfig
-from segtune.loss import segmentation_loss
-from segtune.model import build_model
-from segtune.runtime import autocast, cpu_computes_bf16
+from segtune.core.config import ModelConfig
+from segtune.core.runtime import autocast, cpu_computes_bf16
+from segtune.engine.loss import segmentation_loss
+from segtune.engine.model import build_model
 
 
 def main() -> None:

@@ -40,15 +40,15 @@ import numpy as np
 import torch
 
 from _common import DEEPCRACK, machine, parser  # isort: skip
-from segtune.config import build_run_config
+from segtune.core.config import build_run_config
+from segtune.core.records import kept_epoch_words, tta_words
+from segtune.core.runtime import cpu_computes_bf16
 from segtune.data.layout import load_pictures
-from segtune.predict import Predictor
-from segtune.records import kept_epoch_words, tta_words
-from segtune.runtime import cpu_computes_bf16
-from segtune.score import pixel_shares
+from segtune.engine.train import train_run
+from segtune.inference.evaluate import pixel_shares
+from segtune.inference.predict import Predictor
 from segtune.study.spec import build_spec
 from segtune.study.sweep import StudyRunner
-from segtune.train import train_run
 
 PUBLISHED = {"DeepCrack-BN": (0.858, 0.846, 0.852), "DeepCrack-GF": (None, None, 0.868)}
 
@@ -163,14 +163,14 @@ def scales(a: Any) -> list[float]:
 def fit_epochs(tree: dict[str, Any], data: Path, wanted: int, seconds: float) -> int:
     """Epochs of this setting whose run and test/ evaluation fit in ``seconds`` here.
 
-    A run is priced as ``segtune plan`` prices it (``segtune.plan.run_seconds`` of its
+    A run is priced as ``segtune plan`` prices it (``segtune.study.plan.run_seconds`` of its
     probe: a few training steps and one validation picture in the run's precision and
     test-time views), test/ at the probe's rate per megapixel. An epoch of this setting
     took 1.03× the probe's estimate alone on an AVX2 EPYC and 1.10× next to a test run,
     so 15 % of the time is kept in reserve."""
     from segtune.data.io import image_size
     from segtune.data.subsets import resolve_subsets
-    from segtune.plan import data_stats, probe, run_seconds
+    from segtune.study.plan import data_stats, probe, run_seconds
 
     config = build_run_config(tree)
     subsets = resolve_subsets(config.data)

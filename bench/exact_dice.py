@@ -16,9 +16,9 @@ import time
 import torch
 
 from _common import machine, parser  # isort: skip
-from segtune.config import LossConfig, ModelConfig
-from segtune.model import build_model, normalise
-from segtune.step import exact_batch_loss, micro_batch_loss
+from segtune.core.config import LossConfig, ModelConfig
+from segtune.engine.model import build_model, normalise
+from segtune.engine.step import exact_batch_loss, micro_batch_loss
 
 
 def main() -> None:

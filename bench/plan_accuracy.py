@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from _common import DEEPCRACK, machine, parser  # isort: skip
+from segtune.cli.demo import DEMO_PICTURES, DEMO_SEED, DEMO_SIZE, demo_spec_text
 from segtune.data.synthetic import write_demo_data
-from segtune.demo import DEMO_PICTURES, DEMO_SEED, DEMO_SIZE, demo_spec_text
-from segtune.plan import make_plan
+from segtune.study.plan import make_plan
 from segtune.study.run import run_sweep
 from segtune.study.spec import load_spec
 

@@ -18,10 +18,10 @@ import time
 import torch
 
 from _common import machine, parser, peak_memory_mb  # isort: skip
-from segtune.config import ModelConfig
-from segtune.loss import segmentation_loss
-from segtune.model import build_model, normalise
-from segtune.runtime import autocast, autocast_dtype
+from segtune.core.config import ModelConfig
+from segtune.core.runtime import autocast, autocast_dtype
+from segtune.engine.loss import segmentation_loss
+from segtune.engine.model import build_model, normalise
 
 
 def main() -> None:

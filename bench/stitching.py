@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from _common import machine, parser  # isort: skip
-from segtune.config import ModelConfig, PagesConfig
+from segtune.core.config import ModelConfig, PagesConfig
 from segtune.data.tiles import blend_window
-from segtune.infer import predict_probabilities
-from segtune.model import build_model, normalise
+from segtune.engine.infer import predict_probabilities
+from segtune.engine.model import build_model, normalise
 
 
 def _time(fn, device: torch.device, repeats: int) -> tuple[float, np.ndarray]:  # type: ignore[no-untyped-def]

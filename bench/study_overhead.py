@@ -24,17 +24,17 @@ import torch
 import yaml
 
 from _common import Timer, machine, parser  # isort: skip
-from segtune.cli import main as segtune
-from segtune.config import RunConfig, build_run_config
+from segtune.cli.main import main as segtune
+from segtune.core.config import RunConfig, build_run_config
+from segtune.core.runtime import resolve_device, seed_everything
 from segtune.data.cache import PictureCache
 from segtune.data.pages import load_split, page_loader
 from segtune.data.subsets import resolve_subsets
 from segtune.data.synthetic import write_demo_data
-from segtune.evaluate import evaluate_split
-from segtune.model import build_model
-from segtune.runtime import resolve_device, seed_everything
+from segtune.engine.model import build_model
+from segtune.engine.train import _optimizer, _train_epoch
+from segtune.engine.validate import evaluate_split
 from segtune.study.run import run_sweep
-from segtune.train import _optimizer, _train_epoch
 
 EXTRA: dict[str, Any] = {}  # segtune settings beyond its defaults (--train-eval-pictures …)
 GRID = {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1.0, 10.0], "loss.dice_smooth": [1e-4]}

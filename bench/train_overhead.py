@@ -44,12 +44,12 @@ def _setup(c: Case) -> tuple[Any, ...]:
     import numpy as np
     import torch
 
-    from segtune.config import build_run_config
+    from segtune.core.config import build_run_config
     from segtune.data.cache import PictureCache
     from segtune.data.layout import load_pictures
     from segtune.data.pages import LoadedPicture, load_split
     from segtune.data.synthetic import write_demo_data
-    from segtune.model import build_model
+    from segtune.engine.model import build_model
 
     torch.manual_seed(0)
     data = Path(c.tmp) / "data"
@@ -76,18 +76,18 @@ def run_segtune(c: Case) -> dict[str, Any]:
     import torch
     from _common import Timer, peak_memory_mb
 
-    import segtune.step
+    import segtune.engine.step
+    from segtune.core.progress import ProgressFile
+    from segtune.core.runtime import autocast_dtype, channels_last
     from segtune.data.pages import page_loader
-    from segtune.progress import ProgressFile
-    from segtune.runtime import autocast_dtype, channels_last
-    from segtune.schedule import build_scheduler
-    from segtune.train import _optimizer, _train_epoch
+    from segtune.engine.schedule import build_scheduler
+    from segtune.engine.train import _optimizer, _train_epoch
 
     torch.set_num_threads(torch.get_num_threads())
     config, loaded, model = _setup(c)
     dev = torch.device(c.device)
     if c.nchw:
-        segtune.step.channels_last = lambda device: False  # this process only
+        segtune.engine.step.channels_last = lambda device: False  # this process only
     elif channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(config, model)
@@ -114,10 +114,10 @@ def run_bare(c: Case) -> dict[str, Any]:
     import torch
     from _common import Timer, peak_memory_mb
 
+    from segtune.core.runtime import autocast, autocast_dtype, channels_last
     from segtune.data.tiles import page_origins
-    from segtune.loss import segmentation_loss
-    from segtune.model import normalise
-    from segtune.runtime import autocast, autocast_dtype, channels_last
+    from segtune.engine.loss import segmentation_loss
+    from segtune.engine.model import normalise
 
     _config, loaded, model = _setup(c)
     dev = torch.device(c.device)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segtune.config import RunConfig, build_run_config
+from segtune.core.config import RunConfig, build_run_config
 from segtune.data.synthetic import write_demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def finished_study(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """One finished two-stage study (grid of 4, refine of 1; 2 epochs) with its rendered
     report, shared by every test that only reads a study (tests that change one restore
     what they change)."""
-    from segtune.cli import main
+    from segtune.cli.main import main
     from tests.study.helpers import write_spec
 
     root = tmp_path_factory.mktemp("finished-study")

@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "train_run":
-        from segtune.train import train_run
+        from segtune.engine.train import train_run
 
         return train_run
     raise AttributeError(f"module 'segtune' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from segtune.cli import main
+from segtune.cli.main import main
 
 raise SystemExit(main())

@@ -10,10 +10,12 @@
     written = segtune.predict_masks("runs/a", ["new/"], "masks/")
     meta = segtune.export_run("runs/a", "onnx", "model.onnx")
 
-(``segtune.evaluate`` and ``segtune.predict`` are the modules behind them.)
+(``segtune.inference.evaluate`` and ``segtune.inference.predict`` are the modules behind
+the last three.)
 
-Everything returned is typed: :class:`~segtune.records.RunRecord`,
-:class:`~segtune.analysis.summary.StudySummary`, :class:`~segtune.score.Evaluation`.
+Everything returned is typed: :class:`~segtune.core.records.RunRecord`,
+:class:`~segtune.analysis.summary.StudySummary`,
+:class:`~segtune.inference.evaluate.Evaluation`.
 """
 
 from __future__ import annotations
@@ -24,21 +26,21 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from segtune.analysis.summary import StudySummary
-    from segtune.config import RunConfig
-    from segtune.records import RunRecord
-    from segtune.score import Evaluation
+    from segtune.core.config import RunConfig
+    from segtune.core.records import RunRecord
+    from segtune.inference.evaluate import Evaluation
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """A run config from YAML with ``key=value`` overrides, validated (ConfigError)."""
-    from segtune.config import load_run_config
+    from segtune.core.config import load_run_config
 
     return load_run_config(Path(path), list(overrides))
 
 
 def load_run(run_dir: str | Path) -> RunRecord:
     """The typed record (``summary.json``) of a run folder."""
-    from segtune.records import RunFolder
+    from segtune.core.records import RunFolder
 
     return RunFolder(Path(run_dir)).read_record()
 
@@ -77,8 +79,8 @@ def evaluate_run(
     device: str = "auto",
 ) -> Evaluation:
     """Score a checkpoint on labelled pictures (as ``segtune evaluate``)."""
-    from segtune.predict import Predictor
-    from segtune.score import evaluate_checkpoint, find_labelled
+    from segtune.inference.evaluate import evaluate_checkpoint, find_labelled
+    from segtune.inference.predict import Predictor
 
     predictor = Predictor.load(Path(checkpoint), device)
     predictor.augment(tta, tta_scales)
@@ -104,7 +106,7 @@ def predict_masks(
     device: str = "auto",
 ) -> list[Path]:
     """Write ``<stem>.png`` masks for pictures (as ``segtune predict``); returns them."""
-    from segtune.predict import Predictor, collect_inputs, find_rois, predict_files
+    from segtune.inference.predict import Predictor, collect_inputs, find_rois, predict_files
 
     predictor = Predictor.load(Path(checkpoint), device)
     items = [Path(p) for p in pictures]
@@ -122,7 +124,7 @@ def predict_masks(
 def export_run(checkpoint: str | Path, fmt: str, out: str | Path) -> dict[str, object]:
     """Write a run's network as ``onnx`` or ``torchscript`` (as ``segtune export``);
     returns the settings stored in the file."""
-    from segtune.export import export_model
-    from segtune.predict import Predictor
+    from segtune.inference.export import export_model
+    from segtune.inference.predict import Predictor
 
     return export_model(Predictor.load(Path(checkpoint), "cpu"), fmt, Path(out))

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import PictureCounts
+from segtune.core.metrics import PictureCounts
 
 STEMS = ["p-a", "p-b", "p-c"]
 

@@ -8,9 +8,9 @@ import pytest
 
 from segtune.analysis.document import to_markdown
 from segtune.analysis.effects import noise_floor, parameter_effects
-from segtune.analysis.intervals import Interval
 from segtune.analysis.report import build_blocks
 from segtune.analysis.summary import StudySummary
+from segtune.core.intervals import Interval
 from tests.analysis.fakes import fake_run, fake_summary
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from segtune.analysis import figures as F
-from segtune.metrics import METRIC_WORDS, SPLIT_WORDS, describe_metric
+from segtune.core.metrics import METRIC_WORDS, SPLIT_WORDS, describe_metric
 from tests.analysis.fakes import fake_run, fake_summary
 
 ALL_KEYS = [f"{s}/{m}" for s in SPLIT_WORDS for m in METRIC_WORDS]

@@ -5,7 +5,7 @@ from pathlib import Path
 from segtune.analysis.document import to_html, to_markdown
 from segtune.analysis.patterns import describe_pattern, fp_word, group_runs, pattern_of, tp_word
 from segtune.analysis.report import build_blocks
-from segtune.metrics import PictureCounts
+from segtune.core.metrics import PictureCounts
 from tests.analysis.fakes import fake_run, fake_summary
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from segtune.cli import main
+from segtune.cli.main import main
 from tests.conftest import in_ci
 
 
@@ -181,8 +181,8 @@ def test_runs_csv_and_results_json_match_the_run_records(finished_study: Path) -
 def test_every_run_records_per_picture_histograms_that_sum_to_its_values(
     finished_study: Path,
 ) -> None:
-    from segtune.metrics import ProbabilityHistogram
-    from segtune.records import RunFolder
+    from segtune.core.metrics import ProbabilityHistogram
+    from segtune.core.records import RunFolder
 
     for run_dir in sorted(finished_study.glob("runs/grid/*")):
         folder = RunFolder(run_dir)
@@ -211,7 +211,7 @@ def test_optuna_trials_carry_the_named_metrics(finished_study: Path) -> None:
 def test_top_runs_whose_kept_epoch_leads_within_noise_are_named(tmp_path: Path) -> None:
     from segtune.analysis.report import _selection_words
     from segtune.analysis.summary import RunSummary
-    from segtune.records import RunRecord, SelectionMargin
+    from segtune.core.records import RunRecord, SelectionMargin
     from tests.analysis.fakes import fake_run
 
     def run(trial: int, low: float) -> RunSummary:

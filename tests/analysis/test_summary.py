@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segtune.analysis.summary import mask_words
-from segtune.config import DataConfig
+from segtune.core.config import DataConfig
 from segtune.data.layout import Picture
 from segtune.data.subsets import Subsets
 

@@ -9,12 +9,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from segtune.config import DataConfig
+from segtune.core.config import DataConfig
+from segtune.core.errors import DataError
 from segtune.data.intensity import resolve_reading
 from segtune.data.io import ImageReading, read_image
 from segtune.data.layout import Picture
 from segtune.data.pairs import check_pictures
-from segtune.errors import DataError
 
 
 def _pictures(folder: Path, arrays: list[np.ndarray], planar: bool = False) -> list[Picture]:
@@ -119,8 +119,8 @@ def test_more_than_four_channels_need_data_channels(tmp_path: Path, planar: bool
     ],
 )
 def test_bad_intensity_and_channel_settings_name_the_key(data: dict, message: str) -> None:
-    from segtune.config import build_run_config
-    from segtune.errors import ConfigError
+    from segtune.core.config import build_run_config
+    from segtune.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_run_config({"data": data})

@@ -7,8 +7,8 @@ import pytest
 import tifffile
 from PIL import Image
 
+from segtune.core.errors import DataError
 from segtune.data.io import MaskReading, read_ignored, read_image, read_mask
-from segtune.errors import DataError
 
 
 def _save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:

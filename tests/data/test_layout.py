@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segtune.core.errors import DataError
 from segtune.data.layout import find_pairs
 from segtune.data.pairs import check_pictures
-from segtune.errors import DataError
 from tests.conftest import DEEPCRACK
 from tests.data.helpers import write_pair
 
@@ -186,7 +186,7 @@ def test_a_folder_holding_images_and_masks_pairs_them(
         f"told apart by {'the masks' + chr(39) + ' tag' if note == 'tag' else 'format'}"
         in (report.summary_lines()[1])
     )
-    from segtune.predict import collect_inputs
+    from segtune.inference.predict import collect_inputs
 
     assert [p.name for p in collect_inputs([tmp_path / "train"])] == sorted(i for i, _ in names)
 
@@ -234,7 +234,7 @@ def test_a_folder_whose_names_do_not_say_which_is_the_mask(tmp_path: Path) -> No
 
 
 def test_hidden_files_are_not_pictures(tmp_path: Path) -> None:
-    from segtune.predict import collect_inputs
+    from segtune.inference.predict import collect_inputs
 
     write_pair(tmp_path, "0001")
     # macOS's metadata files, as copying to a USB disk or a network share leaves them.
@@ -246,7 +246,7 @@ def test_hidden_files_are_not_pictures(tmp_path: Path) -> None:
 
 
 def test_predict_keeps_pictures_whose_names_only_look_like_masks(tmp_path: Path) -> None:
-    from segtune.predict import collect_inputs
+    from segtune.inference.predict import collect_inputs
 
     for name in ("scan.png", "road_seg.png", "a.png", "a_mask.png"):
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / name)

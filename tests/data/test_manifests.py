@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtune.cli import main
+from segtune.cli.main import main
+from segtune.core.errors import DataError
 from segtune.data.layout import find_pairs
-from segtune.errors import DataError
 from tests.data.helpers import write_pair
 
 

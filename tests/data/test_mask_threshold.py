@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtune.cli import main
-from segtune.config import RunConfig, build_run_config
+from segtune.cli.main import main
+from segtune.core.config import RunConfig, build_run_config
 from segtune.data.io import MaskReading, read_mask
+from segtune.engine.train import train_run
 from segtune.study.identity import run_identity
-from segtune.train import train_run
 from tests.conftest import tiny_tree
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtune.cli import main
-from segtune.config import build_run_config
+from segtune.cli.main import main
+from segtune.core.config import build_run_config
 from segtune.data.io import read_mask
 from segtune.data.layout import find_pairs
+from segtune.engine.train import train_run
 from segtune.study.identity import run_identity
-from segtune.train import train_run
 from tests.conftest import DEEPCRACK, tiny_tree
 
 

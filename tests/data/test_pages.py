@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segtune.config import build_run_config
+from segtune.core.config import build_run_config
 from segtune.data.layout import Picture
 from segtune.data.pages import EpochSampler, LoadedPicture, PageDataset, page_loader
 

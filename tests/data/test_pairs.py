@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtune.cli import main
+from segtune.cli.main import main
+from segtune.core.errors import DataError
 from segtune.data.layout import Picture
 from segtune.data.pairs import check_pictures, sample_subset, shared_pictures
-from segtune.errors import DataError
 from tests.conftest import DEEPCRACK
 from tests.data.helpers import write_pair
 

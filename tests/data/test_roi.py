@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from segtune.core.errors import DataError
+from segtune.core.metrics import ProbabilityHistogram, confusion_counts
 from segtune.data.io import MaskReading, read_ignored, read_mask
 from segtune.data.layout import find_pairs
 from segtune.data.pairs import check_pictures
-from segtune.errors import DataError
-from segtune.loss import segmentation_loss
-from segtune.metrics import ProbabilityHistogram, confusion_counts
+from segtune.engine.loss import segmentation_loss
 
 
 def test_a_roi_gives_the_loss_counts_and_histograms_of_the_pixels_removed() -> None:
@@ -115,8 +115,8 @@ def test_training_and_evaluate_count_only_the_region_of_interest(
 ) -> None:
     import json
 
-    from segtune.cli import main
-    from segtune.train import train_run
+    from segtune.cli.main import main
+    from segtune.engine.train import train_run
     from tests.conftest import tiny_config
 
     data = tmp_path / "data"

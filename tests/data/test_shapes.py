@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtune.cli import main
-from segtune.config import build_run_config
+from segtune.cli.main import main
+from segtune.core.config import build_run_config
+from segtune.core.errors import DataError
 from segtune.data.io import image_size, read_mask
 from segtune.data.layout import find_pairs
-from segtune.errors import DataError
-from segtune.train import train_run
+from segtune.engine.train import train_run
 from tests.conftest import DEEPCRACK, tiny_tree
 
 

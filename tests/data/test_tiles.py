@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segtune.core.errors import ConfigError
 from segtune.data.tiles import (
     Stitcher,
     axis_origins,
@@ -15,7 +16,6 @@ from segtune.data.tiles import (
     resize_probabilities,
     resized_shape,
 )
-from segtune.errors import ConfigError
 
 
 def _round_trip(image: np.ndarray, page: int, overlap: int, blend: str) -> np.ndarray:

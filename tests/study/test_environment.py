@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import segtune.records
-import segtune.train
-from segtune.cli import main
+import segtune.core.records
+import segtune.engine.train
+from segtune.cli.main import main
 from segtune.study.claims import CLAIMS, ClaimBoard
 from tests.study.helpers import sqlite_url, trial_states, write_spec
 
@@ -33,21 +33,21 @@ def test_full_disk_stops_the_worker_without_using_up_the_point(
 ) -> None:
     spec = write_spec(tmp_path / "s.yaml", demo_data, "disk", GRID, max_retries=0)
     study = tmp_path / "study"
-    real = segtune.records.atomic_write_bytes
+    real = segtune.core.records.atomic_write_bytes
 
     def full(path: Path, data: bytes, boundary: str | None = None) -> None:
         if path.name == "metrics.csv":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, data, boundary)
 
-    monkeypatch.setattr(segtune.records, "atomic_write_bytes", full)
+    monkeypatch.setattr(segtune.core.records, "atomic_write_bytes", full)
     assert main(["sweep", str(spec), "--dir", str(study)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "metrics.csv: No space left on device" in err
     assert "ENOSPC" in err
     rows = ClaimBoard(sqlite_url(study), "disk").states("grid")
     assert [(r.state, r.attempts) for r in rows.values()] == [("failed", 0)]  # not an attempt
-    monkeypatch.setattr(segtune.records, "atomic_write_bytes", real)
+    monkeypatch.setattr(segtune.core.records, "atomic_write_bytes", real)
     assert main(["sweep", str(spec), "--dir", str(study)]) == 0
     states = trial_states(sqlite_url(study), "disk")
     assert states["COMPLETE"] == 2
@@ -61,17 +61,17 @@ def test_retry_failed_runs_failed_points_again_keeping_the_attempt(
 ) -> None:
     spec = write_spec(tmp_path / "s.yaml", demo_data, "again", GRID, max_retries=0)
     study = tmp_path / "study"
-    real = segtune.train.train_run
+    real = segtune.engine.train.train_run
 
     def broken_picture(config: Any, run_dir: Path, **kw: Any) -> Any:
         if config.loss.bce_weight == 0.8:
             raise ValueError("val/0003.png: cannot decode")
         return real(config, run_dir, **kw)
 
-    monkeypatch.setattr(segtune.train, "train_run", broken_picture)
+    monkeypatch.setattr(segtune.engine.train, "train_run", broken_picture)
     assert main(["sweep", str(spec), "--dir", str(study)]) == 0
     assert "1 failed" in capsys.readouterr().out
-    monkeypatch.setattr(segtune.train, "train_run", real)  # the picture was fixed
+    monkeypatch.setattr(segtune.engine.train, "train_run", real)  # the picture was fixed
     assert main(["sweep", str(spec), "--dir", str(study)]) == 0
     assert "nothing to run" in capsys.readouterr().out
     assert main(["sweep", str(spec), "--dir", str(study), "--retry-failed"]) == 0

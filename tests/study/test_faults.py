@@ -1,5 +1,5 @@
 """Exactly once in every window of a point's life: a worker SIGKILLed at each boundary
-(``segtune.faults``), restarted, and the study still ends with one COMPLETE trial and
+(``segtune.core.faults``), restarted, and the study still ends with one COMPLETE trial and
 one completed run folder per point, no RUNNING trial, and no finished run trained twice.
 Also: four separate ``segtune sweep`` commands started together on a new database."""
 

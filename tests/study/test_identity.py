@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from segtune.config import build_run_config
+from segtune.core.config import build_run_config
 from segtune.study.identity import changed_keys, fingerprint, run_identity
 
 TREE = {

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from segtune.analysis.summary import load_study_summary
-from segtune.cli import main
-from segtune.config import LossConfig
+from segtune.cli.main import main
+from segtune.core.config import LossConfig
 from segtune.study.spec import load_spec
 from tests.study.helpers import write_spec
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from segtune.cli import main
+from segtune.cli.main import main
 from tests.study.helpers import finished_per_point, trial_states, write_spec
 
 pytestmark = pytest.mark.slow  # trains several runs (skip with -m "not slow")

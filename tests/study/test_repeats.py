@@ -9,9 +9,9 @@ import optuna
 import pytest
 import yaml
 
-from segtune.cli import main
-from segtune.config import load_yaml
-from segtune.errors import ConfigError
+from segtune.cli.main import main
+from segtune.core.config import load_yaml
+from segtune.core.errors import ConfigError
 from segtune.study.spec import build_spec
 from tests.study.helpers import sqlite_url, trial_states, write_spec
 

@@ -15,8 +15,8 @@ import pytest
 
 import segtune.study.workers as workers
 from segtune.analysis.summary import load_study_summary
-from segtune.cli import main
-from segtune.records import atomic_write_text
+from segtune.cli.main import main
+from segtune.core.records import atomic_write_text
 from segtune.study import STORAGE_ENV
 from tests.study.helpers import write_spec
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segtune.errors import ConfigError
+from segtune.core.errors import ConfigError
 from segtune.study.refine import midpoint, neighbourhood, refine_points
 from segtune.study.spec import grid_points, load_spec
 from tests.conftest import ROOT

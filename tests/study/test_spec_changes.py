@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from segtune.cli import main
+from segtune.cli.main import main
 from segtune.study.claims import IDENTITIES
 from tests.study.helpers import sqlite_url, trial_states, write_spec
 
@@ -122,7 +122,7 @@ def test_set_overrides_are_recorded_and_a_different_set_on_resume_is_refused(
 ) -> None:
     import json
 
-    from segtune.config import load_yaml
+    from segtune.core.config import load_yaml
 
     spec = write_spec(tmp_path / "s.yaml", demo_data, "sets", {"loss.bce_weight": [0.5]})
     study = tmp_path / "study"

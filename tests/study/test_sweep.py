@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from segtune.cli import main
+from segtune.cli.main import main
 from tests.study.helpers import (
     finished_per_point,
     folder_hashes,

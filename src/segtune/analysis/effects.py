@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtune.analysis.intervals import Interval, interval
 from segtune.analysis.summary import RunSummary, StudySummary
+from segtune.core.intervals import Interval, interval
 from segtune.study.spec import SEED_KEY, ParamValue
 
 

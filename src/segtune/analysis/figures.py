@@ -1,7 +1,7 @@
 """Figures, computed from the study summary then rendered with matplotlib.
 
 Every title, axis label, legend entry and caption names its metric through
-:func:`segtune.metrics.describe_metric`, and every drawn artist carries its metric key
+:func:`segtune.core.metrics.describe_metric`, and every drawn artist carries its metric key
 as its ``gid``; :attr:`Figure.keys` is read back from the rendered artists, so a test
 can check that a caption names exactly what was drawn.
 """
@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import PictureCounts, ProbabilityHistogram, better, describe_metric
-from segtune.records import preview_base
+from segtune.core.metrics import PictureCounts, ProbabilityHistogram, better, describe_metric
+from segtune.core.records import preview_base
 from segtune.study.spec import SEED_KEY
 
 # Okabe–Ito colour-blind-safe palette.

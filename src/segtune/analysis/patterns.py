@@ -6,7 +6,7 @@ predicted on any preview picture) and "False positives only" (no TP anywhere). O
 data every run often has TP and FP on every picture; when presence puts all runs in one
 group, runs are grouped by the quantity words below per picture instead.
 
-Runs that predict nothing or over-predict are named by :func:`segtune.metrics.degenerate`.
+Runs that predict nothing or over-predict are named by :func:`segtune.core.metrics.degenerate`.
 
 Quantity words compare counts with the picture's positive pixels:
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from segtune.analysis.summary import RunSummary
-from segtune.metrics import PictureCounts
+from segtune.core.metrics import PictureCounts
 
 FEW, SOME_TP, SOME_FP = 0.10, 0.50, 1.00
 _RANK = {"none": 0, "few": 1, "some": 2, "most": 3, "many": 3}

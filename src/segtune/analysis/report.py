@@ -22,14 +22,14 @@ from segtune.analysis.document import (
     to_markdown,
 )
 from segtune.analysis.effects import parameter_effects
-from segtune.analysis.intervals import RESAMPLES
 from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.results import write_results
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
+from segtune.core.faults import fault_point
+from segtune.core.intervals import RESAMPLES
+from segtune.core.metrics import OVER_PREDICTION, degenerate, describe_metric, trivially_maximised
+from segtune.core.records import atomic_write_text
 from segtune.data.subsets import subset_seed
-from segtune.faults import fault_point
-from segtune.metrics import OVER_PREDICTION, degenerate, describe_metric, trivially_maximised
-from segtune.records import atomic_write_text
 
 RUN_COLUMNS = (
     "val/recall",

@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from segtune.analysis.intervals import LEVEL, RESAMPLES, SEED
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.metrics import degenerate
-from segtune.records import atomic_write_text
+from segtune.core.intervals import LEVEL, RESAMPLES, SEED
+from segtune.core.metrics import degenerate
+from segtune.core.records import atomic_write_text
 
 
 def run_rows(s: StudySummary) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from segtune.analysis.intervals import (
+from segtune.core.config import DataConfig, flatten, load_yaml
+from segtune.core.intervals import (
     Interval,
     Samples,
     histogram_samples,
@@ -21,12 +22,11 @@ from segtune.analysis.intervals import (
     picture_samples,
     resample_weights,
 )
-from segtune.config import DataConfig, flatten, load_yaml
+from segtune.core.metrics import Direction, PictureCounts, ranking
+from segtune.core.records import RunFolder, RunRecord, tta_words
 from segtune.data.io import MaskReading
 from segtune.data.pairs import shared_pictures
 from segtune.data.subsets import Subsets
-from segtune.metrics import Direction, PictureCounts, ranking
-from segtune.records import RunFolder, RunRecord, tta_words
 from segtune.study.claims import ClaimBoard
 from segtune.study.spec import SEED_KEY, ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
@@ -50,7 +50,7 @@ class RunSummary:
     failure: str | None = None
     also_in: list[str] = field(default_factory=list)  # stages that reused this very run
     record: RunRecord | None = None
-    # Bootstrap over validation pictures (segtune.analysis.intervals): each metric key's
+    # Bootstrap over validation pictures (segtune.core.intervals): each metric key's
     # value in every resample, and its interval. Empty when the run records no
     # per-picture counts.
     samples: Samples = field(default_factory=dict)

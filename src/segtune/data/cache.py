@@ -24,7 +24,8 @@ from typing import Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from segtune.config import DataConfig
+from segtune.core.config import DataConfig
+from segtune.core.records import FILE_MODE
 from segtune.data.io import (
     DEFAULT_READING,
     PLAIN_MASKS,
@@ -35,7 +36,6 @@ from segtune.data.io import (
     read_mask,
 )
 from segtune.data.layout import Picture
-from segtune.records import FILE_MODE
 
 Kind = Literal["image", "mask", "roi", "ignore"]
 

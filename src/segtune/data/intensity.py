@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from segtune.config import DataConfig
+from segtune.core.config import DataConfig
 from segtune.data.cache import save_npy
 from segtune.data.io import ImageReading, is_eight_bit, read_raw_image
 from segtune.data.layout import Picture

@@ -26,7 +26,7 @@ a palette whose index 0 is black. Inverted (``data.invert_masks``, positives dra
 on white) the unmarked pixels are the positive ones. A TIFF is one picture: a stack of
 same-size pages is refused. A mask may also be a LabelMe shape file (``.json``), drawn
 into 0/255 by :mod:`segtune.data.shapes`. Anything else is a
-:class:`~segtune.errors.DataError` naming the file.
+:class:`~segtune.core.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import tifffile
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
+from segtune.core.errors import DataError
 from segtune.data.shapes import SHAPE_SUFFIX, rasterise, shape_size
-from segtune.errors import DataError
 
 # Large pictures are this tool's purpose: Pillow's decompression-bomb guard (about 179
 # million pixels) is replaced by segtune's own documented cap, ``data.max_pixels``.

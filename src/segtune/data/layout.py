@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from segtune.core.errors import DataError
 from segtune.data.io import IMAGE_SUFFIXES, MASK_SUFFIXES
 from segtune.data.manifests import manifest_path, manifest_rows
 from segtune.data.names import (
@@ -24,7 +25,6 @@ from segtune.data.names import (
     tag_pairing,
 )
 from segtune.data.shapes import SHAPE_SUFFIX
-from segtune.errors import DataError
 
 # What an image without a mask is: a problem (the default), or a picture without
 # positives (``data.missing_masks: empty``: defect-free pictures shipped without a mask,

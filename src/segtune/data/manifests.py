@@ -9,7 +9,7 @@ import os
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
-from segtune.errors import DataError
+from segtune.core.errors import DataError
 
 if TYPE_CHECKING:
     from segtune.data.layout import Picture

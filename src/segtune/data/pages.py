@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from segtune.config import PagesConfig, RunConfig
+from segtune.core.config import PagesConfig, RunConfig
 from segtune.data.cache import PictureCache
 from segtune.data.layout import Picture
 from segtune.data.tiles import extract_page, page_origins

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from segtune.core.errors import DataError
 from segtune.data.io import (
     DEFAULT_MAX_PIXELS,
     PLAIN_MASKS,
@@ -26,7 +27,6 @@ from segtune.data.io import (
 )
 from segtune.data.layout import MissingMasks, Picture, find_pairs_and_notes
 from segtune.data.shapes import SHAPE_SUFFIX, shape_labels
-from segtune.errors import DataError
 
 # Two sets of masks whose positive share or structure width differ by more than this
 # factor are called shifted: a threshold selected on one may not transfer to the other.

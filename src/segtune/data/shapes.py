@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from segtune.errors import DataError
+from segtune.core.errors import DataError
 
 SHAPE_SUFFIX = ".json"
 _OPEN = ("line", "linestrip", "point", "points")

@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from segtune.config import DataConfig
+from segtune.core.config import DataConfig
+from segtune.core.errors import ConfigError, SegtuneError
 from segtune.data.layout import Picture, load_pictures
 from segtune.data.pairs import check_sizes, sample_subset
-from segtune.errors import ConfigError, SegtuneError
 
 SubsetName = Literal["train", "val", "train_eval"]
 _SEED_OFFSETS: dict[str, int] = {"train": 0, "val": 1, "train_eval": 2}

@@ -13,7 +13,7 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from segtune.errors import ConfigError
+from segtune.core.errors import ConfigError
 
 Blend = Literal["mean", "gaussian", "linear"]
 

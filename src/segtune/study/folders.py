@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segtune.records import RunFolder, RunRecord, write_json
+from segtune.core.records import RunFolder, RunRecord, write_json
 
 
 def point_folder_name(point: str, params: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-from segtune.config import RunConfig, config_to_dict, flatten
+from segtune.core.config import RunConfig, config_to_dict, flatten
 
 # Keys that say where or how a run executes, not what it trains.
 WHERE_KEYS = frozenset(

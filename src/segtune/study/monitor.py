@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from segtune.progress import PROGRESS_FILE, Progress, duration, read_progress
+from segtune.core.progress import PROGRESS_FILE, Progress, duration, read_progress
 
 FRESH_S = 120.0  # a progress file older than this belongs to a dead or finished worker
 

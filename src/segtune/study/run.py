@@ -19,7 +19,7 @@ def open_runner(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> Any:
-    from segtune.config import check_device
+    from segtune.core.config import check_device
     from segtune.study.sweep import StudyRunner
 
     check_device(device)
@@ -40,8 +40,8 @@ def preflight(
     spec, ``--workers``, ``--device`` and ``--storage`` syntax, every distinct model of the
     grid stages (built once without weights), the loggers' packages, and, for a new study,
     the data (folders, manifests, subset sizes, header sizes of every picture)."""
-    from segtune.config import check_device
-    from segtune.errors import ConfigError
+    from segtune.core.config import check_device
+    from segtune.core.errors import ConfigError
     from segtune.study.storage import check_storage_url
 
     if workers < 1:
@@ -51,7 +51,7 @@ def preflight(
     if storage is not None:
         check_storage_url(storage)
     _check_models(spec)
-    from segtune.loggers import check_loggers
+    from segtune.engine.loggers import check_loggers
 
     check_loggers(spec.run_config({}).runtime.loggers)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
@@ -64,8 +64,8 @@ def preflight(
 
 def _check_models(spec: StudySpec) -> None:
     """Build each distinct model config of the study once (no weights, no data)."""
-    from segtune.config import ModelConfig
-    from segtune.model import build_model, is_weights_file
+    from segtune.core.config import ModelConfig
+    from segtune.engine.model import build_model, is_weights_file
     from segtune.study.spec import grid_points
 
     seen: set[ModelConfig] = set()
@@ -97,8 +97,8 @@ def run_sweep(
 ) -> int:
     """Run or resume a study; returns the exit status (1 when no run succeeded or a
     worker stopped with an error)."""
-    from segtune.config import apply_overrides
-    from segtune.progress import Progress
+    from segtune.core.config import apply_overrides
+    from segtune.core.progress import Progress
     from segtune.study.monitor import StudyMonitor
     from segtune.study.status import study_status
     from segtune.study.workers import start_workers, wait_workers
@@ -108,7 +108,7 @@ def run_sweep(
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     fresh = not folder.exists()
     if fresh and show_plan and not quiet:  # once, when a study starts: counts and warnings
-        from segtune.plan import make_plan
+        from segtune.study.plan import make_plan
 
         for line in make_plan(spec, measure=False).lines():
             print(line)

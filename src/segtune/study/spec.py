@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from segtune.config import (
+from segtune.core.config import (
     DataConfig,
     RunConfig,
     build_run_config,
@@ -23,8 +23,8 @@ from segtune.config import (
     merge,
     set_dotted,
 )
-from segtune.errors import ConfigError
-from segtune.metrics import METRIC_WORDS
+from segtune.core.errors import ConfigError
+from segtune.core.metrics import METRIC_WORDS
 
 ParamValue = float | int | str | bool
 # Every key a run records per epoch (a study may rank by any of them); no test split,

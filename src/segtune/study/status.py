@@ -11,8 +11,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from segtune.core.metrics import better, describe_metric
 from segtune.data.cache import cache_size, default_cache_dir
-from segtune.metrics import better, describe_metric
 from segtune.study.monitor import RunningPoint, remaining_s, running_points
 from segtune.study.view import StudyView
 

@@ -16,10 +16,10 @@ import optuna
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from segtune.core.errors import ConfigError, SegtuneError
+from segtune.core.records import write_json
 from segtune.data.layout import Picture
 from segtune.data.subsets import Subsets, picture_stats
-from segtune.errors import ConfigError, SegtuneError
-from segtune.records import write_json
 
 T = TypeVar("T")
 

@@ -34,11 +34,11 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from segtune.config import RunConfig
+from segtune.core.config import RunConfig
+from segtune.core.errors import SegtuneError
+from segtune.core.faults import fault_point
+from segtune.core.records import RunRecord
 from segtune.data.subsets import Subsets, resolve_subsets
-from segtune.errors import SegtuneError
-from segtune.faults import fault_point
-from segtune.records import RunRecord
 from segtune.study.claims import Claim, Heartbeat, PointIdentity, worker_id
 from segtune.study.folders import PointFolder, point_folder_name
 from segtune.study.identity import fingerprint, run_identity
@@ -118,7 +118,7 @@ class StudyRunner(StudyView):
         point (the points keep their attempts; a login node can still prepare a study)."""
         import socket
 
-        from segtune.runtime import resolve_device
+        from segtune.core.runtime import resolve_device
 
         name = self.device or self.spec.run_config({}).runtime.device
         try:
@@ -352,7 +352,7 @@ class StudyRunner(StudyView):
         folder: PointFolder,
         resume: bool,
     ) -> Outcome:
-        from segtune.train import RunAbandoned, StudyContext, train_run
+        from segtune.engine.train import RunAbandoned, StudyContext, train_run
 
         config = self._local(config)
         metric = self.spec.objective.metric
@@ -485,8 +485,8 @@ def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
     """The run's final validation metrics (split-named), its flag and the objective's
     bootstrap interval: trial user attributes, so that optuna-dashboard and
     ``study.trials_dataframe()`` show more than the objective."""
-    from segtune.analysis.intervals import interval, picture_samples
-    from segtune.metrics import degenerate
+    from segtune.core.intervals import interval, picture_samples
+    from segtune.core.metrics import degenerate
 
     attrs: dict[str, Any] = {
         f"val/{n}": record.kept[f"val/{n}"] for n in SHOWN_METRICS if f"val/{n}" in record.kept
@@ -503,7 +503,7 @@ def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
 
 def _objective_history(run_dir: Path, metric: str) -> dict[int, float]:
     """``epoch → value`` of the objective from a run folder's ``metrics.csv``."""
-    from segtune.records import RunFolder
+    from segtune.core.records import RunFolder
 
     rows = RunFolder(run_dir).read_metrics()
     return {int(r["epoch"]): float(r[metric]) for r in rows if metric in r}

@@ -23,11 +23,11 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from segtune.config import RunConfig
+from segtune.core.config import RunConfig
+from segtune.core.errors import ConfigError, SegtuneError
+from segtune.core.metrics import ranking
+from segtune.core.records import write_json
 from segtune.data.subsets import Subsets, data_fingerprint, picture_stats
-from segtune.errors import ConfigError, SegtuneError
-from segtune.metrics import ranking
-from segtune.records import write_json
 from segtune.study.claims import ClaimBoard, PointIdentity, PointState
 from segtune.study.identity import (
     changed_keys,
@@ -318,7 +318,7 @@ class StudyView:
         run folder's ``config.yaml``; returns how many were recorded."""
         if self.board.identities():
             return 0
-        from segtune.records import RunFolder
+        from segtune.core.records import RunFolder
 
         count = 0
         data_fp = self.data_fingerprint()

@@ -1,0 +1,1 @@
+"""The ``segtune`` command: argument parsing, printing and exit codes over the API."""

@@ -1,0 +1,423 @@
+"""Subcommands that work on studies: sweep, status (and report, predict, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segtune.study import STORAGE_ENV
+
+if TYPE_CHECKING:
+    from segtune.inference.predict import Predictor
+
+TTA_CHOICES = ("none", "flips", "dihedral")  # eval.tta (segtune.engine.infer.VIEWS; tested equal)
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number above 0 (a mask threshold in the masks' own units)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def add_mask_options(p: argparse.ArgumentParser, written: bool = False) -> None:
+    """How masks are read, for a command that reads them (``written``: one that writes
+    the settings into a spec): ignore value, threshold, inversion, images without one."""
+    how = "written as" if written else "as"
+    p.add_argument(
+        "--ignore-value",
+        type=int,
+        help=f"mask value of don't-care pixels ({how} data.ignore_value): a third value allowed",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=positive_number,
+        help=f"masks with grey edges: values at least this are positive ({how} "
+        "data.mask_threshold)",
+    )
+    p.add_argument(
+        "--invert-masks",
+        action="store_true",
+        help=f"masks draw positives black on white: positive where 0 ({how} data.invert_masks)",
+    )
+    add_missing_masks_option(p, "refuse", f"{how} data.missing_masks")
+
+
+def add_missing_masks_option(p: argparse.ArgumentParser, default: str | None, how: str) -> None:
+    """``--missing-masks refuse|empty`` (``default`` None: the run's setting)."""
+    said = "the run's" if default is None else default
+    p.add_argument(
+        "--missing-masks",
+        choices=("refuse", "empty"),
+        default=default,
+        help=f"an image without a mask: refuse (a problem) or empty (no positives); default "
+        f"{said} ({how})",
+    )
+
+
+def _configure_threads() -> None:
+    threads = os.environ.get("SEGTUNE_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _storage(args: argparse.Namespace) -> str | None:
+    """``--storage``, else ``$SEGTUNE_STORAGE``: a URL with a password travels to worker
+    processes by environment, never on a command line."""
+    return args.storage or os.environ.get(STORAGE_ENV) or None
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from segtune.core.config import apply_overrides
+    from segtune.study.run import open_runner, run_sweep
+
+    _configure_threads()
+    overrides = {"fixed": apply_overrides({}, args.set)} if args.set else None
+    if args.worker:
+        runner = open_runner(
+            Path(args.spec), args.dir, _storage(args), args.device, False, overrides
+        )
+        runner.run()
+        return 0
+    return run_sweep(
+        Path(args.spec),
+        args.dir,
+        _storage(args),
+        args.workers,
+        args.device,
+        retry_failed=args.retry_failed,
+        quiet=args.quiet,
+        sets=args.set,
+    )
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from segtune.study.spec import build_spec
+    from segtune.study.status import study_status
+    from segtune.study.storage import read_study_info
+    from segtune.study.view import StudyView
+
+    folder = study_folder(args.study)
+    info = read_study_info(folder)
+    spec = build_spec(info["spec"], str(folder / "study.json"))
+    view = StudyView(spec, folder, _storage(args) or info["storage"])
+    for line in study_status(view).lines():
+        print(line)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from segtune.analysis.report import write_report
+
+    out = write_report(
+        study_folder(args.study), Path(args.out) if args.out else None, _storage(args)
+    )
+    print(f"report: {out / 'report.md'}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def study_folder(given: str) -> Path:
+    """A study's folder, given as such or as its spec file (whose study ``sweep`` keeps
+    in ``studies/<name>`` unless told ``--dir``)."""
+    from segtune.core.errors import ConfigError
+    from segtune.study.spec import load_spec
+
+    path = Path(given)
+    if not (path.is_file() and path.suffix.lower() in (".yaml", ".yml")):
+        return path
+    folder = Path("studies") / load_spec(path).name
+    if not (folder / "study.json").is_file():
+        raise ConfigError(
+            f"{path}: a spec; its study folder {folder} has no study.json (not swept from "
+            "here yet, or swept with --dir: give that folder)"
+        )
+    return folder
+
+
+def _say_precision(predictor: Predictor, quiet: bool) -> None:
+    """One line when the run's runtime.precision is not what this device computes."""
+    from segtune.core.runtime import precision_note
+
+    note = precision_note(predictor.config.runtime.precision, predictor.device)
+    if note and not quiet:
+        print(note, file=sys.stderr)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from segtune.core.config import check_device
+    from segtune.core.records import check_out_dir
+    from segtune.inference.predict import Predictor, collect_inputs, find_rois, predict_files
+
+    check_device(args.device)
+    check_out_dir(Path(args.out))
+    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    _say_precision(predictor, args.quiet)
+    predictor.augment(args.tta, args.tta_scales)
+    threshold = predictor.threshold(args.threshold)
+    items = [Path(p) for p in args.pictures]
+    inputs = collect_inputs(items)
+    result = predict_files(
+        predictor,
+        inputs,
+        Path(args.out),
+        threshold=threshold,
+        save_probabilities=args.save_probabilities,
+        overlays=args.overlays,
+        rois=find_rois(items),
+        progress=not args.quiet,
+    )
+    source = (
+        f", the validation F1-best threshold of epoch {predictor.epoch}"
+        if args.threshold == "best" and predictor.epoch is not None
+        else ""
+    )
+    print(f"wrote {len(result.written)} mask(s) to {args.out} (threshold {threshold:g}{source})")
+    nested = [str(t.relative_to(args.out)) for t in result.written if t.parent != Path(args.out)]
+    if nested:
+        shown = ", ".join(nested[:2]) + (", …" if len(nested) > 2 else "")
+        print(
+            f"note: {len(nested)} picture(s) share a stem with another, so their masks are "
+            f"under their folders' names ({shown})"
+        )
+    if result.errors:
+        print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from segtune.core.config import check_device
+    from segtune.core.records import atomic_write_text, check_out_dir
+    from segtune.inference.evaluate import evaluate_checkpoint, find_labelled
+    from segtune.inference.predict import Predictor
+
+    check_device(args.device)
+    for option, value in (("--out", args.out), ("--pr-curve", args.pr_curve)):
+        if value:
+            check_out_dir(Path(value).parent, option)
+    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    _say_precision(predictor, args.quiet)
+    predictor.augment(args.tta, args.tta_scales)
+    threshold = predictor.threshold(args.threshold)
+    source = (
+        f"selected on the validation split at epoch {predictor.epoch}"
+        if args.threshold == "best"
+        else "given"
+    )
+    missing_masks = args.missing_masks or predictor.config.data.missing_masks
+    pictures = find_labelled([Path(p) for p in args.data], missing_masks)
+    result = evaluate_checkpoint(
+        predictor,
+        pictures,
+        split=args.split_name,
+        threshold=threshold,
+        threshold_source=source,
+        progress=not args.quiet,
+    )
+    for line in result.lines():
+        print(line)
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result.to_json(), indent=1) + "\n")
+        print(f"wrote {args.out}")
+    if args.pr_curve and result.histogram is not None:
+        from segtune.analysis.figures import split_pr_curve
+        from segtune.core.records import atomic_write_bytes, tta_words
+
+        label = f"{Path(args.checkpoint)} on {', '.join(args.data)}"
+        fig = split_pr_curve(
+            result.histogram,
+            args.split_name,
+            threshold,
+            label,
+            views=tta_words(predictor.tta, predictor.tta_scales),
+            threshold_source=source,
+        )
+        atomic_write_bytes(Path(args.pr_curve), fig.png)
+        print(f"wrote {args.pr_curve}: {fig.caption}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segtune.core.records import check_out_dir
+    from segtune.inference.export import export_model
+    from segtune.inference.predict import Predictor
+
+    check_out_dir(Path(args.out).parent, "--out")
+    predictor = Predictor.load(Path(args.checkpoint), "cpu")
+    meta = export_model(predictor, args.format, Path(args.out))
+    size = meta["pages"]["page_size"]
+    where = "metadata property 'segtune'" if args.format == "onnx" else "extra file segtune.json"
+    print(
+        f"wrote {args.out} ({args.format}): pages float32 (N, 3, {size}, {size}) RGB 0..255 "
+        f"-> probabilities (N, 1, {size}, {size}); settings in its {where}"
+    )
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from segtune.core.config import check_device
+    from segtune.study.plan import make_plan
+    from segtune.study.spec import load_spec
+
+    check_device(args.device)
+    plan = make_plan(load_spec(Path(args.spec)), measure=not args.no_probe, device=args.device)
+    for line in plan.lines():
+        print(line)
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from segtune.core.errors import SegtuneError
+    from segtune.core.records import atomic_write_text
+    from segtune.data.io import MaskReading
+    from segtune.study.starter import starting_spec
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SegtuneError(f"--out {out}: exists (use --force to overwrite)")
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
+    masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
+    text = starting_spec(Path(args.train), Path(args.val), name, masks, args.missing_masks)
+    atomic_write_text(out, text)
+    print(f"wrote {out}; next: segtune plan {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from segtune.cli.demo import run_demo
+
+    return run_demo(Path(args.out), workers=args.workers)
+
+
+def add_commands(sub: Any) -> None:
+    """Register the study subcommands on the ``segtune`` parser."""
+    p = sub.add_parser("sweep", help="run or resume a study (staged grids on Optuna)")
+    p.add_argument("spec", help="study spec YAML")
+    p.add_argument("--dir", help="study folder (default studies/<name>)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default sqlite:///<dir>/study.db); "
+        "postgresql+psycopg2://user@host/db lets machines share a study (give the "
+        f"password by PGPASSWORD or ~/.pgpass, or the whole URL by ${STORAGE_ENV})",
+    )
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fixed run-config key for every run, e.g. --set optim.epochs=2 "
+        "(recorded in study.json; a different value on resume is a spec change)",
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the spec's, else auto)")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the points that used up their retries again (earlier attempts are kept)",
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("status", help="progress of a study: done / running / failed / pending")
+    p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
+    p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("report", help="write report.md / report.html of a study from its records")
+    p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
+    p.add_argument("--out", help="report folder (default <study>/report)")
+    p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("predict", help="predict masks for new pictures with a checkpoint")
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder, or a checkpoint.pt)")
+    p.add_argument("pictures", nargs="+", help="picture files or folders")
+    p.add_argument("--out", required=True, help="output folder for <stem>.png masks")
+    p.add_argument(
+        "--threshold",
+        default="0.5",
+        help="a number in (0, 1), or 'best' (the run's validation F1-best threshold)",
+    )
+    p.add_argument(
+        "--save-probabilities",
+        type=int,
+        choices=(8, 16),
+        nargs="?",
+        const=16,
+        help="also write <stem>-prob.png (8- or 16-bit; default 16)",
+    )
+    p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
+    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
+    p.add_argument(
+        "--tta-scales",
+        metavar="0.75,1,1.25",
+        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("init", help="write a commented starting spec from the data's statistics")
+    p.add_argument("train", help="training folder (images/ + masks/) or CSV manifest")
+    p.add_argument("val", help="validation folder or CSV manifest")
+    p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    add_mask_options(p, written=True)
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
+    p.add_argument("spec", help="study spec YAML")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the spec's)")
+    p.add_argument("--no-probe", action="store_true", help="counts and warnings only, no timing")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser(
+        "evaluate", help="score a checkpoint on labelled pictures (a test split), split-named"
+    )
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder)")
+    p.add_argument("data", nargs="+", help="folders with images/ and masks/, or CSV manifests")
+    p.add_argument(
+        "--threshold",
+        default="0.5",
+        help="a number in (0, 1), or 'best': the threshold selected on the validation split",
+    )
+    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
+    p.add_argument(
+        "--tta-scales",
+        metavar="0.75,1,1.25",
+        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
+    )
+    p.add_argument(
+        "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
+    )
+    add_missing_masks_option(p, None, "data.missing_masks")
+    p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
+    p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "export", help="write a run's network as ONNX or TorchScript (settings in metadata)"
+    )
+    p.add_argument("checkpoint", help="model.pt of a run (or its folder)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="file format")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.ts)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
+    p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.set_defaults(func=_cmd_demo)

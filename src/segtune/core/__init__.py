@@ -1,0 +1,1 @@
+"""The bottom layer: errors, typed configs, runtime, metrics, intervals and run records."""

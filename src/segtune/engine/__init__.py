@@ -1,0 +1,1 @@
+"""One run: network, loss, steps, schedules, the training loop and its validation pass."""

@@ -1,0 +1,1 @@
+"""A trained model in use: ``segtune predict``, ``segtune evaluate``, ``segtune export``."""

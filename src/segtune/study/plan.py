@@ -1,0 +1,461 @@
+"""``segtune plan``: what a study will cost, and what in its spec cannot work, before
+any run.
+
+Counts come from the spec (points and runs per stage, repeats, refine/repeat stages as
+upper bounds). Data statistics come from the training subset's headers and a sample of
+its masks. The time estimate is measured: a few training steps on real pages at the
+spec's page size, batch, micro-batch and precision, and the evaluation of one validation
+picture, on this device, scaled by the pages and pictures of a run. Warnings name the key and
+the numbers (:func:`spec_warnings`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from segtune.core.config import RunConfig
+from segtune.core.metrics import trivially_maximised
+from segtune.data.io import MaskReading, image_size
+from segtune.data.layout import Picture
+from segtune.data.pairs import MAJORITY, counted_mask, inverted_words, shared_pictures, shared_words
+from segtune.data.tiles import page_origins, resized_shape
+from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
+
+MASK_SAMPLE = 20  # training masks decoded for the positive fraction
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass
+class StagePlan:
+    name: str
+    kind: str
+    runs: int  # points × seeds (an upper bound for refine and repeat stages)
+    note: str = ""
+
+
+@dataclass
+class DataStats:
+    train_pictures: int
+    val_pictures: int
+    pages_per_epoch: int  # tiled pages of the training pictures (an epoch's steps × batch)
+    mean_valid_share: float  # the average share of a page that is picture, not padding
+    small_pictures: int  # pictures smaller than a page on some side
+    positive_fraction: float  # of the sampled training masks' scored pixels
+    pictures_with_positives: float  # share of the sampled training masks
+    page_positive_share: float  # share of the sampled masks' pages holding a positive
+    cache_gb: float  # decoded size of every picture and mask of the subsets
+    val_pixels: int  # pixels of the validation pictures (evaluation cost)
+
+
+@dataclass
+class Probe:
+    seconds_per_step: float
+    seconds_per_val_megapixel: float
+    peak_memory_mb: float
+    memory_kind: str  # "CUDA peak allocated" or "process peak resident"
+    largest_micro_batch: int | None = None  # when the batch does not fit (CUDA)
+
+
+@dataclass
+class Plan:
+    spec: StudySpec
+    stages: list[StagePlan]
+    data: DataStats
+    warnings: list[str]
+    probe: Probe | None = None
+    model_mb: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        return sum(s.runs for s in self.stages)
+
+    def seconds_per_run(self) -> float | None:
+        if self.probe is None:
+            return None
+        return run_seconds(self.spec.run_config({}), self.data, self.probe)
+
+    def lines(self) -> list[str]:
+        c = self.spec.run_config({})
+        out = [f"plan of study {self.spec.name}:"]
+        for s in self.stages:
+            out.append(f"  stage {s.name} ({s.kind}): {s.runs} run(s){s.note}")
+        out.append(
+            f"  {self.runs} run(s) of {c.optim.epochs} epoch(s); each epoch "
+            f"{self.data.pages_per_epoch} pages of {c.pages.page_size} px from "
+            f"{self.data.train_pictures} training pictures, {self.data.val_pictures} "
+            "validation pictures evaluated"
+        )
+        per_run = self.seconds_per_run()
+        if self.probe is not None and per_run is not None:
+            out.append(
+                f"  time on {c.runtime.device}: {_duration(per_run)} per run (measured "
+                f"{self.probe.seconds_per_step:.3g} s per step of {c.optim.batch_size} "
+                f"pages, {self.probe.seconds_per_val_megapixel:.3g} s per validation "
+                f"megapixel), {_duration(per_run * self.runs)} for the study with one worker"
+            )
+            out.append(
+                f"  memory of one step: {self.probe.peak_memory_mb:.0f} MB "
+                f"({self.probe.memory_kind})"
+            )
+            if self.probe.largest_micro_batch is not None:
+                out.append(
+                    f"  the batch does not fit: optim.micro_batch_size "
+                    f"{self.probe.largest_micro_batch} does"
+                )
+        else:
+            out.append("  time and memory: not probed (segtune plan SPEC measures them)")
+        out.append(
+            f"  disk: about {self.model_mb * self.runs:.0f} MB of run records "
+            f"({self.model_mb:.1f} MB model.pt per run), decoded cache "
+            f"{self.data.cache_gb:.2f} GB"
+        )
+        out += [f"warning: {w}" for w in self.warnings]
+        return out
+
+
+def run_seconds(c: RunConfig, data: DataStats, probe: Probe) -> float:
+    """One run's time from the probe: its steps, a validation every epoch, each
+    training-split pass, and (at most) an earlier kept epoch's second passes."""
+    steps = math.ceil(data.pages_per_epoch / c.optim.batch_size)
+    megapixels = data.val_pixels / 1e6
+    # The training-split pass: its pictures, priced as validation's average picture.
+    share = c.eval.train_eval_count(data.train_pictures, data.val_pictures) / max(
+        data.val_pictures, 1
+    )
+    passes = sum(c.eval.train_pass_due(e, c.optim.epochs) for e in range(1, c.optim.epochs + 1))
+    evals = c.optim.epochs + passes * share  # validation every epoch
+    if c.eval.select == "best" and c.optim.epochs > 1:  # at most: an earlier kept epoch
+        # validated and passed again
+        evals += 1 + share
+    return c.optim.epochs * steps * probe.seconds_per_step + (
+        evals * megapixels * probe.seconds_per_val_megapixel
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def stage_plans(spec: StudySpec) -> list[StagePlan]:
+    """Runs per stage: exact for grid and tpe stages, upper bounds for derived ones."""
+    out = []
+    for stage in spec.stages:
+        if stage.grid is not None:
+            runs = len(grid_points(stage.grid)) * spec.repeats
+            note = (
+                f" ({len(grid_points(stage.grid))} points × {spec.repeats} seeds)"
+                if (spec.repeats > 1)
+                else ""
+            )
+            out.append(StagePlan(stage.name, "grid", runs, note))
+        elif stage.tpe is not None:
+            runs = stage.tpe.n_trials
+            out.append(StagePlan(stage.name, "tpe", runs))
+        elif stage.refine is not None:
+            source = spec.stage(stage.refine.from_)
+            keys = list(source.grid or {}) if source.grid else []
+            free = [k for k in keys if k not in stage.refine.fixed]
+            runs = stage.refine.top_k * 3 ** len(free) * spec.repeats
+            note = (
+                f": up to {runs}, known when {source.name} finishes (identical points are "
+                "reused, not retrained)"
+            )
+            out.append(StagePlan(stage.name, "refine", runs, note))
+        else:
+            assert stage.repeat is not None
+            runs = stage.repeat.top_k * stage.repeat.seeds
+            r = stage.repeat
+            note = f" (the {r.top_k} best of {r.from_} × {r.seeds} new seeds)"
+            out.append(StagePlan(stage.name, "repeat", runs, note))
+    return out
+
+
+def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> DataStats:
+    """Page counts from the headers; positives from a sample of the training masks."""
+    r = config.pages.resize
+    scale, longest = (r.scale, r.longest_side) if r else (None, None)
+    size, overlap = config.pages.page_size, config.pages.patch_overlap
+    sizes = {p.image: image_size(p.image) for p in [*train, *val]}  # headers, read once
+    pages, valid, small = 0, 0.0, 0
+    for pic in train:
+        h, w = resized_shape(*sizes[pic.image], scale, longest)
+        origins = page_origins(h, w, size, overlap)
+        pages += len(origins)
+        valid += sum(min(size, h - y) * min(size, w - x) for y, x in origins) / size**2
+        small += h < size or w < size
+    cache_bytes = sum(h * w * 4 for h, w in sizes.values())  # RGB + mask
+    val_pixels = sum(h * w for h, w in (sizes[p.image] for p in val))
+    sample = train[:: max(1, len(train) // MASK_SAMPLE)][:MASK_SAMPLE]
+    positives, pixels, with_pos, page_pos, page_all = 0, 0, 0, 0, 0
+    masks = MaskReading(
+        config.data.ignore_value, config.data.mask_threshold, config.data.invert_masks
+    )
+    for pic in sample:
+        mask, counted = counted_mask(pic, masks)  # as the loss and metrics count them
+        positives += int(mask.sum())
+        pixels += counted
+        with_pos += bool(mask.any())
+        # The pages as training cuts them, after pages.resize, in the mask's pixels.
+        h, w = mask.shape
+        rh, rw = resized_shape(h, w, scale, longest)
+        for y, x in page_origins(rh, rw, size, overlap):
+            page_all += 1
+            rows = slice(y * h // rh, -(-(y + size) * h // rh))
+            cols = slice(x * w // rw, -(-(x + size) * w // rw))
+            page_pos += bool(mask[rows, cols].any())
+    return DataStats(
+        train_pictures=len(train),
+        val_pictures=len(val),
+        pages_per_epoch=pages,
+        mean_valid_share=valid / max(pages, 1),
+        small_pictures=small,
+        positive_fraction=positives / max(pixels, 1),
+        pictures_with_positives=with_pos / max(len(sample), 1),
+        page_positive_share=page_pos / max(page_all, 1),
+        cache_gb=cache_bytes / 1e9,
+        val_pixels=val_pixels,
+    )
+
+
+def _searched_values(spec: StudySpec, key: str) -> list[float]:
+    values: list[float] = []
+    for stage in spec.stages:
+        if stage.grid is not None and key in stage.grid:
+            values += [float(v) for v in stage.grid[key] if _number(v)]
+        if stage.tpe is not None and key in stage.tpe.ranges:
+            rng = stage.tpe.ranges[key]
+            if isinstance(rng, Range):
+                values += [rng.low, rng.high]
+            else:
+                values += [float(v) for v in rng if _number(v)]
+    return values
+
+
+def _number(v: ParamValue) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def spec_warnings(spec: StudySpec, data: DataStats) -> list[str]:
+    """What in the spec cannot work on this data, naming the key and the numbers."""
+    c = spec.run_config({})
+    out: list[str] = []
+    batch_pixels = c.optim.batch_size * c.pages.page_size**2 * data.mean_valid_share
+    positives = data.positive_fraction * batch_pixels  # Σy of a typical batch
+    smooth = sorted(set(_searched_values(spec, "loss.dice_smooth")))
+    if len(smooth) > 1 and positives > 0:
+        # Σp + Σy of a batch with positives is at least Σy; float32 resolves s only when
+        # it changes that sum by more than half an ulp.
+        ulp = FLOAT32_EPS * 2 ** math.floor(math.log2(max(positives, 1e-30)))
+        if max(smooth) < ulp / 2:
+            empty = (1 - data.page_positive_share) ** c.optim.batch_size
+            when = (
+                f"sampling.positive_fraction {c.sampling.positive_fraction:g} puts positive "
+                "pages in every batch, so that never happens"
+                if c.sampling.positive_fraction > 0
+                else f"about {empty:.1%} of batches hold no positive page"
+            )
+            out.append(
+                f"loss.dice_smooth: the values {', '.join(f'{v:g}' for v in smooth)} cannot "
+                f"change the loss of a batch holding positive pixels: a batch of "
+                f"{c.optim.batch_size} pages of {c.pages.page_size} px with positive "
+                f"fraction {data.positive_fraction:.2%} sums Σy ≈ {positives:.3g}, where "
+                f"float32 resolves steps of {ulp:.3g}; dice_smooth matters only in a batch "
+                f"without positives whose predictions are all near 0 ({when}); these runs "
+                "repeat each other up to noise"
+            )
+    trivial = trivially_maximised(spec.objective.metric)
+    if trivial is not None:
+        out.append(
+            f"objective {spec.objective.metric}: {trivial}; rank by val/f1, val/ap or "
+            "val/best_f1 (recall stays in the report beside it)"
+        )
+    f = data.positive_fraction
+    if f > MAJORITY:
+        out.append(f"data: {inverted_words(f, c.data.invert_masks)}")
+    weights = _searched_values(spec, "loss.pos_weight") or [c.loss.pos_weight]
+    if 0 < f < 1:
+        ratio = (1 - f) / f
+        if max(weights) < ratio / 10:
+            out.append(
+                f"loss.pos_weight: the largest value {max(weights):g} is far below the data's "
+                f"imbalance (1 − f)/f = {ratio:.3g} (positive fraction {f:.2%})"
+            )
+        elif min(weights) > ratio * 10:
+            out.append(
+                f"loss.pos_weight: the smallest value {min(weights):g} far exceeds the data's "
+                f"imbalance (1 − f)/f = {ratio:.3g} (positive fraction {f:.2%})"
+            )
+    if data.small_pictures:
+        out.append(
+            f"pages.page_size {c.pages.page_size}: {data.small_pictures} training picture(s) "
+            "are smaller than a page on some side (their pages are mostly padding)"
+        )
+    if data.mean_valid_share < 0.5:
+        out.append(
+            f"pages.page_size {c.pages.page_size}: pages are {1 - data.mean_valid_share:.0%} "
+            "padding on average; a smaller page (or pages.resize) wastes less compute"
+        )
+    if c.sampling.positive_fraction > 0 and data.pictures_with_positives == 0:
+        out.append(
+            f"sampling.positive_fraction {c.sampling.positive_fraction:g}: none of the "
+            f"{min(MASK_SAMPLE, data.train_pictures)} sampled training masks holds a positive "
+            "pixel, so no positive page can be supplied"
+        )
+    return out
+
+
+def largest_fitting_micro_batch(try_step: Callable[[int], None], batch: int) -> int | None:
+    """The largest micro-batch (halving from ``batch``) for which ``try_step`` does not
+    run out of memory; None when not even 1 fits. ``try_step`` raises MemoryError or
+    torch's OutOfMemoryError when a size does not fit."""
+    import torch
+
+    size = batch
+    while size >= 1:
+        try:
+            try_step(size)
+            return size
+        except (MemoryError, torch.cuda.OutOfMemoryError):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size //= 2
+    return None
+
+
+def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: int = 3) -> Probe:
+    """Time a few training steps on real pages, and one validation picture."""
+    import resource
+
+    import torch
+
+    from segtune.core.runtime import autocast_dtype, place_model, resolve_device
+    from segtune.data.cache import open_cache
+    from segtune.data.pages import load_split
+    from segtune.data.tiles import extract_page
+    from segtune.engine.average import WeightAverage
+    from segtune.engine.infer import predict_at_scales
+    from segtune.engine.model import build_model
+    from segtune.engine.step import batch_forward, step_gradients
+
+    device = resolve_device(config.runtime.device)
+    amp_dtype = autocast_dtype(config.runtime.precision, device)  # timed as the run computes
+    cache = open_cache(config.data)
+    loaded = load_split(train[: max(1, min(len(train), 4))], cache, config.pages)
+    size, batch = config.pages.page_size, config.optim.batch_size
+    pages = []
+    for lp in loaded:
+        h, w = lp.image.shape[:2]
+        for y, x in page_origins(h, w, size, config.pages.patch_overlap):
+            pages.append((lp, y, x))
+    pages = (pages * math.ceil(batch / max(len(pages), 1)))[:batch]
+    cut = [extract_page(lp.image, (y, x), size) for lp, y, x in pages]  # (page, valid)
+    images = torch.stack([torch.from_numpy(page).permute(2, 0, 1) for page, _ in cut])
+    valid = torch.stack([torch.from_numpy(v) for _, v in cut])
+    targets = torch.stack(
+        [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
+    )
+    model = place_model(build_model(config.model), device, config.runtime.channels_last)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+    decay = config.optim.ema_decay
+    average = WeightAverage(model, decay) if decay else None
+    forward = batch_forward(model, images, targets, valid, device, amp_dtype)
+
+    def backward(term: torch.Tensor) -> None:
+        term.backward()
+
+    def step(micro: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        step_gradients(model, forward, batch, micro, valid, config, backward)
+        optimizer.step()
+        if average is not None:
+            average.update(model)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    micro = config.optim.micro_batch_size or batch
+    largest = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        fits = largest_fitting_micro_batch(step, micro)
+        if fits != micro:
+            largest, micro = fits, fits or 1
+    step(micro)  # warm-up
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(micro)
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        memory, kind = torch.cuda.max_memory_allocated() / 2**20, "CUDA peak allocated"
+    else:
+        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        kind = "process peak resident"
+    picture = val[0]
+    h, w = image_size(picture.image)
+
+    def image_at(factor: float) -> NDArray[np.uint8]:
+        return np.asarray(cache.image(picture.image, *config.pages.resize_at(factor)))
+
+    for factor in config.eval.tta_scales:  # decoded once, as in training's later epochs
+        image_at(factor)
+    t0 = time.perf_counter()
+    predict_at_scales(
+        model,
+        image_at,
+        (h, w),
+        config.pages,
+        device,
+        scales=config.eval.tta_scales,
+        amp_dtype=amp_dtype,
+        batch_pages=micro,
+        tta=config.eval.tta,
+    )
+    eval_s = time.perf_counter() - t0
+    return Probe(statistics.median(times), eval_s / (h * w / 1e6), memory, kind, largest)
+
+
+def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = None) -> Plan:
+    """The plan of a study; ``measure`` runs the timed probe on ``device`` (default: the
+    spec's)."""
+    from segtune.core.runtime import precision_note, resolve_device
+    from segtune.data.subsets import resolve_subsets
+
+    config = spec.run_config({})
+    if device is not None:
+        config = config.model_copy(
+            update={"runtime": config.runtime.model_copy(update={"device": device})}
+        )
+    subsets = resolve_subsets(config.data)
+    data = data_stats(config, subsets.train, subsets.val)
+    plan = Plan(spec, stage_plans(spec), data, spec_warnings(spec, data))
+    shared = shared_pictures(subsets.train, subsets.val)
+    if shared:
+        plan.warnings.append(shared_words(shared, "validation", "training"))
+    if measure:
+        plan.probe = probe(config, subsets.train, subsets.val)
+        note = precision_note(config.runtime.precision, resolve_device(config.runtime.device))
+        if note:
+            plan.warnings.append(note.removeprefix("note: "))
+    plan.model_mb = _model_mb(config)
+    return plan
+
+
+def _model_mb(config: RunConfig) -> float:
+    from segtune.engine.model import build_model
+
+    model = build_model(config.model.model_copy(update={"encoder_weights": None}))
+    return sum(p.numel() * 4 for p in model.state_dict().values()) / 2**20

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segtune.core.metrics import (
+    Counts,
+    ProbabilityHistogram,
+    confusion_counts,
+    derived_metrics,
+    describe_metric,
+    split_metrics,
+)
+
+
+def test_counts_on_hand_made_arrays() -> None:
+    prob = np.array([[0.9, 0.6, 0.2], [0.5, 0.1, 0.7]])
+    target = np.array([[True, False, True], [True, False, False]])
+    c = confusion_counts(prob, target, 0.5)
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 2, 1, 1)  # 0.5 counts as positive
+    m = derived_metrics(c)
+    assert m["precision"] == pytest.approx(0.5) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert m["iou"] == pytest.approx(2 / 5) and m["no_positive_prediction"] == 0.0
+
+
+def test_zero_prediction_is_flagged_and_precision_zero() -> None:
+    m = derived_metrics(Counts(tp=0, fp=0, fn=5, tn=95))
+    assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["no_positive_prediction"] == 1.0
+
+
+def test_ap_and_best_threshold_known_answer() -> None:
+    # Positives at 0.9 and 0.4, negatives at 0.7 and 0.1.
+    prob = np.array([0.9, 0.7, 0.4, 0.1])
+    target = np.array([True, False, True, False])
+    h = ProbabilityHistogram(bins=100)
+    h.add(prob, target)
+    # Ranking 0.9(+) 0.7(-) 0.4(+) 0.1(-): AP = 0.5·1 + 0.5·(2/3)
+    assert h.average_precision() == pytest.approx(0.5 + 0.5 * 2 / 3)
+    threshold, f1 = h.best_f1()
+    # threshold ≤ 0.4 (recall 1, precision 2/3 → F1 0.8) beats 0.9 alone (F1 2/3)
+    # the lowest bin edge above the negative at 0.1 (bins are equal in logit space)
+    assert f1 == pytest.approx(0.8) and threshold is not None
+    assert threshold == min(t for t in h.thresholds() if t > 0.1) and 0.1 < threshold < 0.4
+
+
+def test_perfect_separation_gives_ap_one() -> None:
+    rng = np.random.default_rng(0)
+    prob = np.concatenate([rng.uniform(0.6, 1, 50), rng.uniform(0, 0.4, 500)])
+    target = np.arange(550) < 50
+    h = ProbabilityHistogram(1000)
+    h.add(prob, target)
+    assert h.average_precision() == pytest.approx(1.0)
+    assert h.best_f1()[1] == pytest.approx(1.0)
+
+
+def test_split_metrics_keys_carry_the_split() -> None:
+    h = ProbabilityHistogram(10)
+    h.add(np.array([0.8]), np.array([True]))
+    values = split_metrics("val", Counts(1, 0, 0, 0), h)
+    assert values and all(k.startswith("val/") for k in values)
+    assert values["val/recall"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("val/recall", "Validation recall, pixel-level, threshold 0.5"),
+        ("train/f1", "Training F1, pixel-level, threshold 0.5"),
+        ("val/ap", "Validation average precision, pixel-level, threshold-free"),
+        ("train/loss", "Training loss (running mean over augmented batches)"),
+    ],
+)
+def test_describe_metric_always_names_the_split(key: str, words: str) -> None:
+    assert describe_metric(key, 0.5) == words
+
+
+def test_describe_metric_rejects_keys_without_split() -> None:
+    with pytest.raises(ValueError, match="must be '<split>/<name>'"):
+        describe_metric("recall")
+
+
+def test_a_collapsed_model_has_no_best_threshold_and_is_flagged() -> None:
+    import numpy as np
+
+    from segtune.core.metrics import Counts, ProbabilityHistogram, split_metrics
+
+    hist = ProbabilityHistogram(100)
+    prob = np.full((8, 8), 1e-9)  # below the first edge (logit −16 + 0.32)
+    target = np.zeros((8, 8), bool)
+    target[:2] = True
+    hist.add(prob, target)
+    assert hist.collapsed and hist.best_f1() == (None, 0.0)
+    values = split_metrics("val", Counts(0, 0, 16, 48), hist)
+    assert "val/best_threshold" not in values and values["val/collapsed"] == 1.0
+    hist.add(np.full((8, 8), 0.9), target)  # a model that finds something
+    threshold, f1 = hist.best_f1()
+    assert not hist.collapsed and threshold is not None and threshold > 0 and f1 > 0
+
+
+def _exact_ap(p: np.ndarray, y: np.ndarray) -> float:
+    """Average precision over every distinct threshold (the sorted, exact estimator)."""
+    order = np.argsort(-p, kind="stable")
+    p, y = p[order], y[order]
+    last = np.r_[np.where(np.diff(p))[0], len(p) - 1]
+    tp = np.cumsum(y)[last]
+    precision, recall = tp / (last + 1), tp / y.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+@pytest.mark.parametrize(("pos_mean", "neg_mean"), [(6.0, -6.0), (12.0, -9.0), (2.0, -1.0)])
+def test_histogram_ap_agrees_with_the_exact_estimator_on_confident_models(
+    pos_mean: float, neg_mean: float
+) -> None:
+    from segtune.core.metrics import ProbabilityHistogram
+
+    rng = np.random.default_rng(0)
+    y = rng.random(200_000) < 0.05
+    logit = np.where(y, rng.normal(pos_mean, 3, y.size), rng.normal(neg_mean, 3, y.size))
+    p = (1 / (1 + np.exp(-logit))).astype(np.float32)  # many at 1.0 in float32
+    hist = ProbabilityHistogram(1000)
+    hist.add(p, y)
+    assert abs(hist.average_precision() - _exact_ap(p.astype(np.float64), y)) < 1e-3
