@@ -23,7 +23,22 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, seconds: checks that the script runs (the test suite runs every "
+        "benchmark so); its figures mean nothing",
+    )
     return p
+
+
+def parse(p: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
+    """The arguments; with ``--smoke``, ``smoke``'s values replace theirs."""
+    args = p.parse_args()
+    if args.smoke:
+        for key, value in smoke.items():
+            setattr(args, key, value)
+    return args
 
 
 def cpu_name() -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from _common import machine, parser  # isort: skip
+from _common import machine, parse, parser  # isort: skip
 
 import torch
 
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
-    a = p.parse_args()
+    a = parse(p, encoder="mobilenet_v2", page=32, batch=2, steps=1, repeats=1)
     device = torch.device(a.device)
     torch.manual_seed(0)
     model = build_model(ModelConfig(encoder=a.encoder)).to(device)

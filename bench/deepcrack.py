@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import DEEPCRACK, machine, parser  # isort: skip
+from _common import DEEPCRACK, machine, parse, parser  # isort: skip
 from segtune.core.config import build_run_config
 from segtune.core.records import kept_epoch_words, tta_words
 from segtune.core.runtime import cpu_computes_bf16
@@ -85,6 +85,7 @@ def test_protocol(
     tp = fp = fn = 0
     for pic in load_pictures(data / "test"):
         prob = predictor.probabilities(read_image(pic.image, predictor.reading))
+        assert pic.mask is not None  # test/ has a mask for every picture
         mask = read_mask(pic.mask)
         idx = np.clip((prob * 100).astype(np.int64), 0, 99)
         pos += np.bincount(idx[mask], minlength=100)
@@ -250,7 +251,19 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
     p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
     p.add_argument("--seed", type=int, default=0, help="runtime.seed (weights, sampling)")
-    a = p.parse_args()
+    a = parse(
+        p,
+        epochs=1,
+        scale=0.125,
+        page=32,
+        encoder="mobilenet_v2",
+        decoder_channels="32,16,8,8,4",
+        val=4,
+        tta="none",
+        tta_scales="1",
+        precision="fp32",
+        no_study=True,
+    )
     # A CPU without bf16 kernels (AVX2 only) emulates bf16, 9x slower than fp32, and is
     # about 3x slower in fp32 than bf16 on one with them: there the default computes in
     # fp32 and tests 4 views at one scale (24 views cost most of the budget there).
@@ -341,14 +354,14 @@ def main() -> None:
         best = runner.ranked("grid")[0]
         from segtune.analysis.summary import load_study_summary
 
-        summary = load_study_summary(tmp / "study")
-        diffs = summary.differences_to_best()
-        tied = {r.label for r in summary.tied_with_best()}
+        study = load_study_summary(tmp / "study")
+        diffs = study.differences_to_best()
+        tied = {r.label for r in study.tied_with_best()}
         print(
             f"loss study, validation F1 of each run [95 % interval over the {a.val} validation "
             "pictures], difference to the best [paired 95 %], tied with the best:"
         )
-        for r in summary.ranked():
+        for r in study.ranked():
             print(
                 f"  {r.label} {r.params}: {r.final['val/f1']:.3f} {r.intervals.get('val/f1', '')}"
                 f"  diff {diffs.get(r.label, '')}  tied {'yes' if r.label in tied else 'no'}"

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from _common import machine, parser  # isort: skip
+from _common import machine, parse, parser  # isort: skip
 from segtune.core.config import LossConfig, ModelConfig
 from segtune.engine.model import build_model, normalise
 from segtune.engine.step import exact_batch_loss, micro_batch_loss
@@ -24,7 +24,7 @@ from segtune.engine.step import exact_batch_loss, micro_batch_loss
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--steps", type=int, default=6)
-    args = p.parse_args()
+    args = parse(p, steps=1)
     device = torch.device(args.device)
     print(f"machine: {machine()}")
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DEEPCRACK, Timer, machine, parser  # isort: skip
+from _common import DEEPCRACK, Timer, machine, parse, parser  # isort: skip
 from segtune.data.cache import PictureCache, cache_size
 from segtune.data.io import read_image
 from segtune.data.layout import load_pictures
@@ -69,12 +69,13 @@ def main() -> None:
     p.add_argument("--reads", type=int, default=300)
     p.add_argument("--page", type=int, default=256)
     p.add_argument("--big-pictures", type=int, default=4)
-    args = p.parse_args()
+    p.add_argument("--big-size", type=int, default=2048, help="side of the generated pictures")
+    args = parse(p, reads=5, page=32, big_pictures=1, big_size=128)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         sets: dict[str, list[Path]] = {}
-        if DEEPCRACK.is_dir():
+        if DEEPCRACK.is_dir() and not args.smoke:
             sets["DeepCrack train JPEG 544x384"] = [
                 pic.image for pic in load_pictures(DEEPCRACK / "train")
             ]
@@ -83,11 +84,11 @@ def main() -> None:
         from PIL import Image
 
         for i in range(args.big_pictures):
-            image, _ = make_picture(rng, 2048)
+            image, _ = make_picture(rng, args.big_size)
             path = tmpdir / f"big-{i}.png"
             Image.fromarray(image).save(path)
             big.append(path)
-        sets["generated PNG 2048x2048"] = big
+        sets[f"generated PNG {args.big_size}x{args.big_size}"] = big
         print(
             f"{'pictures':32s} {'decode/s':>10s} {'cache/s':>10s} {'mapped/s':>10s} "
             f"{'cache÷decode':>13s} {'mapped÷decode':>14s} {'capped/s':>10s} "

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from _common import DEEPCRACK, machine, parser  # isort: skip
+from _common import DEEPCRACK, machine, parse, parser  # isort: skip
 from segtune.cli.demo import DEMO_PICTURES, DEMO_SEED, DEMO_SIZE, demo_spec_text
 from segtune.data.synthetic import write_demo_data
 from segtune.study.plan import make_plan
@@ -31,9 +31,9 @@ def measure(name: str, spec_path: Path, study: Path, device: str) -> tuple[float
     plan = make_plan(load_spec(spec_path), device=device)
     per_run = plan.seconds_per_run() or 0.0
     t0 = time.perf_counter()
-    code = run_sweep(spec_path, str(study), None, 1, device, quiet=True, write_report=False)
+    result = run_sweep(spec_path, str(study), None, 1, device, quiet=True)
     wall = time.perf_counter() - t0
-    assert code == 0
+    assert result.exit_code == 0
     runs = len(list(study.glob("runs/*/*/summary.json")))
     estimate = per_run * runs
     print(
@@ -67,19 +67,32 @@ def deepcrack_spec(tmp: Path, device: str) -> Path:
     return path
 
 
+# --smoke: the demo's shape, two one-epoch runs of a tiny network.
+SMOKE_SPEC = """name: demo
+data: {train: data/train, val: data/val, seed: 0}
+fixed:
+  pages: {page_size: 32}
+  model: {encoder: mobilenet_v2, encoder_depth: 3, decoder_channels: [16, 8, 4]}
+  optim: {epochs: 1, batch_size: 8}
+  eval: {preview_pictures: 0}
+  runtime: {device: cpu}
+stages: [{name: grid, grid: {loss.pos_weight: [1, 10]}}]
+objective: {metric: val/f1}
+"""
+
+
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--deepcrack", action="store_true")
-    args = p.parse_args()
+    args = parse(p)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         os.environ["SEGTUNE_CACHE"] = str(tmp / "cache")
-        write_demo_data(
-            tmp / "demo" / "data", pictures=DEMO_PICTURES, size=DEMO_SIZE, seed=DEMO_SEED
-        )
+        pictures, size = (8, 64) if args.smoke else (DEMO_PICTURES, DEMO_SIZE)
+        write_demo_data(tmp / "demo" / "data", pictures=pictures, size=size, seed=DEMO_SEED)
         spec = tmp / "demo" / "demo-study.yaml"
-        spec.write_text(demo_spec_text())
+        spec.write_text(SMOKE_SPEC if args.smoke else demo_spec_text())
         measure("demo study", spec, tmp / "demo" / "study", args.device)
         if args.deepcrack:
             measure("DeepCrack study", deepcrack_spec(tmp, args.device), tmp / "dc", args.device)

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from _common import machine, parser, peak_memory_mb  # isort: skip
+from _common import machine, parse, parser, peak_memory_mb  # isort: skip
 from segtune.core.config import ModelConfig
 from segtune.core.runtime import autocast, autocast_dtype
 from segtune.engine.loss import segmentation_loss
@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--encoder", default="resnet34")
-    a = p.parse_args()
+    a = parse(p, page=64, batch=2, micro=1, steps=1, encoder="resnet18")
     dev = torch.device(a.device)
     amp = autocast_dtype("auto", dev)
     torch.manual_seed(0)

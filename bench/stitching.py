@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from _common import machine, parser  # isort: skip
+from _common import machine, parse, parser  # isort: skip
 from segtune.core.config import ModelConfig, PagesConfig
 from segtune.data.tiles import blend_window
 from segtune.engine.infer import predict_probabilities
@@ -51,7 +51,10 @@ def main() -> None:
     p.add_argument("--overlap", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2)
-    a = p.parse_args()
+    p.add_argument(
+        "--sizes", default="2048x2048,4096x3072", help="pictures, HEIGHTxWIDTH, comma-separated"
+    )
+    a = parse(p, page=64, overlap=16, batch=2, repeats=1, sizes="128x96")
     device = torch.device(a.device)
     torch.manual_seed(0)
     model = build_model(ModelConfig(encoder="resnet18")).to(device).eval()
@@ -62,7 +65,7 @@ def main() -> None:
         f"{'max |diff|':>11s}"
     )
     rng = np.random.default_rng(0)
-    for h, w in ((2048, 2048), (4096, 3072)):
+    for h, w in (tuple(map(int, s.split("x"))) for s in a.sizes.split(",")):
         image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         for blend in ("mean", "gaussian"):
             pages = PagesConfig(page_size=a.page, patch_overlap=a.overlap, blend=blend)
@@ -87,6 +90,7 @@ def main() -> None:
                         mode="constant",
                         roi_weight_map=None if blend == "mean" else weight,
                     )
+                assert isinstance(out, torch.Tensor)
                 return out[0, 0].float().cpu().numpy()
 
             theirs_s, theirs = _time(monai, device, a.repeats)

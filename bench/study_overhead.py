@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 import yaml
 
-from _common import Timer, machine, parser  # isort: skip
+from _common import Timer, machine, parse, parser  # isort: skip
 from segtune.cli.main import main as segtune
 from segtune.core.config import RunConfig, build_run_config
 from segtune.core.runtime import resolve_device, seed_everything
@@ -31,8 +30,9 @@ from segtune.data.cache import PictureCache
 from segtune.data.pages import load_split, page_loader
 from segtune.data.subsets import resolve_subsets
 from segtune.data.synthetic import write_demo_data
+from segtune.engine.checkpoint import Learner
 from segtune.engine.model import build_model
-from segtune.engine.train import _optimizer, _train_epoch
+from segtune.engine.train import train_one_epoch
 from segtune.engine.validate import evaluate_split
 from segtune.study.run import run_sweep
 
@@ -87,14 +87,13 @@ def train_and_validate(config: RunConfig, cache: PictureCache) -> float:
     seed_everything(config.runtime.seed)
     device = resolve_device(config.runtime.device)
     model = build_model(config.model).to(device)
-    optimizer = _optimizer(config, model)
-    scaler = torch.amp.GradScaler(enabled=False)
     pictures = load_split(subsets.train, cache, config.pages)
     loader, sampler = page_loader(pictures, config, pin_memory=device.type == "cuda")
+    learner = Learner.build(config, model, len(loader))
     recall = 0.0
     for epoch in range(1, config.optim.epochs + 1):
         sampler.set_epoch(epoch)
-        _train_epoch(config, model, optimizer, scaler, loader, epoch, device, None, False)
+        train_one_epoch(config, learner, loader, epoch, device=device)
         val = evaluate_split(
             model,
             "val",
@@ -125,8 +124,8 @@ def with_segtune(
     study = tmp / "study"
     os.environ["SEGTUNE_CACHE"] = str(tmp / "segtune-cache")  # cold, like the plain loop's
     with Timer() as t:
-        code = run_sweep(path, str(study), None, 1, None, quiet=True, write_report=False)
-    assert code == 0
+        result = run_sweep(path, str(study), None, 1, None, quiet=True)
+    assert result.exit_code == 0
     with Timer() as r:
         segtune(["report", str(study)])
     with Timer() as s:
@@ -151,7 +150,7 @@ def main() -> None:
         type=int,
         help="segtune's eval.train_every (default: its default, 0 = the last epoch only)",
     )
-    args = p.parse_args()
+    args = parse(p, points=2, epochs=1)
     if args.train_eval_pictures:
         n = args.train_eval_pictures
         EXTRA.setdefault("eval", {})["train_eval_pictures"] = int(n) if n.isdigit() else n
@@ -160,7 +159,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        write_demo_data(tmp / "data", pictures=40, size=128, seed=0)
+        pictures, size = (8, 64) if args.smoke else (40, 128)
+        write_demo_data(tmp / "data", pictures=pictures, size=size, seed=0)
         plain_s = plain_optuna(tmp / "data", tmp, args.points, args.epochs, args.device)
         ours_s, report_s, status_s = with_segtune(
             tmp / "data", tmp, args.points, args.epochs, args.device

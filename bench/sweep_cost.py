@@ -26,22 +26,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
 
-from _common import Timer, machine, parser  # isort: skip
+from _common import Timer, machine, parse, parser  # isort: skip
 from segtune.analysis.summary import load_study_summary
 from segtune.data.synthetic import write_demo_data
 from segtune.study.spec import build_spec
-from segtune.study.sweep import StudyRunner, make_pruner, point_key
+from segtune.study.sweep import StudyRunner
+from segtune.study.view import make_pruner, point_key
 
 GRID = {
     "loss.bce_weight": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
     "loss.dice_smooth": [1e-4, 1e-5, 1e-6],
     "loss.pos_weight": [1, 5, 10, 25],
 }
+SMOKE_GRID = {"loss.bce_weight": [0.2, 0.8], "loss.pos_weight": [1, 10]}  # --smoke
 SETTINGS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "SH min 1, factor 2": lambda: optuna.pruners.SuccessiveHalvingPruner(1, 2),
     "SH min 1, factor 3": lambda: optuna.pruners.SuccessiveHalvingPruner(1, 3),
@@ -55,7 +57,9 @@ SETTINGS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
 }
 
 
-def spec_tree(data: Path, name: str, pruner: str, objective: str, epochs: int) -> dict[str, Any]:
+def spec_tree(
+    data: Path, name: str, pruner: str, objective: str, epochs: int, grid: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "name": name,
         "data": {"train": str(data / "train"), "val": str(data / "val"), "seed": 0},
@@ -71,39 +75,50 @@ def spec_tree(data: Path, name: str, pruner: str, objective: str, epochs: int) -
             "eval": {"preview_pictures": 0},
             "runtime": {"device": "cpu"},
         },
-        "stages": [{"name": "grid", "grid": GRID}],
+        "stages": [{"name": "grid", "grid": grid}],
         "objective": {"metric": objective, "direction": "maximize"},
         "pruner": pruner,
         "max_retries": 0,
     }
 
 
-def run_study(data: Path, folder: Path, pruner: str, objective: str, epochs: int) -> dict[str, Any]:
+def run_study(
+    data: Path, folder: Path, pruner: str, objective: str, epochs: int, grid: dict[str, Any]
+) -> dict[str, Any]:
     # Both studies share a name, so they claim points in the same (seeded) order.
-    spec = build_spec(spec_tree(data, "cost", pruner, objective, epochs), "bench")
+    spec = build_spec(spec_tree(data, "cost", pruner, objective, epochs, grid), "bench")
     runner = StudyRunner(spec, folder, progress=False)
     with Timer() as t:
         runner.run()
     summary = load_study_summary(folder)
     curves = {
-        point_key(r.params): [float(row[objective]) for row in r.history if objective in row]
+        _key(r.params): [float(row[objective]) for row in r.history if objective in row]
         for r in summary.runs
     }
-    order = runner.run_order(spec.stages[0], {point_key(p): p for p in _points()})
+    keys = {point_key(p): _key(p) for p in _points(grid)}
+    order = [
+        keys[k] for k in runner.run_order(spec.stages[0], {point_key(p): p for p in _points(grid)})
+    ]
     return {
         "seconds": t.seconds,
         "epochs": sum(r.epochs_done for r in summary.runs),
-        "ranked": [(point_key(r.params), r.final[objective]) for r in summary.ranked()],
+        "ranked": [(_key(r.params), r.final[objective]) for r in summary.ranked()],
         "pruned": sum(r.status == "pruned" for r in summary.runs),
         "curves": curves,
         "order": order,
     }
 
 
-def _points() -> list[dict[str, Any]]:
-    from segtune.study.spec import grid_points
+def _key(params: dict[str, Any]) -> str:
+    """A point's key with whole numbers as floats: the grid lists pos_weight 1, a run's
+    record holds 1.0."""
+    return point_key({k: float(v) if type(v) is int else v for k, v in params.items()})
 
-    return grid_points(GRID)
+
+def _points(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    from segtune.study.spec import ParamValue, grid_points
+
+    return grid_points(cast("dict[str, list[ParamValue]]", grid))
 
 
 def replay(
@@ -136,7 +151,7 @@ def replay(
 
 
 def kept_in_top5(full_ranked: list[tuple[str, float]], ranked: list[tuple[str, float]]) -> int:
-    fifth = full_ranked[4][1]
+    fifth = full_ranked[min(4, len(full_ranked) - 1)][1]
     top = {k for k, v in full_ranked if v >= fifth}
     return sum(k in top for k, _ in ranked[:5])
 
@@ -147,15 +162,18 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--pictures", type=int, default=32)
     p.add_argument("--keep", help="copy both study folders here")
-    a = p.parse_args()
+    a = parse(p, epochs=2, pictures=8, grid=SMOKE_GRID)
+    grid = getattr(a, "grid", GRID)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"machine: {machine()}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         write_demo_data(data, pictures=a.pictures, size=96, seed=1)
-        full = run_study(data, Path(tmp) / "full", "none", a.objective, a.epochs)
-        real = run_study(data, Path(tmp) / "pruned", "successive_halving", a.objective, a.epochs)
+        full = run_study(data, Path(tmp) / "full", "none", a.objective, a.epochs, grid)
+        real = run_study(
+            data, Path(tmp) / "pruned", "successive_halving", a.objective, a.epochs, grid
+        )
         if a.keep:
             shutil.copytree(tmp, a.keep, dirs_exist_ok=True)
     total = full["epochs"]

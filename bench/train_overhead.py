@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from _common import interleaved, isolated, machine, median, parser  # isort: skip
+from _common import interleaved, isolated, machine, median, parse, parser  # isort: skip
 
 
 @dataclass(frozen=True)
@@ -76,30 +76,25 @@ def run_segtune(c: Case) -> dict[str, Any]:
     import torch
     from _common import Timer, peak_memory_mb
 
-    import segtune.engine.step
     from segtune.core.progress import ProgressFile
     from segtune.core.runtime import autocast_dtype, channels_last
     from segtune.data.pages import page_loader
-    from segtune.engine.schedule import build_scheduler
-    from segtune.engine.train import _optimizer, _train_epoch
+    from segtune.engine.checkpoint import Learner
+    from segtune.engine.train import train_one_epoch
 
     torch.set_num_threads(torch.get_num_threads())
     config, loaded, model = _setup(c)
     dev = torch.device(c.device)
-    if c.nchw:
-        segtune.engine.step.channels_last = lambda device: False  # this process only
-    elif channels_last(dev):
+    if not c.nchw and channels_last(dev):  # NCHW: the model's format is what steps use
         model = model.to(memory_format=torch.channels_last)
-    opt = _optimizer(config, model)
     amp = autocast_dtype(config.runtime.precision, dev)
-    scaler = torch.amp.GradScaler(enabled=amp == torch.float16)
     loader, sampler = page_loader(loaded, config, pin_memory=dev.type == "cuda")
-    schedule = build_scheduler(opt, config.optim, len(loader))
+    learner = Learner.build(config, model, len(loader), amp)
     watch = ProgressFile(Path(c.tmp) / f"run-{os.getpid()}", 2, len(loader), 1)
 
     def epoch(n: int) -> None:
         sampler.set_epoch(n)
-        _train_epoch(config, model, opt, scaler, schedule, loader, n, dev, amp, False, watch)
+        train_one_epoch(config, learner, loader, n, device=dev, amp_dtype=amp, watch=watch)
 
     epoch(1)  # warm-up (starts workers)
     with Timer() as t:
@@ -127,7 +122,7 @@ def run_bare(c: Case) -> dict[str, Any]:
     pages = [
         (lp.image[y : y + page, x : x + page], lp.mask[y : y + page, x : x + page])
         for lp in loaded
-        for y, x in page_origins(*lp.image.shape[:2], page, 0)
+        for y, x in page_origins(lp.image.shape[0], lp.image.shape[1], page, 0)
     ]
     images = torch.from_numpy(np.stack([p[0] for p in pages])).permute(0, 3, 1, 2).contiguous()
     masks = torch.from_numpy(np.stack([p[1] for p in pages]))
@@ -169,7 +164,7 @@ def main() -> None:
     p.add_argument("--pictures", type=int, default=16, help="pictures of 2×2 pages each")
     p.add_argument("--workers", type=int, default=2, help="loader workers of the real data path")
     p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
+    a = parse(p, page=32, batch=2, pictures=2, workers=0, repeats=1)
     print(f"machine: {machine()}")
     print(
         f"network Unet/resnet18, page {a.page}, batch {a.batch}, {a.pictures * 4} pages per epoch, "

@@ -35,7 +35,11 @@ def main(out: Path) -> None:
         "objective": {"metric": "val/f1"},
     }
     (out / "spec.yaml").write_text(yaml.safe_dump(spec))
-    assert segtune.run_study(out / "spec.yaml", out / "study") == 0
+    study = segtune.run_study(out / "spec.yaml", out / "study", sets=["optim.epochs=1"])
+    assert study.exit_code == 0 and study.model_path is not None
+    print(
+        f"model to use: {study.model_path} ({study.objective} {study.metrics[study.objective]:.3f})"
+    )
     summary = segtune.load_study(out / "study")
     best = summary.ranked()[0]
     value = best.final[summary.objective]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ def test_the_api_example_runs(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].startswith("run completed: validation F1 ")
     assert any(line.startswith("best of 2: ") for line in lines)
+    assert any(line.startswith("model to use: ") and "model.pt" in line for line in lines)
+    assert "[grid]" not in out.stderr  # run_study(quiet=True): no per-point lines
+    records = [json.loads(p.read_text()) for p in (tmp_path / "study").rglob("summary.json")]
+    assert len(records) == 2 and {r["epochs"] for r in records} == {1}  # sets= applied
     assert any(line.startswith("test F1 ") for line in lines)
     assert lines[-2] == "wrote 4 masks"
     assert lines[-1].startswith("exported pages of ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.2.0.dev0"
+from segtune.core.version import VERSION as __version__
 
 _API = (
     "load_config",

@@ -3,7 +3,7 @@
     import segtune
 
     record = segtune.train_run(segtune.load_config("run.yaml"), Path("runs/a"))
-    code = segtune.run_study(Path("spec.yaml"), "studies/s")
+    result = segtune.run_study(Path("spec.yaml"), "studies/s")  # result.model_path
     summary = segtune.load_study("studies/s")          # read-only
     best = summary.ranked()[0]
     result = segtune.evaluate_run("runs/a", ["data/test"], threshold="best")
@@ -21,6 +21,7 @@ Everything returned is typed: :class:`~segtune.core.records.RunRecord`,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from segtune.core.config import RunConfig
     from segtune.core.records import RunRecord
     from segtune.inference.evaluate import Evaluation
+    from segtune.study.spec import ParamValue
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
@@ -45,6 +47,20 @@ def load_run(run_dir: str | Path) -> RunRecord:
     return RunFolder(Path(run_dir)).read_record()
 
 
+@dataclass(frozen=True)
+class StudyResult:
+    """What :func:`run_study` ends with: how the sweep went and the study's answer."""
+
+    folder: Path
+    exit_code: int  # as ``segtune sweep``: 1 when no run completed or a worker failed
+    completed: int  # runs completed in the study (all stages)
+    failed: int
+    objective: str  # the metric key ranked by, e.g. ``val/f1``
+    best_params: dict[str, ParamValue]  # the top configuration's searched parameters
+    model_path: Path | None  # its ``model.pt``
+    metrics: dict[str, float]  # its values at the kept epoch
+
+
 def run_study(
     spec: str | Path,
     study_dir: str | Path | None = None,
@@ -52,13 +68,46 @@ def run_study(
     storage: str | None = None,
     workers: int = 1,
     device: str | None = None,
+    sets: Sequence[str] = (),
     quiet: bool = True,
-) -> int:
-    """Run or resume a study (as ``segtune sweep``); returns the exit status."""
+    report: bool = True,
+) -> StudyResult:
+    """Run or resume a study (as ``segtune sweep``) and read its answer.
+
+    ``sets`` are ``--set`` overrides of fixed run-config keys (``"optim.epochs=2"``);
+    ``quiet`` silences progress and per-run lines; ``report`` writes the report."""
+    from segtune.analysis.summary import load_study_summary
     from segtune.study.run import run_sweep
 
     folder = None if study_dir is None else str(study_dir)
-    return run_sweep(Path(spec), folder, storage, workers, device, quiet=quiet)
+    done = run_sweep(
+        Path(spec),
+        folder,
+        storage,
+        workers,
+        device,
+        quiet=quiet,
+        show_plan=False,
+        sets=list(sets) or None,
+    )
+    if report:
+        from segtune.analysis.report import write_report
+
+        write_report(done.folder, storage_url=storage)
+    summary = load_study_summary(done.folder, storage)
+    top = summary.top()
+    best = top[0] if top else None
+    model = None if best is None else best.run_dir / "model.pt"
+    return StudyResult(
+        folder=done.folder,
+        exit_code=done.exit_code,
+        completed=done.completed,
+        failed=done.failed,
+        objective=summary.objective,
+        best_params=dict(best.params) if best else {},
+        model_path=model if model is not None and model.is_file() else None,
+        metrics=dict(best.final) if best else {},
+    )
 
 
 def load_study(study_dir: str | Path, storage: str | None = None) -> StudySummary:

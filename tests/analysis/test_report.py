@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,34 +60,69 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _missing_browser() -> str | None:
+    """What of the browser test's tools is not installed (None: both are)."""
+    missing = []
+    if _chromium() is None:
+        missing.append("chromium is not on PATH (Debian package chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        missing.append(f"playwright does not import ({exc})")
+    return "; ".join(missing) or None
+
+
+LAUNCH_TIMEOUT_MS = 120_000  # a loaded 2-core machine starts Chromium slowly
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _launch(p: Any) -> Any:
+    """Chromium started headless; two tries, each with a generous timeout. Failing both
+    is a test failure that says the browser is installed but did not start."""
+    error: Exception | None = None
+    for _ in range(2):
+        try:
+            return p.chromium.launch(
+                executable_path=_chromium(),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                env={**os.environ},
+                timeout=LAUNCH_TIMEOUT_MS,
+            )
+        except Exception as exc:  # playwright's TimeoutError or Error
+            error = exc
+    pytest.fail(
+        f"chromium ({_chromium()}) and playwright are installed but Chromium failed to "
+        f"start twice within {LAUNCH_TIMEOUT_MS / 1000:g} s: {str(error).splitlines()[0]}"
+    )
+
+
+def test_missing_browser_tools_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "chromium is not on PATH" in (_missing_browser() or "")
+
+
 @pytest.mark.browser
 def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: Path) -> None:
-    browser_path = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        browser_path = None
-    if browser_path is None:
+    missing = _missing_browser()
+    if missing is not None:
         if in_ci():
-            pytest.fail("chromium or playwright missing in CI (.ci/run installs them)")
-        pytest.skip("headless Chromium (Debian package chromium) or playwright not installed")
+            pytest.fail(f"{missing}: in CI (.ci/run installs them)")
+        pytest.skip(f"not installed: {missing}")
+    from playwright.sync_api import sync_playwright
+
     html = finished_study / "report" / "report.html"
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-            env={**os.environ},
-        )
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 700, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -169,11 +169,11 @@ def test_a_run_says_when_its_precision_is_not_what_the_cpu_computes(
 
 
 def test_pruned_run_is_recorded_as_pruned(demo_data: Path, tmp_path: Path) -> None:
-    import optuna
+    from segtune.engine.train import RunPruned
 
     def prune(epoch: int, values: dict[str, float]) -> None:
         assert "val/recall" in values and "train/loss" in values
-        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        raise RunPruned(f"pruned at epoch {epoch}")
 
     config = tiny_config(demo_data, optim={"epochs": 3})
     summary = train_run(config, tmp_path / "run", reporter=prune, progress=False)
@@ -601,7 +601,7 @@ def test_a_kept_earlier_epoch_has_training_metrics_of_its_own_weights(
 def test_the_selected_epochs_lead_over_the_last_is_given_with_its_interval() -> None:
     from segtune.core.metrics import PictureCounts, ProbabilityHistogram
     from segtune.core.records import RunRecord, kept_epoch_words
-    from segtune.engine.train import _selection_margin
+    from segtune.engine.ledger import selection_margin
     from segtune.engine.validate import SplitResult
 
     def split(tp: list[int]) -> SplitResult:
@@ -610,7 +610,7 @@ def test_the_selected_epochs_lead_over_the_last_is_given_with_its_interval() -> 
         return SplitResult({"val/f1": f1}, ProbabilityHistogram(10), pictures)
 
     kept, last = split([90, 40, 85, 60]), split([80, 45, 80, 62])
-    margin = _selection_margin("val/f1", kept, last, 7)
+    margin = selection_margin("val/f1", kept, last, 7)
     assert margin is not None and margin.last_epoch == 7 and margin.low is not None
     lead = 550 / 715 - 534 / 707  # F1 = 2·TP / (2·TP + FP + FN) summed over the pictures
     assert margin.kept_value - margin.last_value == pytest.approx(lead, abs=1e-12)
@@ -627,7 +627,7 @@ def test_the_selected_epochs_lead_over_the_last_is_given_with_its_interval() -> 
     words = kept_epoch_words(record)
     assert words.startswith("epoch 5 of 9, selected by val/f1 (") and "at epoch 7: +0.0139" in words
     assert words.endswith("over the validation pictures, within picture-sample noise)")
-    assert _selection_margin("train/f1", kept, last, 7) is None  # not in the validation values
+    assert selection_margin("train/f1", kept, last, 7) is None  # not in the validation values
 
 
 def test_flips_average_the_four_flipped_predictions(demo_data: Path) -> None:

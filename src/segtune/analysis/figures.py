@@ -23,18 +23,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
-from PIL import Image
 
 from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.core.metrics import PictureCounts, ProbabilityHistogram, better, describe_metric
-from segtune.core.records import preview_base
-from segtune.study.spec import SEED_KEY
+from segtune.core.metrics import ProbabilityHistogram, better, describe_metric
+from segtune.core.previews import FN_COLOUR, FP_COLOUR, TP_COLOUR, overlay
+from segtune.study.spec import SEED_KEY, ParamValue
 
-# Okabe–Ito colour-blind-safe palette.
-TP_COLOUR, FP_COLOUR, FN_COLOUR = "#0072B2", "#E69F00", "#CC79A7"
 LINE_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 OVERLAY_KEYS = ("val/tp", "val/fp", "val/fn")
-OVERLAY_SIZE = 256  # pixels per picture in overlay strips
 
 
 @dataclass(frozen=True)
@@ -58,70 +54,6 @@ def _finish(fig: plt.Figure, name: str, title: str, caption: str) -> Figure:
     return Figure(name, title, caption, tuple(drawn), buf.getvalue())
 
 
-NEUTRAL = (200, 200, 200)  # pixels that do not count (outside the ROI, ignored)
-
-
-def overlay(run: RunSummary, index: int, size: int = OVERLAY_SIZE) -> NDArray[np.uint8]:
-    """RGB overlay of one preview picture: the picture in grey, TP / FP / FN coloured.
-
-    Classes are computed at full resolution, then reduced with "any pixel in the box",
-    so thin structures stay visible in a small overlay.
-    """
-    prev = run.run_dir / "previews"
-    pic = next(p for p in run.pictures if p.index == index)
-    base = preview_base(pic.index, pic.stem)
-    prob = np.asarray(Image.open(prev / f"{base}-prob.png"), dtype=np.float32) / 65535.0
-    mask = np.asarray(Image.open(prev / f"{base}-mask.png")) > 0
-    image = Image.open(prev / f"{base}-image.png").convert("L")
-    h, w = mask.shape
-    scale = size / max(h, w)
-    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
-    grey = np.asarray(image.resize(shape, Image.Resampling.BILINEAR), dtype=np.float32) * 0.6
-    out = np.repeat(grey[:, :, None], 3, axis=2)
-    pred = prob >= run.threshold
-    valid_file = prev / f"{base}-valid.png"
-    if valid_file.exists():  # outside the region of interest / ignored: neutral, no class
-        valid = np.asarray(Image.open(valid_file)) > 0
-        pred, mask = pred & valid, mask & valid
-        small_out = (
-            np.asarray(
-                Image.fromarray((~valid).astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)
-            )
-            > 127
-        )
-        out[small_out] = NEUTRAL
-    for cls, colour in (
-        (pred & ~mask, FP_COLOUR),
-        (~pred & mask, FN_COLOUR),
-        (pred & mask, TP_COLOUR),
-    ):
-        small = (
-            np.asarray(
-                Image.fromarray(cls.astype(np.uint8) * 255).resize(shape, Image.Resampling.BOX)
-            )
-            > 0
-        )
-        out[small] = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
-    return out.astype(np.uint8)
-
-
-def overlay_row(
-    run_dir: Path, pictures: Sequence[PictureCounts], threshold: float, gap: int = 4
-) -> NDArray[np.uint8]:
-    """The preview pictures' overlays side by side in one RGB array (white gaps): the
-    image a live logger shows for a run's kept epoch."""
-    run = RunSummary("run", 0, run_dir, {}, "completed", threshold=threshold)
-    run.pictures = list(pictures)
-    tiles = [overlay(run, p.index) for p in pictures]
-    height = max(t.shape[0] for t in tiles)
-    row = []
-    for tile in tiles:
-        padded = np.full((height, tile.shape[1] + gap, 3), 255, np.uint8)
-        padded[: tile.shape[0], : tile.shape[1]] = tile
-        row.append(padded)
-    return np.concatenate(row, axis=1)[:, :-gap]
-
-
 def _legend(ax: plt.Axes, threshold: float) -> None:
     handles = [
         mpatches.Patch(color=c, label=describe_metric(k, threshold, short=True), gid=k)
@@ -137,7 +69,7 @@ def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
     k = len(run.pictures)
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k + 1.8, 2.5), squeeze=False)
     for ax, pic in zip(axes[0], run.pictures, strict=True):
-        ax.imshow(overlay(run, pic.index))
+        ax.imshow(overlay(run.run_dir / "previews", pic, run.threshold))
         ax.set_title(f"{pic.stem}: TP {pic.tp} FP {pic.fp} FN {pic.fn}", fontsize=7)
         ax.axis("off")
     _legend(axes[0][-1], run.threshold)
@@ -162,7 +94,7 @@ def topk_grid(summary: StudySummary) -> Figure | None:
         for col, ax in enumerate(row):
             ax.axis("off")
             if col < len(run.pictures):
-                ax.imshow(overlay(run, run.pictures[col].index, 192))
+                ax.imshow(overlay(run.run_dir / "previews", run.pictures[col], run.threshold, 192))
                 if run is top[0]:
                     ax.text(
                         0.5,
@@ -235,109 +167,135 @@ def metric_curves(run: RunSummary, metric: str) -> Figure:
     return _finish(fig, f"curves-{run.stage}-{run.trial:04d}", title, caption)
 
 
-def heatmaps(summary: StudySummary) -> list[Figure]:
+@dataclass(frozen=True)
+class HeatmapPanel:
+    """One panel of a heatmap: the objective per (a, b) cell at one facet value (the best
+    run of each cell), and which cells hold a run tied with the best."""
+
+    facet_value: ParamValue | None
+    values: NDArray[np.float64]  # rows: a's values, columns: b's; NaN: no completed run
+    tied: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """What a heatmap shows, computed from the summary (:func:`heatmap_data`), drawn by
+    :func:`draw_heatmap`."""
+
+    stage: str
+    a: str  # rows
+    b: str  # columns
+    facet: str | None  # one panel per value
+    a_values: list[ParamValue]
+    b_values: list[ParamValue]
+    panels: list[HeatmapPanel]
+    low: float  # the colour scale spans the stage's values
+    high: float
+    best_over: list[str]  # the parameters each cell takes the best over
+
+
+def heatmap_data(summary: StudySummary) -> list[Heatmap]:
     """The objective over each pair of searched parameters of a stage, faceted by a third
     (other parameters: the best value over them)."""
-    figures = []
-    key = summary.objective
+    out = []
+    tied = {r.label for r in summary.tied_with_best()}
     for stage, grid in summary.searched.items():
         names = [k for k, v in grid.items() if len(v) > 1 and k != SEED_KEY]
         runs = summary.stage_runs(stage)
         if len(names) < 2 or not runs:
             continue
-        tied = {r.label for r in summary.tied_with_best()}
-        values = _finite(runs, key)
+        values = _finite(runs, summary.objective)
         low, high = float(np.min(values)), float(np.max(values))
         high = high if high > low else low + 1e-9
         for a, b in itertools.combinations(names, 2):
             rest = [n for n in names if n not in (a, b)]
             facet = rest[0] if rest else None
-            facet_values = grid[facet] if facet else [None]
-            fig, axes = plt.subplots(
-                1, len(facet_values), figsize=(3.2 * len(facet_values) + 1, 3.2), squeeze=False
-            )
-            image = None
-            for ax, fv in zip(axes[0], facet_values, strict=True):
-                table = np.full((len(grid[a]), len(grid[b])), np.nan)
-                shown: dict[tuple[int, int], RunSummary] = {}
-                for r in runs:
-                    if facet and r.params.get(facet) != fv:
-                        continue
-                    i, j = grid[a].index(r.params[a]), grid[b].index(r.params[b])
-                    v = r.final[key]
-                    if np.isnan(table[i, j]) or better(v, table[i, j], summary.direction):
-                        table[i, j] = v
-                        shown[i, j] = r
-                for (i, j), r in shown.items():  # hatched: cannot be told from the best
-                    if r.label in tied:
-                        ax.add_patch(
-                            mpatches.Rectangle(
-                                (j - 0.5, i - 0.5),
-                                1,
-                                1,
-                                fill=False,
-                                hatch="//",
-                                edgecolor="white",
-                                linewidth=0,
-                            )
-                        )
-                image = ax.imshow(
-                    table,
-                    cmap="viridis",
-                    vmin=low,
-                    vmax=high,
-                    aspect="auto",
-                    gid=key,
+            panels = [
+                _panel(summary, runs, grid[a], grid[b], (a, b), facet, fv, tied)
+                for fv in (grid[facet] if facet else [None])
+            ]
+            best_over = [n for n in rest if n != facet] + (["seeds"] if SEED_KEY in grid else [])
+            out.append(Heatmap(stage, a, b, facet, grid[a], grid[b], panels, low, high, best_over))
+    return out
+
+
+def _panel(
+    summary: StudySummary,
+    runs: Sequence[RunSummary],
+    rows: list[ParamValue],
+    cols: list[ParamValue],
+    keys: tuple[str, str],
+    facet: str | None,
+    facet_value: ParamValue | None,
+    tied: set[str],
+) -> HeatmapPanel:
+    table = np.full((len(rows), len(cols)), np.nan)
+    marked = np.zeros(table.shape, bool)
+    for r in runs:
+        if facet and r.params.get(facet) != facet_value:
+            continue
+        i, j = rows.index(r.params[keys[0]]), cols.index(r.params[keys[1]])
+        v = r.final[summary.objective]
+        if np.isnan(table[i, j]) or better(v, table[i, j], summary.direction):
+            table[i, j], marked[i, j] = v, r.label in tied
+    return HeatmapPanel(facet_value, table, marked)
+
+
+def draw_heatmap(h: Heatmap, summary: StudySummary) -> Figure:
+    """One heatmap figure: a panel per facet value, cell values written in, hatched cells
+    tied with the best, the colour bar naming its metric and span."""
+    key = summary.objective
+    n = len(h.panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 3.2), squeeze=False)
+    image = None
+    for ax, panel in zip(axes[0], h.panels, strict=True):
+        for i, j in zip(*np.nonzero(panel.tied), strict=True):  # hatched: tied with the best
+            ax.add_patch(
+                mpatches.Rectangle(
+                    (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="white", lw=0
                 )
-                for (i, j), v in np.ndenumerate(table):
-                    if not np.isnan(v):
-                        ax.text(
-                            j,
-                            i,
-                            f"{v:.2f}",
-                            ha="center",
-                            va="center",
-                            fontsize=7,
-                            # white on the colour map's dark half (viridis: low values)
-                            color="white" if (v - low) / (high - low) < 0.5 else "black",
-                        )
-                ax.set_xticks(
-                    range(len(grid[b])),
-                    [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[b]],
-                    fontsize=7,
-                )
-                ax.set_yticks(
-                    range(len(grid[a])),
-                    [f"{v:g}" if isinstance(v, float) else str(v) for v in grid[a]],
-                    fontsize=7,
-                )
-                ax.set_xlabel(b, fontsize=8)
-                ax.set_ylabel(a, fontsize=8)
-                if facet:
-                    ax.set_title(f"{facet} = {fv}", fontsize=8)
-            assert image is not None
-            bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-            bar.set_label(
-                f"{describe_metric(key, summary.threshold, short=True)} "
-                f"(colours span the data: {low:.3g}–{high:.3g})",
-                fontsize=8,
             )
-            title = f"{describe_metric(key, summary.threshold)} over {a} × {b} (stage {stage})"
-            fig.suptitle(title, fontsize=9)
-            more = f", one panel per {facet}" if facet else ""
-            other = [n for n in rest if n != facet]
-            if SEED_KEY in grid:
-                other.append("seeds")
-            best = f"; best over {', '.join(other)}" if other else ""
-            caption = (
-                f"{title}{more}{best}. Values of the {summary.kept_words}; empty cells: no "
-                "completed run; hatched "
-                "cells: runs that cannot be told apart from the best (Top runs)."
-            )
-            figures.append(
-                _finish(fig, f"heatmap-{stage}-{a}-{b}".replace(".", "_"), title, caption)
-            )
-    return figures
+        image = ax.imshow(
+            panel.values, cmap="viridis", vmin=h.low, vmax=h.high, aspect="auto", gid=key
+        )
+        for (i, j), v in np.ndenumerate(panel.values):
+            if not np.isnan(v):
+                # white on the colour map's dark half (viridis: low values)
+                dark = (v - h.low) / (h.high - h.low) < 0.5
+                colour = "white" if dark else "black"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=colour)
+        ax.set_xticks(range(len(h.b_values)), [tick_label(v) for v in h.b_values], fontsize=7)
+        ax.set_yticks(range(len(h.a_values)), [tick_label(v) for v in h.a_values], fontsize=7)
+        ax.set_xlabel(h.b, fontsize=8)
+        ax.set_ylabel(h.a, fontsize=8)
+        if h.facet:
+            ax.set_title(f"{h.facet} = {panel.facet_value}", fontsize=8)
+    assert image is not None
+    bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    bar.set_label(
+        f"{describe_metric(key, summary.threshold, short=True)} "
+        f"(colours span the data: {h.low:.3g}–{h.high:.3g})",
+        fontsize=8,
+    )
+    title = f"{describe_metric(key, summary.threshold)} over {h.a} × {h.b} (stage {h.stage})"
+    fig.suptitle(title, fontsize=9)
+    more = f", one panel per {h.facet}" if h.facet else ""
+    best = f"; best over {', '.join(h.best_over)}" if h.best_over else ""
+    caption = (
+        f"{title}{more}{best}. Values of the {summary.kept_words}; empty cells: no "
+        "completed run; hatched cells: runs that cannot be told apart from the best (Top runs)."
+    )
+    return _finish(fig, f"heatmap-{h.stage}-{h.a}-{h.b}".replace(".", "_"), title, caption)
+
+
+def heatmaps(summary: StudySummary) -> list[Figure]:
+    """Every heatmap of the study, computed then drawn."""
+    return [draw_heatmap(h, summary) for h in heatmap_data(summary)]
+
+
+def tick_label(v: ParamValue) -> str:
+    """A parameter value as an axis tick: floats in ``%g`` form, others as they are."""
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _finite(runs: Sequence[RunSummary], key: str) -> list[float]:

@@ -6,6 +6,7 @@ writes ``report.md``, ``report.html`` and ``figures/*.png`` into ``<study>/repor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from segtune.analysis import figures as F
 from segtune.analysis.document import (
     Block,
+    Cell,
     Heading,
     Image,
     Link,
@@ -26,7 +28,7 @@ from segtune.analysis.patterns import fp_word, group_runs, tp_word
 from segtune.analysis.results import write_results
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
 from segtune.core.faults import fault_point
-from segtune.core.intervals import RESAMPLES
+from segtune.core.intervals import RESAMPLES, Interval
 from segtune.core.metrics import OVER_PREDICTION, degenerate, describe_metric, trivially_maximised
 from segtune.core.records import atomic_write_text
 from segtune.data.subsets import subset_seed
@@ -66,16 +68,45 @@ def _params(run: RunSummary, keys: list[str]) -> list[str]:
 
 
 def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> list[Block]:
-    """The report as blocks; figures are written to ``fig_dir`` as they are made.
+    """The report as blocks, section by section; figures are drawn into ``fig_dir``.
 
-    ``figures=False`` builds every table and text block without rendering a figure (what
-    tests of the computed tables use: rendering is most of a report's time).
+    ``figures=False`` builds every table and text block without drawing a figure (what
+    tests of the computed tables use: drawing is most of a report's time).
     """
+    draw = FigureDrawer(fig_dir) if figures else None
     keys = s.searched_keys
-    objective = describe_metric(s.objective, s.threshold)
-    blocks: list[Block] = [Heading(1, f"Study {s.name}")]
+    return [
+        Heading(1, f"Study {s.name}"),
+        *_setup_blocks(s),
+        *_searched_blocks(s),
+        *_observation_blocks(s, keys),
+        *_top_k_blocks(s, keys),
+        *_effect_blocks(s),
+        Heading(2, "Figures"),
+        *(draw([F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)]) if draw else []),
+        *_all_runs_blocks(s, keys),
+        *_appendix_blocks(s, draw),
+    ]
 
-    # Setup
+
+class FigureDrawer:
+    """Saves drawn figures under ``fig_dir`` and turns them into the report's images."""
+
+    def __init__(self, fig_dir: Path) -> None:
+        self.fig_dir = fig_dir
+
+    def __call__(self, made: Sequence[F.Figure | None]) -> list[Block]:
+        blocks: list[Block] = []
+        for fig in made:
+            if fig is not None:
+                F.save(fig, self.fig_dir)
+                blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+        return blocks
+
+
+def _setup_blocks(s: StudySummary) -> list[Block]:
+    """What was run: subsets, masks, objective, threshold, how each split is scored."""
+    objective = describe_metric(s.objective, s.threshold)
     train_eval = (
         f"a fixed sample of {s.train_eval_pictures} of the training pictures "
         f"(seed {subset_seed(s.seed, 'train_eval')})"
@@ -87,60 +118,56 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
         if s.train_every
         else ", at the last epoch and at a kept earlier one only (eval.train_every)"
     )
-    blocks += [
-        Heading(2, "Setup"),
-        Table(
-            ["Item", "Value"],
-            [
-                ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
-                ["Validation subset", _validation_subset(s)],
-                ["Masks", s.masks],
-                ["Objective", f"{objective}, {s.direction}"],
-                [
-                    "Threshold",
-                    f"{s.threshold:g} (a pixel is positive when its probability is ≥ it)",
-                ],
-                [
-                    "Training metrics (train/*)",
-                    f"evaluation pass (eval mode, no augmentation) on {train_eval}, "
-                    "full stitched pictures",
-                ],
-                ["Training loss (train/loss)", "running mean over augmented batches of the epoch"],
-                [
-                    "Validation metrics (val/*)",
-                    f"all {s.val_pictures} validation pictures, full stitched "
-                    "pictures, pixel counts summed over the split",
-                ],
-                ["Epochs", str(s.epochs)],
-                [
-                    "Runs",
-                    f"{len(s.runs)} ({sum(r.status == 'completed' for r in s.runs)} completed, "
-                    f"{sum(r.status == 'pruned' for r in s.runs)} pruned, "
-                    f"{sum(r.status == 'failed' for r in s.runs)} failed)",
-                ],
-            ],
-        ),
+    runs = (
+        f"{len(s.runs)} ({sum(r.status == 'completed' for r in s.runs)} completed, "
+        f"{sum(r.status == 'pruned' for r in s.runs)} pruned, "
+        f"{sum(r.status == 'failed' for r in s.runs)} failed)"
+    )
+    rows = [
+        ["Training subset", f"{s.train_pictures} pictures (seed {s.seed})"],
+        ["Validation subset", _validation_subset(s)],
+        ["Masks", s.masks],
+        ["Objective", f"{objective}, {s.direction}"],
+        ["Threshold", f"{s.threshold:g} (a pixel is positive when its probability is ≥ it)"],
+        [
+            "Training metrics (train/*)",
+            f"evaluation pass (eval mode, no augmentation) on {train_eval}, full stitched pictures",
+        ],
+        ["Training loss (train/loss)", "running mean over augmented batches of the epoch"],
+        [
+            "Validation metrics (val/*)",
+            f"all {s.val_pictures} validation pictures, full stitched pictures, pixel "
+            "counts summed over the split",
+        ],
+        ["Epochs", str(s.epochs)],
+        ["Runs", runs],
     ]
-    blocks += [
+    return [
+        Heading(2, "Setup"),
+        Table(["Item", "Value"], rows),
         Heading(3, "Fixed parameters"),
         Table(["Parameter", "Value"], [[k, _fmt(v)] for k, v in sorted(s.fixed.items())]),
     ]
 
-    # Searched parameters
+
+def _searched_blocks(s: StudySummary) -> list[Block]:
     rows = [
         [stage, k, ", ".join(_fmt(v) for v in values)]
         for stage, grid in s.searched.items()
         for k, values in grid.items()
     ]
-    blocks += [
+    return [
         Heading(2, "Searched parameters"),
         Table(["Stage", "Parameter", "Values tested"], rows),
     ]
 
-    # Observations
-    blocks.append(
+
+def _observation_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
+    """Runs grouped by which preview pictures get true and false positives."""
+    objective = describe_metric(s.objective, s.threshold)
+    blocks: list[Block] = [
         Heading(2, "Observations: which validation pictures get true and false positives")
-    )
+    ]
     if s.preview_stems:
         names = ", ".join(f"{i} = {stem}" for i, stem in enumerate(s.preview_stems, start=1))
         blocks.append(
@@ -151,113 +178,99 @@ def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> lis
                 "are in bold."
             )
         )
+    short = describe_metric(s.objective, s.threshold, short=True)
     for group in group_runs(s.runs):
-        blocks.append(Heading(3, group.title))
-        blocks.append(Paragraph(f"{len(group.runs)} configuration(s)."))
-        blocks.append(
+        rows: list[list[Cell]] = [
+            [
+                r.stages_text,
+                _run_link(r),
+                *_params(r, keys),
+                _fmt(r.final.get(s.objective, float("nan"))),
+                degenerate(r.final) or "",
+            ]
+            for r in group.runs
+        ]
+        blocks += [
+            Heading(3, group.title),
+            Paragraph(f"{len(group.runs)} configuration(s)."),
             Table(
-                [
-                    "Stage",
-                    "Trial",
-                    *keys,
-                    describe_metric(s.objective, s.threshold, short=True),
-                    "Flag",
-                ],
-                [
-                    [
-                        r.stages_text,
-                        _run_link(r),
-                        *_params(r, keys),
-                        _fmt(r.final.get(s.objective, float("nan"))),
-                        degenerate(r.final) or "",
-                    ]
-                    for r in group.runs
-                ],
+                ["Stage", "Trial", *keys, short, "Flag"],
+                rows,
                 bold=[s.is_top(r) for r in group.runs],
-            )
-        )
+            ),
+        ]
+    return blocks
 
-    # Top-k
-    blocks += _top_k_blocks(s, keys)
-    blocks += _effect_blocks(s)
 
-    # Figures
-    blocks.append(Heading(2, "Figures"))
-    made = [F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)] if figures else []
-    for fig in made:
-        if fig is not None:
-            F.save(fig, fig_dir)
-            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
-
-    # All runs
+def _all_runs_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
-    blocks.append(Heading(2, "All runs"))
-    blocks.append(
+    rows: list[list[Cell]] = [
+        [
+            r.stages_text,
+            _run_link(r),
+            *_params(r, keys),
+            r.status + (f" ({r.failure})" if r.failure else ""),
+            degenerate(r.final) or "",
+            *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
+        ]
+        for r in s.runs
+    ]
+    return [
+        Heading(2, "All runs"),
         Table(
             ["Stage", "Trial", *keys, "Status", "Flag", *cols],
-            [
-                [
-                    r.stages_text,
-                    _run_link(r),
-                    *_params(r, keys),
-                    r.status + (f" ({r.failure})" if r.failure else ""),
-                    degenerate(r.final) or "",
-                    *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
-                ]
-                for r in s.runs
-            ],
+            rows,
             bold=[s.is_top(r) for r in s.runs],
             caption=(
                 f"Values of the {s.kept_words}; threshold {s.threshold:g}; top-{s.top_k} in bold"
             ),
-        )
-    )
+        ),
+    ]
 
-    # Appendix
-    blocks.append(Heading(2, "Appendix: every run"))
+
+def _appendix_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
+    """Every run: its parameters, status and folder, its preview pictures' counts and,
+    when figures are drawn, its curves and overlays."""
+    blocks: list[Block] = [Heading(2, "Appendix: every run")]
     metric_name = s.objective.split("/", 1)[1]
     for r in s.runs:
-        blocks.append(Heading(3, f"Run {r.label}", anchor=_run_anchor(r)))
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.params.items())
-        blocks.append(
-            Paragraph(
-                f"{params}. Status: {r.status}"
-                + (f" — {r.failure}" if r.failure else "")
-                + f". Folder: {r.run_dir}"
-            )
-        )
+        failure = f" — {r.failure}" if r.failure else ""
+        blocks += [
+            Heading(3, f"Run {r.label}", anchor=_run_anchor(r)),
+            Paragraph(f"{params}. Status: {r.status}{failure}. Folder: {r.run_dir}"),
+        ]
         if r.pictures:
-            blocks.append(
-                Table(
-                    ["Picture", "Stem", "Positive pixels", "TP", "FP", "FN"],
-                    [
-                        [
-                            str(p.index),
-                            p.stem,
-                            str(p.positives),
-                            f"{p.tp} ({tp_word(p)})",
-                            f"{p.fp} ({fp_word(p)})",
-                            str(p.fn),
-                        ]
-                        for p in r.pictures
-                    ],
-                    caption=(
-                        f"Validation preview pictures, threshold {r.threshold:g}, "
-                        f"{s.kept_words} (epoch {r.kept_epoch or r.epochs_done})"
-                    ),
-                )
-            )
-        if not figures:
+            blocks.append(_picture_table(s, r))
+        if draw is None:
             continue
         if r.history and metric_name not in ("loss",):
-            fig = F.metric_curves(r, metric_name)
-            F.save(fig, fig_dir)
-            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+            blocks += draw([F.metric_curves(r, metric_name)])
         if r.pictures and (r.run_dir / "previews").is_dir():
-            fig = F.run_strip(r, s)
-            F.save(fig, fig_dir)
-            blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
+            blocks += draw([F.run_strip(r, s)])
     return blocks
+
+
+def _picture_table(s: StudySummary, r: RunSummary) -> Table:
+    rows = [
+        [
+            str(p.index),
+            p.stem,
+            str(p.positives),
+            f"{p.tp} ({tp_word(p)})",
+            f"{p.fp} ({fp_word(p)})",
+            str(p.fn),
+        ]
+        for p in r.pictures
+    ]
+    return Table(
+        ["Picture", "Stem", "Positive pixels", "TP", "FP", "FN"],
+        rows,
+        caption=(
+            f"Validation preview pictures, threshold {r.threshold:g}, "
+            f"{s.kept_words} (epoch {r.kept_epoch or r.epochs_done})"
+        ),
+    )
 
 
 def _run_anchor(r: RunSummary) -> str:
@@ -353,63 +366,15 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
     diffs = s.differences_to_best()
     tied = s.tied_with_best()
     blocks: list[Block] = [Heading(2, f"Top {len(top)} runs")]
-    words: list[str] = []
-    if top:
-        n = len(top[0].record.pictures) if top[0].record else 0
-        words.append(
-            f"{len(tied) - 1} of the {len(s.ranked()) - 1} other completed runs cannot be "
-            f"told apart from the best by {objective}, so ranking them below it is not a "
-            "finding."
-        )
-        words.append(
-            "Picture-sample noise: the 95 % interval of a run's difference to the best "
-            f"(paired bootstrap over the same {n} validation pictures, {RESAMPLES} "
-            "resamples, seed 0) contains 0 for a tied run."
-            if diffs
-            else "No picture-sample interval is shown: the runs' records hold no "
-            "per-picture counts (recorded from segtune 0.2 on)."
-        )
-        words.append(_noise_words(s, objective))
-        words += _selection_words(top)
-    trivial = trivially_maximised(s.objective)
-    if trivial is not None:
-        words.append(
-            f"The objective can be maximised by a degenerate predictor ({trivial}): read "
-            "the ranking with precision, F1 and AP; the Flag column names runs that "
-            f"predict nothing or over-predict (≥ {OVER_PREDICTION:g}× the positive pixels)."
-        )
+    words = _top_k_words(s, top, bool(diffs), len(tied))
     blocks += [Paragraph(" ".join(words))] if words else []
     cols = [describe_metric(k, s.threshold, short=True) for k in TOP_COLUMNS]
     short = describe_metric(s.objective, s.threshold, short=True)
     with_seeds = bool(s.seed_spreads())
-    rows = []
-    for i, r in enumerate(top, start=1):
-        value = _fmt(r.final.get(s.objective, ""))
-        if s.objective in r.intervals:
-            value += f" {r.intervals[s.objective]}"
-        diff = diffs.get(r.label)
-        seeds = s.seed_values(r)
-        over_seeds = (
-            [f"{np.mean(seeds):.4g} ± {np.std(seeds, ddof=1):.2g} ({len(seeds)})"]
-            if with_seeds and len(seeds) > 1
-            else ["one seed"]
-            if with_seeds
-            else []
-        )
-        rows.append(
-            [
-                str(i),
-                r.stages_text,
-                _run_link(r),
-                *_params(r, keys),
-                value,
-                *over_seeds,
-                "—" if i == 1 or diff is None else str(diff),
-                "best" if i == 1 else ("yes" if any(t is r for t in tied) else "no"),
-                degenerate(r.final) or "",
-                *[_fmt(r.final.get(k, "")) for k in TOP_COLUMNS],
-            ]
-        )
+    rows = [
+        _top_k_row(s, i, r, keys, diffs.get(r.label), any(t is r for t in tied), with_seeds)
+        for i, r in enumerate(top, start=1)
+    ]
     blocks.append(
         Table(
             [
@@ -429,6 +394,72 @@ def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
         )
     )
     return blocks
+
+
+def _top_k_words(s: StudySummary, top: list[RunSummary], intervals: bool, tied: int) -> list[str]:
+    """What a reader needs to read the top-k table: how many runs tie with the best,
+    which noise was measured, degenerate winners."""
+    objective = describe_metric(s.objective, s.threshold)
+    words: list[str] = []
+    if top:
+        n = len(top[0].record.pictures) if top[0].record else 0
+        words.append(
+            f"{tied - 1} of the {len(s.ranked()) - 1} other completed runs cannot be "
+            f"told apart from the best by {objective}, so ranking them below it is not a "
+            "finding."
+        )
+        words.append(
+            "Picture-sample noise: the 95 % interval of a run's difference to the best "
+            f"(paired bootstrap over the same {n} validation pictures, {RESAMPLES} "
+            "resamples, seed 0) contains 0 for a tied run."
+            if intervals
+            else "No picture-sample interval is shown: the runs' records hold no "
+            "per-picture counts (recorded from segtune 0.2 on)."
+        )
+        words.append(_noise_words(s, objective))
+        words += _selection_words(top)
+    trivial = trivially_maximised(s.objective)
+    if trivial is not None:
+        words.append(
+            f"The objective can be maximised by a degenerate predictor ({trivial}): read "
+            "the ranking with precision, F1 and AP; the Flag column names runs that "
+            f"predict nothing or over-predict (≥ {OVER_PREDICTION:g}× the positive pixels)."
+        )
+    return words
+
+
+def _top_k_row(
+    s: StudySummary,
+    rank: int,
+    r: RunSummary,
+    keys: list[str],
+    diff: Interval | None,
+    tied: bool,
+    with_seeds: bool,
+) -> list[Cell]:
+    value = _fmt(r.final.get(s.objective, ""))
+    if s.objective in r.intervals:
+        value += f" {r.intervals[s.objective]}"
+    seeds = s.seed_values(r)
+    over_seeds = (
+        [f"{np.mean(seeds):.4g} ± {np.std(seeds, ddof=1):.2g} ({len(seeds)})"]
+        if with_seeds and len(seeds) > 1
+        else ["one seed"]
+        if with_seeds
+        else []
+    )
+    return [
+        str(rank),
+        r.stages_text,
+        _run_link(r),
+        *_params(r, keys),
+        value,
+        *over_seeds,
+        "—" if rank == 1 or diff is None else str(diff),
+        "best" if rank == 1 else ("yes" if tied else "no"),
+        degenerate(r.final) or "",
+        *[_fmt(r.final.get(k, "")) for k in TOP_COLUMNS],
+    ]
 
 
 def write_report(study_dir: Path, out: Path | None = None, storage_url: str | None = None) -> Path:

@@ -27,6 +27,7 @@ from segtune.core.records import RunFolder, RunRecord, tta_words
 from segtune.data.io import MaskReading
 from segtune.data.pairs import shared_pictures
 from segtune.data.subsets import Subsets
+from segtune.study.attrs import TrialAttrs
 from segtune.study.claims import ClaimBoard
 from segtune.study.spec import SEED_KEY, ParamValue, StudySpec, build_spec
 from segtune.study.storage import open_storage, read_study_info, read_subsets, stage_study_name
@@ -282,11 +283,10 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         live = {k for k, row in board.states(stage.name).items() if row.state == "running"}
         last: dict[str, Any] = {}
         for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.WAITING or "run_dir" not in t.user_attrs:
+            attrs = TrialAttrs.of(t)
+            if t.state == TrialState.WAITING or attrs.run_dir is None or attrs.superseded:
                 continue
-            if t.user_attrs.get("failure") in ("worker died", "claim lost"):
-                continue
-            point = t.user_attrs.get("point", str(t.number))
+            point = attrs.point or str(t.number)
             if point not in last or t.number > last[point].number:
                 last[point] = t
         grid: dict[str, list[ParamValue]] = {}
@@ -294,16 +294,16 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
             for k, v in t.params.items():
                 if v not in grid.setdefault(k, []):
                     grid[k].append(v)
-            reused = t.user_attrs.get("reused_from")
-            if reused is not None:
-                reused_runs.append((stage.name, str(reused)))
+            attrs = TrialAttrs.of(t)
+            if attrs.reused_from is not None:
+                reused_runs.append((stage.name, attrs.reused_from))
                 continue
             run = read_run(
                 stage.name,
                 t.number,
-                study_dir / t.user_attrs["run_dir"],
+                study_dir / str(attrs.run_dir),
                 dict(t.params),
-                live=t.state == TrialState.RUNNING and t.user_attrs.get("point") in live,
+                live=t.state == TrialState.RUNNING and attrs.point in live,
             )
             if t.state == TrialState.FAIL and run.status == "completed":
                 run.status = "failed"

@@ -19,6 +19,7 @@ def demo_spec_text() -> str:
 def run_demo(out: Path, workers: int = 1) -> int:
     """Generate the data (once), run the demo study (resumable), write the report."""
     from segtune.analysis.summary import load_study_summary
+    from segtune.cli.sweep import finish_sweep
     from segtune.study.run import run_sweep
 
     start = time.perf_counter()
@@ -39,7 +40,8 @@ def run_demo(out: Path, workers: int = 1) -> int:
 
         for line in make_plan(load_spec(spec_path)).lines():
             print(line)
-    status = run_sweep(spec_path, str(out / "study"), None, workers, None, show_plan=False)
+    result = run_sweep(spec_path, str(out / "study"), None, workers, None, show_plan=False)
+    status = finish_sweep(result)
     if status != 0:
         return status
     summary = load_study_summary(out / "study")

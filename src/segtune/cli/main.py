@@ -188,8 +188,8 @@ def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from segtune import __version__
     from segtune.cli import study as cli_study
+    from segtune.core.version import VERSION as __version__
 
     parser = argparse.ArgumentParser(
         prog="segtune",

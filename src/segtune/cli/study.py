@@ -77,6 +77,7 @@ def _storage(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from segtune.cli.sweep import finish_sweep, say_note
     from segtune.core.config import apply_overrides
     from segtune.study.run import open_runner, run_sweep
 
@@ -86,9 +87,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         runner = open_runner(
             Path(args.spec), args.dir, _storage(args), args.device, False, overrides
         )
+        runner.say_points = not args.quiet
         runner.run()
         return 0
-    return run_sweep(
+    result = run_sweep(
         Path(args.spec),
         args.dir,
         _storage(args),
@@ -96,8 +98,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         args.device,
         retry_failed=args.retry_failed,
         quiet=args.quiet,
+        show_plan=not args.quiet,
         sets=args.set,
+        say=say_note,
     )
+    return finish_sweep(result)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -305,6 +310,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register the study subcommands on the ``segtune`` parser."""
+    _add_sweep(sub)
+    _add_status(sub)
+    _add_report(sub)
+    _add_predict(sub)
+    _add_init(sub)
+    _add_plan(sub)
+    _add_evaluate(sub)
+    _add_export(sub)
+    _add_demo(sub)
+
+
+def add_tta_options(p: argparse.ArgumentParser) -> None:
+    """``--tta`` and ``--tta-scales``: test-time views of a command that predicts."""
+    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
+    p.add_argument(
+        "--tta-scales",
+        metavar="0.75,1,1.25",
+        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
+    )
+
+
+def _add_sweep(sub: Any) -> None:
     p = sub.add_parser("sweep", help="run or resume a study (staged grids on Optuna)")
     p.add_argument("spec", help="study spec YAML")
     p.add_argument("--dir", help="study folder (default studies/<name>)")
@@ -332,17 +359,23 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_sweep)
 
+
+def _add_status(sub: Any) -> None:
     p = sub.add_parser("status", help="progress of a study: done / running / failed / pending")
     p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_status)
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="write report.md / report.html of a study from its records")
     p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
     p.add_argument("--out", help="report folder (default <study>/report)")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_report)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="predict masks for new pictures with a checkpoint")
     p.add_argument("checkpoint", help="model.pt of a run (or its folder, or a checkpoint.pt)")
     p.add_argument("pictures", nargs="+", help="picture files or folders")
@@ -361,15 +394,12 @@ def add_commands(sub: Any) -> None:
         help="also write <stem>-prob.png (8- or 16-bit; default 16)",
     )
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
-    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
-    p.add_argument(
-        "--tta-scales",
-        metavar="0.75,1,1.25",
-        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
-    )
+    add_tta_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_init(sub: Any) -> None:
     p = sub.add_parser("init", help="write a commented starting spec from the data's statistics")
     p.add_argument("train", help="training folder (images/ + masks/) or CSV manifest")
     p.add_argument("val", help="validation folder or CSV manifest")
@@ -378,12 +408,16 @@ def add_commands(sub: Any) -> None:
     add_mask_options(p, written=True)
     p.set_defaults(func=_cmd_init)
 
+
+def _add_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
     p.add_argument("spec", help="study spec YAML")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the spec's)")
     p.add_argument("--no-probe", action="store_true", help="counts and warnings only, no timing")
     p.set_defaults(func=_cmd_plan)
 
+
+def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate", help="score a checkpoint on labelled pictures (a test split), split-named"
     )
@@ -394,12 +428,7 @@ def add_commands(sub: Any) -> None:
         default="0.5",
         help="a number in (0, 1), or 'best': the threshold selected on the validation split",
     )
-    p.add_argument("--tta", choices=TTA_CHOICES, help="default: the run's eval.tta")
-    p.add_argument(
-        "--tta-scales",
-        metavar="0.75,1,1.25",
-        help="test-time scales, factors on the run's resize (default: its eval.tta_scales)",
-    )
+    add_tta_options(p)
     p.add_argument(
         "--split-name", default="test", choices=("test", "val", "train"), help="key prefix"
     )
@@ -409,6 +438,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="write a run's network as ONNX or TorchScript (settings in metadata)"
     )
@@ -417,6 +448,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx, model.ts)")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="generate demo data, run a small study, write its report")
     p.add_argument("--out", default="segtune-demo", help="demo folder (default ./segtune-demo)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")

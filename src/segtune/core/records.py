@@ -19,19 +19,17 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from segtune.core.config import RunConfig, build_run_config, config_to_dict, dump_yaml, load_yaml
 from segtune.core.faults import fault_point
 from segtune.core.intervals import Interval
-from segtune.core.metrics import PictureCounts, ProbabilityHistogram
+from segtune.core.metrics import ProbabilityHistogram
 
 RECORD_VERSION = 2
 _SPLIT_METRICS = (
@@ -249,9 +247,6 @@ def tta_words(tta: str, scales: Sequence[float]) -> str:
     return " at ".join(w for w in (views, at) if w) or "none"
 
 
-PREVIEW_THUMB = 768  # longest side of the picture thumbnail kept for overlays
-
-
 def _process_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -405,57 +400,6 @@ class RunFolder:
                     removed.append(entry)
         return removed
 
-    def write_previews(
-        self,
-        results: Sequence[PictureCounts],
-        probabilities: Sequence[NDArray[np.float32]],
-        images: Sequence[NDArray[np.uint8]],
-        masks: Sequence[NDArray[np.bool_]],
-        threshold: float,
-        valids: Sequence[NDArray[np.bool_] | None] | None = None,
-    ) -> None:
-        """Probability maps (16-bit PNG), masks, thumbnails, the pixels that count (when a
-        region of interest or ignore value leaves some out) and per-picture counts."""
-        self.previews_dir.mkdir(parents=True, exist_ok=True)
-        entries = []
-        valids = valids or [None] * len(results)
-        for res, prob, image, mask, valid in zip(
-            results, probabilities, images, masks, valids, strict=True
-        ):
-            base = preview_base(res.index, res.stem)
-            files: dict[str, str] = {}
-            if valid is not None:
-                _save_png(
-                    self.previews_dir / f"{base}-valid.png",
-                    Image.fromarray(valid.astype(np.uint8) * 255),
-                )
-                files["valid"] = f"{base}-valid.png"
-                mask = mask & valid
-            _save_png(
-                self.previews_dir / f"{base}-prob.png",
-                Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
-            )
-            _save_png(
-                self.previews_dir / f"{base}-mask.png", Image.fromarray(mask.astype(np.uint8) * 255)
-            )
-            thumb = Image.fromarray(np.asarray(image))
-            thumb.thumbnail((PREVIEW_THUMB, PREVIEW_THUMB))
-            _save_png(self.previews_dir / f"{base}-image.png", thumb)
-            entries.append(
-                {
-                    **asdict(res),
-                    "files": {
-                        "prob": f"{base}-prob.png",
-                        "mask": f"{base}-mask.png",
-                        "image": f"{base}-image.png",
-                        **files,
-                    },
-                }
-            )
-        write_json(
-            self.previews_dir / "previews.json", {"threshold": threshold, "pictures": entries}
-        )
-
     def write_pr_curve(self, hist: ProbabilityHistogram, points: int = 101) -> None:
         """Validation precision/recall at ``points`` evenly spaced thresholds."""
         thresholds, precision, recall = hist.curve()
@@ -528,18 +472,6 @@ class RunFolder:
         import torch
 
         return dict(torch.load(self.checkpoint_path, map_location="cpu", weights_only=True))
-
-
-def preview_base(index: int, stem: str) -> str:
-    """The start of a preview picture's file names: its index and its stem, a nested
-    picture's path (``cityA/0001``) flattened (``01-cityA-0001``)."""
-    return f"{index:02d}-{stem.replace('/', '-')}"
-
-
-def _save_png(path: Path, image: Image.Image) -> None:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _from_long_rows(raw: list[dict[str, str]]) -> list[dict[str, Any]]:

@@ -6,13 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path, PureWindowsPath
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from segtune.core.errors import DataError
 
-if TYPE_CHECKING:
-    from segtune.data.layout import Picture
+
+class Listed(Protocol):
+    """What a manifest lists of a picture (:class:`segtune.data.layout.Picture`)."""
+
+    @property
+    def image(self) -> Path: ...
+    @property
+    def mask(self) -> Path | None: ...
+    @property
+    def roi(self) -> Path | None: ...
 
 
 def manifest_rows(manifest: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -67,7 +76,7 @@ def manifest_path(manifest: Path, value: str) -> Path:
     return path.resolve()
 
 
-def manifest_text(pictures: list[Picture], manifest: Path) -> str:
+def manifest_text(pictures: Sequence[Listed], manifest: Path) -> str:
     """A CSV manifest listing ``pictures`` with paths relative to ``manifest``'s folder
     (an empty mask field for a picture without one), as :func:`find_pairs` reads it."""
     base = manifest.resolve().parent

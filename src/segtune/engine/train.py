@@ -1,46 +1,35 @@
-"""One run, top to bottom: data → model → epochs (train, evaluate, record) → summary."""
+"""One run, top to bottom: data → model → epochs (train, validate, record) → summary.
+
+:func:`train_run` sets a run up (:func:`_set_up`), trains its epochs
+(:func:`_train_and_record`, each one :func:`train_one_epoch` then the validation pass),
+and keeps the selected epoch's weights, previews and curves (:func:`_keep`). What it
+records is the ledger's (:mod:`segtune.engine.ledger`); what it resumes from, the
+checkpoint's (:mod:`segtune.engine.checkpoint`).
+"""
 
 from __future__ import annotations
 
 import math
-import platform
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader
 
 from segtune.core.config import RunConfig, config_to_dict, flatten
-from segtune.core.errors import ConfigError
 from segtune.core.faults import fault_point
 from segtune.core.interrupt import check as check_stop
-from segtune.core.intervals import paired_difference
-from segtune.core.metrics import PictureCounts, better, describe_metric, direction_of
+from segtune.core.previews import overlay_row, write_previews
 from segtune.core.progress import Progress, ProgressFile
-from segtune.core.records import (
-    INTEGER_METRICS,
-    BestValue,
-    Failure,
-    PictureRecord,
-    Provenance,
-    RunFolder,
-    RunRecord,
-    RunStatus,
-    SelectionMargin,
-    Timings,
-)
+from segtune.core.records import Failure, RunFolder, RunRecord, RunStatus
 from segtune.core.runtime import (
     autocast_dtype,
-    memory_format,
     place_model,
     precision_note,
     resolve_device,
@@ -58,16 +47,26 @@ from segtune.data.subsets import (
     resolve_subsets,
     subset_seed,
 )
-from segtune.engine.average import WeightAverage
+from segtune.engine.checkpoint import (
+    Learner,
+    checkpoint_state,
+    cpu_weights,
+    model_file,
+    restore,
+)
+from segtune.engine.ledger import Ledger, picture_records, provenance, selection_margin
 from segtune.engine.loggers import Loggers
 from segtune.engine.model import build_model
-from segtune.engine.schedule import build_scheduler
 from segtune.engine.step import batch_forward, step_gradients
 from segtune.engine.validate import SplitResult, evaluate_split
 
-# Called after each epoch with (epoch, metric values); may raise to stop the run early
-# (a study's pruner raises optuna.TrialPruned).
+# Called after each epoch with (epoch, metric values); may raise RunPruned to stop the
+# run early (a study's pruner does).
 EpochReporter = Callable[[int, dict[str, float]], None]
+
+
+class RunPruned(Exception):
+    """Raised by an :data:`EpochReporter` to stop the run as pruned (a study's pruner)."""
 
 
 class RunAbandoned(Exception):
@@ -110,10 +109,105 @@ def train_run(
     ``study`` is passed by a study's worker: its name and folder (the MLflow experiment
     and default database of ``runtime.loggers``) and the run's label in progress lines.
     """
-    folder = RunFolder(run_dir)
+    run = _set_up(config, RunFolder(run_dir), subsets, resume, progress, study)
+    status: RunStatus = "completed"
+    failure: Failure | None = None
+    epoch, val = run.start_epoch, None
+    last_epoch = run.start_epoch - 1 if run.ledger.stopped_early else config.optim.epochs
+    try:
+        for epoch in range(run.start_epoch, last_epoch + 1):
+            val = _train_and_record(run, epoch, guard, reporter)
+            if run.ledger.stopped_early:
+                break
+    except RunAbandoned:
+        raise
+    except (NonFiniteLoss, FloatingPointError) as exc:
+        status = "failed"
+        failure = Failure(epoch=epoch, step=getattr(exc, "step", None), reason=str(exc))
+    except RunPruned:
+        status = "pruned"
+    except KeyboardInterrupt:
+        run.end("interrupted")
+        raise
+    except Exception as exc:
+        run.end("failed", Failure(epoch=epoch, reason=f"{type(exc).__name__}: {exc}"))
+        raise
+    if val is None and status == "completed" and run.start_epoch > 1:
+        # Resumed after its last epoch (killed while writing what follows it): the
+        # checkpoint holds that epoch's weights, evaluated again (same values).
+        epoch, val = run.start_epoch - 1, run.validate()
+    if val is not None and status in ("completed", "pruned"):
+        _keep(run, val, epoch, status)
+    record = run.end(status, failure)
+    if record.finished and not config.records.keep_resume_state:
+        run.folder.remove_resume_state()
+    return record
+
+
+@dataclass
+class _Run:
+    """Everything one run sets up before its first epoch."""
+
+    config: RunConfig
+    folder: RunFolder
+    subsets: Subsets
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    cache: PictureCache
+    train_eval: list[Picture]  # the training pictures the train/* pass scores
+    learner: Learner
+    loader: DataLoader[Any]
+    sampler: EpochSampler
+    ledger: Ledger
+    loggers: Loggers
+    watch: ProgressFile
+    progress: bool
+    start_epoch: int
+
+    def validate(self) -> SplitResult:
+        """The kept weights on every validation picture (previews kept)."""
+        previews = self.config.eval.preview_pictures
+        return self.evaluate("val", self.subsets.val, previews)
+
+    def score_train(self) -> dict[str, float]:
+        """train/* of the kept weights, with its time counted as evaluation."""
+        t0 = time.perf_counter()
+        metrics = self.evaluate("train", self.train_eval, 0).metrics
+        self.ledger.timings["eval_s"] += time.perf_counter() - t0
+        return metrics
+
+    def evaluate(self, split: str, pictures: Sequence[Picture], previews: int) -> SplitResult:
+        return _evaluate(
+            self.config,
+            self.learner.kept_model,
+            split,
+            pictures,
+            self.cache,
+            self.device,
+            self.amp_dtype,
+            previews,
+            self.progress,
+        )
+
+    def end(self, status: RunStatus, failure: Failure | None = None) -> RunRecord:
+        record = self.ledger.write(status, failure)
+        self.loggers.close(status)
+        self.watch.remove()
+        return record
+
+
+def _set_up(
+    config: RunConfig,
+    folder: RunFolder,
+    subsets: Subsets | None,
+    resume: bool,
+    progress: bool,
+    study: StudyContext | None,
+) -> _Run:
+    """Data, model, optimiser and records of a run; a resumed run's last checkpoint."""
     loggers = Loggers.open(
         config.runtime.loggers,
-        run_dir,
+        folder.dir,
         config.runtime.mlflow_uri,
         study.name if study else "segtune",
         study.folder if study else None,
@@ -130,320 +224,127 @@ def train_run(
     cache = open_cache(config.data)
     cache = cache.with_reading(resolve_reading(config.data, subsets.train, cache.stats_dir))
     train_pictures = load_split(subsets.train, cache, config.pages)
-    train_eval = sample_subset(
-        subsets.train,
-        config.eval.train_eval_count(len(subsets.train), len(subsets.val)),
-        subset_seed(config.data.seed, "train_eval"),
-    )
-
+    count = config.eval.train_eval_count(len(subsets.train), len(subsets.val))
+    train_eval = sample_subset(subsets.train, count, subset_seed(config.data.seed, "train_eval"))
     model = place_model(build_model(config.model), device, config.runtime.channels_last)
-    optimizer = _optimizer(config, model)
-    # With optim.ema_decay, the averaged weights are the ones evaluated, selected and kept.
-    average = WeightAverage(model, config.optim.ema_decay) if config.optim.ema_decay else None
-    kept_model = average.model if average else model
-    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
     loader, sampler = page_loader(train_pictures, config, pin_memory=device.type == "cuda")
-    scheduler = build_scheduler(optimizer, config.optim, len(loader))
-
-    data = data_fingerprint(picture_stats(subsets))
-    provenance = _provenance(device, data, model)
-    ledger = _Ledger(folder, config, subsets, provenance, cache.reading.window)
+    learner = Learner.build(config, model, len(loader), amp_dtype)
+    where = provenance(device, data_fingerprint(picture_stats(subsets)), model)
+    ledger = Ledger(folder, config, subsets, where, cache.reading.window)
     start_epoch = 1
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed
     if resume and folder.checkpoint_path.exists():
-        start_epoch = _resume(
-            folder, ledger, model, optimizer, scaler, scheduler, average, len(loader)
-        )
-        ledger.stopped_early = ledger.stopped_after(start_epoch - 1)
+        done, state = restore(folder, learner, len(loader))
+        # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
+        ledger.history = [r for r in folder.read_metrics() if int(r["epoch"]) <= done]
+        ledger.timings = state.get("timings", ledger.timings)
+        ledger.stopped_early = ledger.stopped_after(done)
+        start_epoch = done + 1
     folder.write_config(config)
     ledger.write("running")
     loggers.start(flatten(config_to_dict(config)), start_epoch)
-    watch = ProgressFile(
-        run_dir, config.optim.epochs, len(loader), start_epoch, study.label if study else None
-    )
+    label = study.label if study else None
+    watch = ProgressFile(folder.dir, config.optim.epochs, len(loader), start_epoch, label)
+    return _Run(
+        config, folder, subsets, device, amp_dtype, cache, list(train_eval), learner,
+        loader, sampler, ledger, loggers, watch, progress, start_epoch,
+    )  # fmt: skip
 
-    previews = config.eval.preview_pictures
-    validate = partial(
-        _evaluate,
+
+def _train_and_record(
+    run: _Run, epoch: int, guard: WriteGuard | None, reporter: EpochReporter | None
+) -> SplitResult:
+    """One epoch: train, validate (and score the training pictures when due), record,
+    checkpoint, report. Sets ``ledger.stopped_early`` when early stopping ends the run."""
+    config, ledger, learner = run.config, run.ledger, run.learner
+    t0 = time.perf_counter()
+    run.sampler.set_epoch(epoch)
+    train_loss = train_one_epoch(
         config,
-        kept_model,
-        "val",
-        subsets.val,
-        cache,
-        device,
-        amp_dtype,
-        previews,
-        progress,
+        learner,
+        run.loader,
+        epoch,
+        device=run.device,
+        amp_dtype=run.amp_dtype,
+        progress=run.progress,
+        watch=run.watch,
     )
-    epoch = start_epoch
-    status: RunStatus = "completed"
-    failure: Failure | None = None
-    val: SplitResult | None = None
-    last_epoch = start_epoch - 1 if ledger.stopped_early else config.optim.epochs
-    try:
-        for epoch in range(start_epoch, last_epoch + 1):
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            train_loss = _train_epoch(
-                config,
-                model,
-                optimizer,
-                scaler,
-                scheduler,
-                average,
-                loader,
-                epoch,
-                device,
-                amp_dtype,
-                progress,
-                watch,
-            )
-            t1 = time.perf_counter()
-            val = validate()
-            stop = ledger.stopped_after(epoch, val.metrics)
-            train_metrics: dict[str, float] = {}
-            if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
-                train_metrics = _evaluate(
-                    config, kept_model, "train", train_eval, cache, device, amp_dtype, 0, progress
-                ).metrics
-            ledger.timings["train_s"] += t1 - t0
-            ledger.timings["eval_s"] += time.perf_counter() - t1
-            if guard is not None:
-                guard()
-            lr = float(optimizer.param_groups[0]["lr"])
-            values = {"train/loss": train_loss, "train/lr": lr, **train_metrics, **val.metrics}
-            ledger.add_epoch(epoch, values, val.pictures)
-            loggers.log_epoch(epoch, values)
-            if config.eval.select == "best" and ledger.selected_epoch() == epoch:
-                folder.save_selected({"model": _cpu_weights(kept_model), "epoch": epoch})
-            folder.save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    **({"average": average.state_dict()} if average else {}),
-                    "rng": _rng_state(),
-                    "epoch": epoch,
-                    "config": config_to_dict(config),
-                    "timings": ledger.timings,
-                    "metrics": val.metrics,
-                }
-            )
-            if progress:
-                print(_epoch_line(epoch, config, values), file=sys.stderr, flush=True)
-            ledger.write("running")
-            if reporter is not None:
-                reporter(epoch, values)
-            if stop:
-                ledger.stopped_early = True
-                break
-    except RunAbandoned:
-        raise
-    except (NonFiniteLoss, FloatingPointError) as exc:
-        status = "failed"
-        failure = Failure(epoch=epoch, step=getattr(exc, "step", None), reason=str(exc))
-    except KeyboardInterrupt:
-        ledger.write("interrupted")
-        loggers.close("interrupted")
-        watch.remove()
-        raise
-    except Exception as exc:
-        if type(exc).__name__ != "TrialPruned":  # optuna's, raised by a study's reporter
-            failure = Failure(epoch=epoch, reason=f"{type(exc).__name__}: {exc}")
-            ledger.write("failed", failure)
-            loggers.close("failed")
-            watch.remove()
-            raise
-        status = "pruned"
-    if val is None and status == "completed" and start_epoch > 1:
-        # Resumed after its last epoch (killed while writing what follows it): the
-        # checkpoint holds that epoch's weights, evaluated again (same values).
-        epoch, val = start_epoch - 1, validate()
-    if val is not None and status in ("completed", "pruned"):
-        kept = ledger.kept_epoch()
-        if kept != epoch:  # the selected epoch's weights, evaluated again (same values)
-            selected = folder.load_selected()
-            assert selected is not None and int(selected["epoch"]) == kept
-            kept_model.load_state_dict(selected["model"])
-            last, val = val, validate()
-            ledger.selection_margin = _selection_margin(
-                config.eval.select_key, val, last, ledger.last_epoch()
-            )
-            if status == "completed" and not config.eval.train_pass_due(kept, config.optim.epochs):
-                # train/* of the kept weights, not only of the last epoch's: the record's
-                # kept values and the report's train-against-validation columns need them
-                # (a pruned run has no training-split pass at all).
-                t1 = time.perf_counter()
-                train_metrics = _evaluate(
-                    config, kept_model, "train", train_eval, cache, device, amp_dtype, 0, progress
-                ).metrics
-                ledger.timings["eval_s"] += time.perf_counter() - t1
-                ledger.add_values(kept, train_metrics)
-                loggers.log_epoch(kept, train_metrics)
-        ledger.pictures = _picture_records(val.pictures)
-        # Previews, the PR curve, per-picture histograms and model.pt describe the kept
-        # epoch: written once.
-        _write_previews(folder, config, val, subsets.val, cache)
-        if val.previews and loggers:
-            from segtune.analysis.figures import overlay_row
-
-            strip = overlay_row(run_dir, val.pictures[: len(val.previews)], config.eval.threshold)
-            loggers.log_image("val/overlays", strip, kept)
-        folder.write_pr_curve(val.histogram)
-        folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
-        folder.save_model(_model_file(kept_model, config, kept, val.metrics, cache.reading.window))
-    record = ledger.write(status, failure)
-    loggers.close(status)
-    watch.remove()
-    if record.finished and not config.records.keep_resume_state:
-        folder.remove_resume_state()
-    return record
+    t1 = time.perf_counter()
+    val = run.validate()
+    stop = ledger.stopped_after(epoch, val.metrics)
+    train_metrics: dict[str, float] = {}
+    if config.eval.train_pass_due(epoch, config.optim.epochs) or stop:
+        train_metrics = run.evaluate("train", run.train_eval, 0).metrics
+    ledger.timings["train_s"] += t1 - t0
+    ledger.timings["eval_s"] += time.perf_counter() - t1
+    if guard is not None:
+        guard()
+    lr = float(learner.optimizer.param_groups[0]["lr"])
+    values = {"train/loss": train_loss, "train/lr": lr, **train_metrics, **val.metrics}
+    ledger.add_epoch(epoch, values, val.pictures)
+    run.loggers.log_epoch(epoch, values)
+    if config.eval.select == "best" and ledger.selected_epoch() == epoch:
+        run.folder.save_selected({"model": cpu_weights(learner.kept_model), "epoch": epoch})
+    state = checkpoint_state(learner, epoch, config, ledger.timings, val.metrics)
+    run.folder.save_checkpoint(state)
+    if run.progress:
+        print(_epoch_line(epoch, config, values), file=sys.stderr, flush=True)
+    ledger.write("running")
+    if reporter is not None:
+        reporter(epoch, values)
+    ledger.stopped_early = ledger.stopped_early or stop
+    return val
 
 
-def _resume(
-    folder: RunFolder,
-    ledger: _Ledger,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    average: WeightAverage | None,
-    steps_per_epoch: int,
-) -> int:
-    """Restore the last epoch checkpoint; returns the epoch to continue with."""
-    state = folder.load_checkpoint()
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-    if (average is None) != ("average" not in state):
-        what = (
-            f"optim.ema_decay is {average.decay:g} but the checkpoint holds no weight average"
-            if average
-            else "the checkpoint holds a weight average but optim.ema_decay is not set"
+def _keep(run: _Run, val: SplitResult, epoch: int, status: RunStatus) -> None:
+    """Keep the selected epoch (evaluated again when it is not the last) and write what
+    describes it once: previews, the PR curve, per-picture histograms, ``model.pt``."""
+    config, ledger, folder = run.config, run.ledger, run.folder
+    kept = ledger.kept_epoch()
+    if kept != epoch:  # the selected epoch's weights, evaluated again (same values)
+        selected = folder.load_selected()
+        assert selected is not None and int(selected["epoch"]) == kept
+        run.learner.kept_model.load_state_dict(selected["model"])
+        last, val = val, run.validate()
+        ledger.selection_margin = selection_margin(
+            config.eval.select_key, val, last, ledger.last_epoch()
         )
-        raise ConfigError(
-            f"{folder.checkpoint_path}: {what}; resume with the run's own optim.ema_decay"
-        )
-    if average is not None:
-        average.load_state_dict(state["average"])
-    done = int(state["epoch"])
-    if "scheduler" in state:
-        scheduler.load_state_dict(state["scheduler"])
-    else:  # a checkpoint from before schedules: put the schedule where it would be
-        for _ in range(done * steps_per_epoch):
-            scheduler.step()
-    # metrics.csv may hold an epoch whose checkpoint write was killed: drop it.
-    ledger.history = [r for r in folder.read_metrics() if int(r["epoch"]) <= done]
-    ledger.timings = state.get("timings", ledger.timings)
-    _set_rng_state(state.get("rng"))
-    return done + 1
+        if status == "completed" and not config.eval.train_pass_due(kept, config.optim.epochs):
+            # train/* of the kept weights, not only of the last epoch's: the record's
+            # kept values and the report's train-against-validation columns need them
+            # (a pruned run has no training-split pass at all).
+            train_metrics = run.score_train()
+            ledger.add_values(kept, train_metrics)
+            run.loggers.log_epoch(kept, train_metrics)
+    ledger.pictures = picture_records(val.pictures)
+    _write_previews(folder, config, val, run.subsets.val, run.cache)
+    if val.previews and run.loggers:
+        picked = val.pictures[: len(val.previews)]
+        strip = overlay_row(folder.previews_dir, picked, config.eval.threshold)
+        run.loggers.log_image("val/overlays", strip, kept)
+    folder.write_pr_curve(val.histogram)
+    folder.write_picture_histograms([p.stem for p in val.pictures], val.picture_histograms)
+    window = run.cache.reading.window
+    folder.save_model(model_file(run.learner.kept_model, config, kept, val.metrics, window))
 
 
-def _selection_margin(
-    key: str, kept: SplitResult, last: SplitResult, last_epoch: int
-) -> SelectionMargin | None:
-    """The kept epoch's lead over the last epoch by ``key``, with its paired interval
-    over the validation pictures (both evaluations score the same pictures in order)."""
-    if key not in kept.metrics or key not in last.metrics:  # e.g. a train/* key
-        return None
-    metric = key.split("/", 1)[1]
-    first = (kept.pictures, kept.picture_histograms)
-    ci = paired_difference(metric, first, (last.pictures, last.picture_histograms))
-    return SelectionMargin(
-        last_epoch=last_epoch,
-        kept_value=kept.metrics[key],
-        last_value=last.metrics[key],
-        low=None if ci is None else ci.low,
-        high=None if ci is None else ci.high,
-    )
-
-
-def _cpu_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _picture_records(pictures: Sequence[PictureCounts]) -> list[PictureRecord]:
-    return [
-        PictureRecord(stem=p.stem, tp=p.tp, fp=p.fp, fn=p.fn, positives=p.positives)
-        for p in pictures
-    ]
-
-
-def _model_file(
-    model: nn.Module,
+def train_one_epoch(
     config: RunConfig,
-    epoch: int,
-    val: dict[str, float],
-    window: tuple[float, float] | None,
-) -> dict[str, Any]:
-    """``model.pt``: the weights and what is needed to use them without segtune."""
-    from segtune import __version__
-    from segtune.engine.model import IMAGENET_MEAN, IMAGENET_STD
-
-    best = val.get("val/best_threshold")
-    return {
-        "model": _cpu_weights(model),
-        "config": config_to_dict(config),
-        "epoch": epoch,
-        "threshold": config.eval.threshold,
-        "best_threshold": None if best is None else float(best),
-        # The kept epoch's validation values: evaluate compares a scored split with them.
-        "metrics": {k: float(v) for k, v in val.items()},
-        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
-        # Raw values low..high map onto 0..255 before that normalisation (None: 8-bit
-        # pictures as they are, 16-bit ones divided by 257, floats in [0, 1] times 255).
-        "intensity_window": None if window is None else list(window),
-        "pages": config_to_dict(config.pages),
-        "segtune": __version__,
-    }
-
-
-def _rng_state() -> dict[str, Any]:
-    """RNG states as tensors and plain values, so the checkpoint loads weights-only."""
-    name, keys, pos, has_gauss, gauss = cast(
-        "tuple[str, NDArray[np.uint32], int, int, float]", np.random.get_state(legacy=True)
-    )
-    return {
-        "python": random.getstate(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any] | None) -> None:
-    if not state:
-        return
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-
-
-def _optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    o = config.optim
-    cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=o.learning_rate, weight_decay=o.weight_decay)
-
-
-def _train_epoch(
-    config: RunConfig,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    average: WeightAverage | None,
+    learner: Learner,
     loader: DataLoader[Any],
     epoch: int,
+    *,
     device: torch.device,
-    amp_dtype: torch.dtype | None,
-    progress: bool,
-    watch: ProgressFile,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    watch: ProgressFile | None = None,
 ) -> float:
-    """One pass over every training page; returns the running mean loss."""
+    """One pass over every training page of ``loader`` (its sampler set to ``epoch``);
+    returns the running mean loss. Raises :class:`NonFiniteLoss` on a NaN, infinite or
+    diverged (``optim.max_loss``) loss."""
     o, seed = config.optim, config.runtime.seed
+    model, optimizer, scaler = learner.model, learner.optimizer, learner.scaler
     torch.manual_seed(seed * 1_000 + epoch)
     micro = o.micro_batch_size or o.batch_size
     pages = len(cast(EpochSampler, loader.sampler))
@@ -474,13 +375,14 @@ def _train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
-        if average is not None:
-            average.update(model)
+        learner.scheduler.step()
+        if learner.average is not None:
+            learner.average.update(model)
         loss_sum += batch_loss
         batches += 1
         bar.update(images.shape[0], loss=f"{batch_loss:.4f}")
-        watch.step(epoch, step, force=step == len(loader))
+        if watch is not None:
+            watch.step(epoch, step, force=step == len(loader))
         if step == 1 and epoch >= 2:
             fault_point("mid_epoch")
     bar.close()
@@ -520,7 +422,7 @@ def _evaluate(
 
 
 def _write_previews(
-    records: RunFolder,
+    folder: RunFolder,
     config: RunConfig,
     val: SplitResult,
     pictures: Sequence[Picture],
@@ -533,7 +435,9 @@ def _write_previews(
     masks = [np.asarray(cache.mask_of(p)).astype(bool) for p in picked]
     valids = [cache.valid(p) for p in picked]
     counts = val.pictures[: len(val.previews)]
-    records.write_previews(counts, val.previews, images, masks, config.eval.threshold, valids)
+    write_previews(
+        folder.previews_dir, counts, val.previews, images, masks, config.eval.threshold, valids
+    )
 
 
 def _epoch_line(epoch: int, config: RunConfig, v: dict[str, float]) -> str:
@@ -557,140 +461,3 @@ class StudyContext:
     name: str  # the study's name: MLflow experiment
     folder: Path  # the study folder: default MLflow database
     label: str  # "grid#3": stage and trial, in progress lines
-
-
-@dataclass
-class _Ledger:
-    """What a run has recorded so far; writes ``metrics.csv`` and ``summary.json``."""
-
-    folder: RunFolder
-    config: RunConfig
-    subsets: Subsets
-    provenance: Provenance
-    intensity_window: tuple[float, float] | None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    stopped_early: bool = False
-    timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
-    pictures: list[PictureRecord] = field(default_factory=list)
-    selection_margin: SelectionMargin | None = None
-
-    def add_epoch(
-        self, epoch: int, values: dict[str, float], val_pictures: Sequence[PictureCounts]
-    ) -> None:
-        self.history.append({"epoch": epoch, **_row_values(values)})
-        self.pictures = _picture_records(val_pictures)
-        self.folder.write_metrics(self.history)
-
-    def add_values(self, epoch: int, values: dict[str, float]) -> None:
-        """Values measured after ``epoch``'s row was written (the kept epoch's train/*)."""
-        row = next(r for r in self.history if int(r["epoch"]) == epoch)
-        row.update(_row_values(values))
-        self.folder.write_metrics(self.history)
-
-    def selected_epoch(self, pending: dict[str, Any] | None = None) -> int | None:
-        """The best epoch so far by ``eval.select_key`` (the earliest on ties), counting
-        ``pending``, an epoch's row not yet recorded."""
-        key = self.config.eval.select_key
-        best: tuple[float, int] | None = None
-        for row in [*self.history, *([pending] if pending else [])]:
-            if key in row and (best is None or better(float(row[key]), best[0], direction_of(key))):
-                best = (float(row[key]), int(row["epoch"]))
-        return None if best is None else best[1]
-
-    def last_epoch(self) -> int:
-        return max((int(r["epoch"]) for r in self.history), default=0)
-
-    def kept_epoch(self) -> int:
-        """The epoch the run keeps: the selected one (eval.select: best), else the last."""
-        selected = self.selected_epoch() if self.config.eval.select == "best" else None
-        return selected or self.last_epoch()
-
-    def stopped_after(self, epoch: int, values: dict[str, float] | None = None) -> bool:
-        """Whether ``optim.early_stop_patience`` epochs have passed since the select key's
-        best, after ``epoch``: its ``values`` while the loop decides, its recorded row on
-        resume."""
-        patience = self.config.optim.early_stop_patience
-        pending = {"epoch": epoch, **values} if values is not None else None
-        best = self.selected_epoch(pending)
-        return patience is not None and best is not None and epoch - best >= patience
-
-    def _selection(self) -> dict[str, Any]:
-        """The record's selection fields (eval.select: best)."""
-        if self.config.eval.select != "best":
-            return {"stopped_early": self.stopped_early}
-        epoch = self.selected_epoch()
-        row = next((r for r in self.history if int(r["epoch"]) == epoch), {})
-        return {
-            "selected_epoch": epoch,
-            "selected_by": self.config.eval.select_key,
-            "selected": {k: float(v) for k, v in row.items() if k != "epoch"},
-            "selection_margin": self.selection_margin,
-            "stopped_early": self.stopped_early,
-        }
-
-    def write(self, status: RunStatus, failure: Failure | None = None) -> RunRecord:
-        """summary.json: status, last-epoch values, best values (with epoch), timings."""
-        final: dict[str, float] = {}
-        best: dict[str, BestValue] = {}
-        last_epoch = self.last_epoch()
-        for row in self.history:
-            for key, value in row.items():
-                if key == "epoch" or value in ("", None):
-                    continue
-                number = float(value)
-                if row["epoch"] == last_epoch:
-                    final[key] = number
-                previous = best.get(key)
-                if previous is None or better(number, previous.value, direction_of(key)):
-                    best[key] = BestValue(value=number, epoch=int(row["epoch"]))
-        threshold = self.config.eval.threshold
-        record = RunRecord(
-            status=status,
-            epochs_done=last_epoch,
-            epochs=self.config.optim.epochs,
-            threshold=threshold,
-            final=final,
-            best=best,
-            timings=Timings(**{k: round(v, 3) for k, v in self.timings.items()}),
-            failure=failure,
-            provenance=self.provenance,
-            train_pictures=[p.stem for p in self.subsets.train],
-            val_pictures=[p.stem for p in self.subsets.val],
-            pictures=self.pictures,
-            intensity_window=self.intensity_window,
-            **self._selection(),
-            weight_average=self.config.optim.ema_decay,
-            tta=self.config.eval.tta,
-            tta_scales=list(self.config.eval.tta_scales),
-            metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
-        )
-        self.folder.write_record(record)
-        return record
-
-
-def _row_values(values: dict[str, float]) -> dict[str, Any]:
-    """A history row's values: counts as integers."""
-    return {
-        key: int(value) if key.split("/", 1)[1] in INTEGER_METRICS else value
-        for key, value in values.items()
-    }
-
-
-def _provenance(device: torch.device, data: str, model: nn.Module) -> Provenance:
-    """Where the run runs: results are bitwise reproducible only on the same device with
-    the same thread count, memory format and library versions."""
-    import segmentation_models_pytorch as smp
-
-    from segtune import __version__
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return Provenance(
-        device=str(device),
-        device_name=name or platform.machine(),
-        threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        smp=getattr(smp, "__version__", "unknown"),
-        segtune=__version__,
-        data=data,
-        channels_last=memory_format(model) == torch.channels_last,
-    )

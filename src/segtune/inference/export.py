@@ -41,7 +41,7 @@ class PageProbabilities(nn.Module):
 
 def export_metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
     """What a caller needs to use the exported graph as segtune does."""
-    from segtune import __version__
+    from segtune.core.version import VERSION as __version__
 
     config = predictor.config
     pages = config.pages

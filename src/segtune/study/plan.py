@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +28,11 @@ from segtune.data.layout import Picture
 from segtune.data.pairs import MAJORITY, counted_mask, inverted_words, shared_pictures, shared_words
 from segtune.data.tiles import page_origins, resized_shape
 from segtune.study.spec import ParamValue, Range, StudySpec, grid_points
+
+if TYPE_CHECKING:
+    import torch
+
+    from segtune.data.cache import PictureCache
 
 MASK_SAMPLE = 20  # training masks decoded for the positive fraction
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -343,30 +348,15 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
 
     from segtune.core.runtime import autocast_dtype, place_model, resolve_device
     from segtune.data.cache import open_cache
-    from segtune.data.pages import load_split
-    from segtune.data.tiles import extract_page
     from segtune.engine.average import WeightAverage
-    from segtune.engine.infer import predict_at_scales
     from segtune.engine.model import build_model
     from segtune.engine.step import batch_forward, step_gradients
 
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)  # timed as the run computes
     cache = open_cache(config.data)
-    loaded = load_split(train[: max(1, min(len(train), 4))], cache, config.pages)
-    size, batch = config.pages.page_size, config.optim.batch_size
-    pages = []
-    for lp in loaded:
-        h, w = lp.image.shape[:2]
-        for y, x in page_origins(h, w, size, config.pages.patch_overlap):
-            pages.append((lp, y, x))
-    pages = (pages * math.ceil(batch / max(len(pages), 1)))[:batch]
-    cut = [extract_page(lp.image, (y, x), size) for lp, y, x in pages]  # (page, valid)
-    images = torch.stack([torch.from_numpy(page).permute(2, 0, 1) for page, _ in cut])
-    valid = torch.stack([torch.from_numpy(v) for _, v in cut])
-    targets = torch.stack(
-        [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
-    )
+    batch = config.optim.batch_size
+    images, targets, valid = _probe_batch(config, train, cache)
     model = place_model(build_model(config.model), device, config.runtime.channels_last)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
@@ -404,7 +394,49 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kind = "process peak resident"
-    picture = val[0]
+    eval_s = _validation_seconds_per_mp(model, config, val[0], cache, device, amp_dtype, micro)
+    return Probe(statistics.median(times), eval_s, memory, kind, largest)
+
+
+def _probe_batch(
+    config: RunConfig, train: list[Picture], cache: PictureCache
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training batch (images, targets, valid pixels) of real pages of the first
+    training pictures, repeated to the batch size."""
+    import torch
+
+    from segtune.data.pages import load_split
+    from segtune.data.tiles import extract_page
+
+    loaded = load_split(train[: max(1, min(len(train), 4))], cache, config.pages)
+    size, batch = config.pages.page_size, config.optim.batch_size
+    pages = []
+    for lp in loaded:
+        h, w = lp.image.shape[:2]
+        for y, x in page_origins(h, w, size, config.pages.patch_overlap):
+            pages.append((lp, y, x))
+    pages = (pages * math.ceil(batch / max(len(pages), 1)))[:batch]
+    cut = [extract_page(lp.image, (y, x), size) for lp, y, x in pages]  # (page, valid)
+    images = torch.stack([torch.from_numpy(page).permute(2, 0, 1) for page, _ in cut])
+    valid = torch.stack([torch.from_numpy(v) for _, v in cut])
+    targets = torch.stack(
+        [torch.from_numpy(extract_page(lp.mask, (y, x), size)[0]) for lp, y, x in pages]
+    )
+    return images, targets, valid
+
+
+def _validation_seconds_per_mp(
+    model: torch.nn.Module,
+    config: RunConfig,
+    picture: Picture,
+    cache: PictureCache,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    batch_pages: int,
+) -> float:
+    """Seconds per megapixel of the validation pass, timed on ``picture``."""
+    from segtune.engine.infer import predict_at_scales
+
     h, w = image_size(picture.image)
 
     def image_at(factor: float) -> NDArray[np.uint8]:
@@ -421,11 +453,10 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         device,
         scales=config.eval.tta_scales,
         amp_dtype=amp_dtype,
-        batch_pages=micro,
+        batch_pages=batch_pages,
         tta=config.eval.tta,
     )
-    eval_s = time.perf_counter() - t0
-    return Probe(statistics.median(times), eval_s / (h * w / 1e6), memory, kind, largest)
+    return (time.perf_counter() - t0) / (h * w / 1e6)
 
 
 def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = None) -> Plan:

@@ -1,14 +1,20 @@
-"""``segtune sweep`` as a function: run or resume a study, then print its status and
-write its report. Used by the CLI and by ``segtune demo``."""
+"""``segtune sweep`` as a function: run or resume a study and return what it did (a
+typed :class:`SweepResult`). The CLI, ``segtune demo`` and the API print it and write
+the report."""
 
 from __future__ import annotations
 
 import shutil
-import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segtune.study.spec import StudySpec, load_spec
+
+if TYPE_CHECKING:
+    from segtune.study.status import StudyStatus
+    from segtune.study.sweep import StudyRunner
 
 
 def open_runner(
@@ -18,7 +24,7 @@ def open_runner(
     device: str | None = None,
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
-) -> Any:
+) -> StudyRunner:
     from segtune.core.config import check_device
     from segtune.study.sweep import StudyRunner
 
@@ -82,6 +88,39 @@ def _check_models(spec: StudySpec) -> None:
                 build_model(model.model_copy(update={"encoder_weights": local}))
 
 
+Say = Callable[[str], None]  # where a sweep's notes go (the CLI prints them)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What ``segtune sweep`` did: the study's status after it and how its workers ended.
+
+    The caller prints, writes the report and maps :attr:`exit_code` (1 when no run of the
+    study completed or a worker stopped with an error)."""
+
+    name: str
+    folder: Path
+    status: StudyStatus
+    worker_codes: tuple[int, ...] = ()
+    already_finished: bool = False  # nothing was left to run when it started
+
+    @property
+    def completed(self) -> int:
+        return sum(s.done for s in self.status.stages)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.status.stages)
+
+    @property
+    def workers_failed(self) -> bool:
+        return any(self.worker_codes)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.completed == 0 or self.workers_failed else 0
+
+
 def run_sweep(
     spec_path: Path,
     study_dir: str | None,
@@ -90,28 +129,27 @@ def run_sweep(
     device: str | None,
     *,
     quiet: bool = False,
-    write_report: bool = True,
     retry_failed: bool = False,
     show_plan: bool = True,
     sets: list[str] | None = None,
-) -> int:
-    """Run or resume a study; returns the exit status (1 when no run succeeded or a
-    worker stopped with an error)."""
-    from segtune.core.config import apply_overrides
-    from segtune.core.progress import Progress
-    from segtune.study.monitor import StudyMonitor
-    from segtune.study.status import study_status
-    from segtune.study.workers import start_workers, wait_workers
+    say: Say | None = None,
+) -> SweepResult:
+    """Run or resume a study until every point of every stage is settled.
 
+    Notes (the plan of a new study, retried points) go to ``say``; progress bars, unless
+    ``quiet``, to the terminal."""
+    from segtune.core.config import apply_overrides
+
+    note: Say = say or (lambda line: None)
     overrides = {"fixed": apply_overrides({}, sets)} if sets else None
     spec = preflight(spec_path, study_dir, storage, workers, device, overrides)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
     fresh = not folder.exists()
-    if fresh and show_plan and not quiet:  # once, when a study starts: counts and warnings
+    if fresh and show_plan:  # once, when a study starts: counts and warnings
         from segtune.study.plan import make_plan
 
         for line in make_plan(spec, measure=False).lines():
-            print(line)
+            note(line)
     try:
         runner = open_runner(spec_path, study_dir, storage, device, False, overrides)
         runner.subsets()  # sample and record the subsets once, before any worker starts
@@ -123,64 +161,52 @@ def run_sweep(
         raise
     if retry_failed:
         count = runner.board.retry_failed()
-        print(f"--retry-failed: {count} failed point(s) get their attempts back", file=sys.stderr)
+        note(f"--retry-failed: {count} failed point(s) get their attempts back")
+    return _run_points(runner, spec_path, workers, device, sets, quiet)
+
+
+def _run_points(
+    runner: StudyRunner,
+    spec_path: Path,
+    workers: int,
+    device: str | None,
+    sets: list[str] | None,
+    quiet: bool,
+) -> SweepResult:
+    """Train every unsettled point, in this process or in ``workers`` processes, with a
+    study progress bar; the study's status after it."""
+    from segtune.core.progress import Progress
+    from segtune.study.monitor import StudyMonitor
+    from segtune.study.status import study_status
+    from segtune.study.workers import start_workers, wait_workers
+
     status = study_status(runner)
     total = sum(s.total or 0 for s in status.stages)
     settled = sum(s.done + s.pruned + s.failed for s in status.stages)
-    code = 0
+    name, folder = runner.spec.name, runner.dir
     if total and settled == total and all(s.total is not None for s in status.stages):
-        print(f"study {runner.spec.name} is finished; nothing to run ({runner.dir})")
-    else:
-        bar = Progress(
-            total,
-            f"study {runner.spec.name}",
-            "runs",
-            enabled=not quiet,
-            leave=True,
-            show_eta=False,  # the monitor's study ETA counts the running points' progress
-        )
-        bar.skip(settled)
+        return SweepResult(name, folder, status, already_finished=True)
+    # The monitor's study ETA counts the running points' progress: no bar ETA.
+    bar = Progress(total, f"study {name}", "runs", enabled=not quiet, leave=True, show_eta=False)
+    bar.skip(settled)
 
-        def tick() -> None:
-            st = study_status(runner)
-            bar.set_total(sum(s.total or 0 for s in st.stages))
-            now = sum(s.done + s.pruned + s.failed for s in st.stages)
-            if now > bar.done:
-                bar.update(now - bar.done)
+    def tick() -> None:
+        st = study_status(runner)
+        bar.set_total(sum(s.total or 0 for s in st.stages))
+        now = sum(s.done + s.pruned + s.failed for s in st.stages)
+        if now > bar.done:
+            bar.update(now - bar.done)
 
-        with StudyMonitor(runner.dir, bar, workers):
-            if workers <= 1:
-                runner.run(on_run_done=tick)
-            else:
-                procs = start_workers(workers, spec_path, runner.dir, runner.url, device, sets)
-                codes = wait_workers(procs, tick)
-                if any(codes):
-                    print(f"error: worker exit codes {codes}", file=sys.stderr)
-                    code = 1
-        bar.close()
-        for stage in runner.spec.stages:
-            if runner.stage_points(stage).points is not None:
-                runner.fail_orphan_trials(stage)
-        status = study_status(runner)
-    for line in status.lines():
-        print(line)
-    if write_report:
-        _write_report(runner.dir)
-    if not any(s.done for s in status.stages):
-        print(
-            f"error: study {runner.spec.name}: no run completed "
-            f"({sum(s.failed for s in status.stages)} failed); see the summary.json of each run "
-            f"under {runner.dir / 'runs'}",
-            file=sys.stderr,
-        )
-        return 1
-    return code
-
-
-def _write_report(study_dir: Path) -> None:
-    try:
-        from segtune.analysis.report import write_report
-    except ImportError:
-        return
-    out = write_report(study_dir)
-    print(f"report: {out / 'report.html'}")
+    codes: list[int] = []
+    runner.say_points = not quiet
+    with StudyMonitor(folder, bar, workers):
+        if workers <= 1:
+            runner.run(on_run_done=tick)
+        else:
+            procs = start_workers(workers, spec_path, folder, runner.url, device, sets, quiet)
+            codes = wait_workers(procs, tick)
+    bar.close()
+    for stage in runner.spec.stages:
+        if runner.stage_points(stage).points is not None:
+            runner.fail_orphan_trials(stage)
+    return SweepResult(name, folder, study_status(runner), tuple(codes))

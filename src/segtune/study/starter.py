@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 from segtune.data.io import PLAIN_MASKS, MaskReading, image_size
-from segtune.data.layout import MissingMasks, load_pictures
+from segtune.data.layout import MissingMasks, Picture, load_pictures
 from segtune.data.pairs import counted_mask
 
 MASK_SAMPLE = 20
@@ -16,6 +16,47 @@ MASK_SAMPLE = 20
 def _round(value: float) -> float:
     """Two significant digits."""
     return float(f"{value:.2g}")
+
+
+def positive_fraction(pictures: list[Picture], masks: MaskReading = PLAIN_MASKS) -> float:
+    """The positive share of the pixels that count, over a sample of up to MASK_SAMPLE
+    pictures' masks (as the loss counts them)."""
+    sample = pictures[:: max(1, len(pictures) // MASK_SAMPLE)][:MASK_SAMPLE]
+    positives = counted = 0
+    for pic in sample:
+        mask, pixels = counted_mask(pic, masks)
+        positives += int(mask.sum())
+        counted += pixels
+    return positives / max(counted, 1)
+
+
+def _mask_settings(
+    masks: MaskReading, missing_masks: MissingMasks, train_pics: list[Picture]
+) -> str:
+    """The spec's data lines that say how masks are read, each with its comment."""
+    lines = ""
+    if masks.ignore_value is not None:
+        lines += (
+            f"\n  # Mask value {masks.ignore_value} marks pixels that never count (loss, "
+            f"metrics).\n  ignore_value: {masks.ignore_value}"
+        )
+    if masks.invert:
+        lines += (
+            "\n  # Masks draw positives black on white: positive where the mask is 0.\n"
+            "  invert_masks: true"
+        )
+    if masks.threshold is not None:
+        lines += (
+            "\n  # Masks with grey edges: a pixel is positive when its value is at least this.\n"
+            f"  mask_threshold: {masks.threshold:g}"
+        )
+    if missing_masks == "empty":
+        unlabelled = sum(p.mask is None for p in train_pics)
+        lines += (
+            f"\n  # {unlabelled} of {len(train_pics)} training images have no mask: no "
+            "positives.\n  missing_masks: empty"
+        )
+    return lines
 
 
 def starting_spec(
@@ -33,35 +74,8 @@ def starting_spec(
     sides = [min(image_size(p.image)) for p in train_pics]
     median_side = int(statistics.median(sides))
     page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
-    sample = train_pics[:: max(1, len(train_pics) // MASK_SAMPLE)][:MASK_SAMPLE]
-    positives = counted = 0  # over the pixels that count, as the loss counts them
-    for pic in sample:
-        mask, pixels = counted_mask(pic, masks)
-        positives += int(mask.sum())
-        counted += pixels
-    f = positives / max(counted, 1)
-    ignore = (
-        f"\n  # Mask value {masks.ignore_value} marks pixels that never count (loss, metrics).\n"
-        f"  ignore_value: {masks.ignore_value}"
-        if masks.ignore_value is not None
-        else ""
-    )
-    if masks.invert:
-        ignore += (
-            "\n  # Masks draw positives black on white: positive where the mask is 0.\n"
-            "  invert_masks: true"
-        )
-    if masks.threshold is not None:
-        ignore += (
-            "\n  # Masks with grey edges: a pixel is positive when its value is at least this.\n"
-            f"  mask_threshold: {masks.threshold:g}"
-        )
-    if missing_masks == "empty":
-        unlabelled = sum(p.mask is None for p in train_pics)
-        ignore += (
-            f"\n  # {unlabelled} of {len(train_pics)} training images have no mask: no "
-            "positives.\n  missing_masks: empty"
-        )
+    f = positive_fraction(train_pics, masks)
+    ignore = _mask_settings(masks, missing_masks, train_pics)
     ratio = (1 - f) / f if f > 0 else 100.0
     top = max(ratio, 1.0)
     weights = sorted({_round(top ** (i / 3)) for i in range(4)})

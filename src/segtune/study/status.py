@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from segtune.core.metrics import better, describe_metric
 from segtune.data.cache import cache_size, default_cache_dir
+from segtune.study.attrs import TrialAttrs
 from segtune.study.monitor import RunningPoint, remaining_s, running_points
 from segtune.study.view import StudyView
 
@@ -120,7 +121,7 @@ def study_status(runner: StudyView) -> StudyStatus:
                 st.interrupted += 1
         trials = runner.trials(stage.name)
         finished = Counter(
-            t.user_attrs.get("point")
+            TrialAttrs.of(t).point
             for t in trials
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         )
@@ -130,7 +131,7 @@ def study_status(runner: StudyView) -> StudyStatus:
                 t.state == TrialState.COMPLETE
                 and t.datetime_start
                 and t.datetime_complete
-                and "reused_from" not in t.user_attrs
+                and TrialAttrs.of(t).reused_from is None
             ):
                 st.run_seconds.append((t.datetime_complete - t.datetime_start).total_seconds())
             if (
@@ -142,7 +143,7 @@ def study_status(runner: StudyView) -> StudyStatus:
                     "value": t.value,
                     "stage": stage.name,
                     "params": t.params,
-                    "run_dir": t.user_attrs.get("run_dir"),
+                    "run_dir": TrialAttrs.of(t).run_dir,
                 }
         stages.append(st)
     base = spec.run_config({})

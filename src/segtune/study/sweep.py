@@ -26,7 +26,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from segtune.core.errors import SegtuneError
 from segtune.core.faults import fault_point
 from segtune.core.records import RunRecord
 from segtune.data.subsets import Subsets, resolve_subsets
+from segtune.study.attrs import TrialAttrs
 from segtune.study.claims import Claim, Heartbeat, PointIdentity, worker_id
 from segtune.study.folders import PointFolder, point_folder_name
 from segtune.study.identity import fingerprint, run_identity
@@ -76,15 +77,6 @@ class FixedSampler(optuna.samplers.BaseSampler):
         return self.params[name]
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """segtune's pruners; settings come from bench/sweep_cost.py (see BENCHMARKS.md)."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.pruners.NopPruner()
-
-
 @dataclass(frozen=True)
 class Outcome:
     """How one point ended in this worker: its state and the line printed for it."""
@@ -111,6 +103,7 @@ class StudyRunner(StudyView):
         self.progress = progress
         self.poll_s = poll_s
         self.owner = worker_id()
+        self.say_points = True  # a line per settled point on stderr (off: quiet)
 
     # --- running -----------------------------------------------------------------------
     def _check_device(self) -> None:
@@ -175,7 +168,7 @@ class StudyRunner(StudyView):
             )
         study = self._load_stage(stage, sampler)
         mine = [
-            t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("point") == claim.point
+            t for t in study.get_trials(deepcopy=False) if TrialAttrs.of(t).point == claim.point
         ]
         told = next((t for t in mine if t.state in (TrialState.COMPLETE, TrialState.PRUNED)), None)
         if told is not None:  # killed after tell, before the claim was completed
@@ -185,7 +178,7 @@ class StudyRunner(StudyView):
             return
         for t in mine:  # we hold the claim, so a RUNNING trial's worker is dead
             if t.state == TrialState.RUNNING:
-                self._fail_trial(t, "worker died")
+                self._fail_trial(t, "worker_died")
         folder = PointFolder(
             self.dir / "runs" / stage.name / point_folder_name(claim.point, params)
         )
@@ -243,19 +236,21 @@ class StudyRunner(StudyView):
         if source is None:
             return False
         self.board.record_identity(ident)
+        was = TrialAttrs.of(source)
+        attrs = TrialAttrs(
+            point=claim.point,
+            run_dir=was.run_dir,
+            worker=self.owner,
+            reused_from=f"{same.stage}:{source.number}",
+            flag=was.flag,
+            values={k: v for k, v in was.values.items() if k.startswith("val/")},
+        )
         trial = optuna.trial.create_trial(
             state=TrialState.COMPLETE,
             value=source.value,
             params=params,
             distributions=self._distributions(stage, params),
-            user_attrs={
-                "point": claim.point,
-                "run_dir": source.user_attrs.get("run_dir"),
-                "reused_from": f"{same.stage}:{source.number}",
-                "worker": self.owner,
-                **{k: v for k, v in source.user_attrs.items() if k.startswith("val/")},
-                **({"flag": source.user_attrs["flag"]} if "flag" in source.user_attrs else {}),
-            },
+            user_attrs=attrs.items(),
             intermediate_values=dict(source.intermediate_values),
         )
         study.add_trial(trial)
@@ -285,10 +280,7 @@ class StudyRunner(StudyView):
             value=value if completed else None,
             params=params,
             distributions=self._distributions(stage, params),
-            user_attrs={
-                **self._trial_attrs(claim, run_dir),
-                **metric_attrs(summary, self.spec.objective.metric),
-            },
+            user_attrs=self._trial_attrs(claim, run_dir, summary).items(),
             intermediate_values=history,
         )
         study.add_trial(trial)
@@ -316,7 +308,7 @@ class StudyRunner(StudyView):
             datetime_complete=None,
             params=dict(params),
             distributions=self._distributions(stage, params) if params else {},
-            user_attrs=self._trial_attrs(claim, folder),
+            user_attrs=self._trial_attrs(claim, folder).items(),
             system_attrs={},
             intermediate_values={},
             trial_id=-1,
@@ -324,13 +316,19 @@ class StudyRunner(StudyView):
         trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
         return optuna.Trial(study, trial_id)
 
-    def _trial_attrs(self, claim: Claim, run_dir: Path) -> dict[str, Any]:
-        return {
-            "point": claim.point,
-            "run_dir": str(run_dir.relative_to(self.dir)),
-            "worker": self.owner,
-            "attempt": claim.attempts,
-        }
+    def _trial_attrs(
+        self, claim: Claim, run_dir: Path, record: RunRecord | None = None
+    ) -> TrialAttrs:
+        """A trial's attributes: its point, run folder, worker and attempt, and with the
+        run's ``record`` its values."""
+        measured = metric_attrs(record, self.spec.objective.metric) if record else TrialAttrs()
+        return replace(
+            measured,
+            point=claim.point,
+            run_dir=str(run_dir.relative_to(self.dir)),
+            worker=self.owner,
+            attempt=claim.attempts,
+        )
 
     def _distributions(
         self, stage: Stage, params: dict[str, ParamValue]
@@ -356,22 +354,7 @@ class StudyRunner(StudyView):
 
         config = self._local(config)
         metric = self.spec.objective.metric
-        # A resumed run's pruner sees the epochs the interrupted attempt ran before the
-        # epoch it resumes at (metrics.csv may hold one more, not checkpointed: skipped).
-        earlier = _objective_history(folder.path, metric) if resume else {}
-
-        def report(epoch: int, values: dict[str, float]) -> None:
-            for done in sorted(e for e in earlier if e < epoch):
-                trial.report(earlier.pop(done), done)
-            earlier.clear()
-            value = values.get(metric)
-            if value is None or math.isnan(value):
-                return
-            trial.report(value, epoch)
-            # A run at its last epoch has done its work: keep it rather than prune it.
-            if epoch < config.optim.epochs and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
+        report = _pruning_reporter(trial, folder.path, metric, config.optim.epochs, resume)
         heartbeat = Heartbeat(self.board, claim, self.spec.heartbeat.interval_s)
 
         def guard() -> None:
@@ -391,7 +374,7 @@ class StudyRunner(StudyView):
                     study=StudyContext(self.spec.name, self.dir, f"{stage.name}#{trial.number}"),
                 )
         except RunAbandoned as exc:
-            self._fail_trial(study._storage.get_trial(trial._trial_id), "claim lost")
+            self._fail_trial(study._storage.get_trial(trial._trial_id), "claim_lost")
             raise ClaimLost(
                 f"{exc} after this worker missed heartbeats for over "
                 f"{self.spec.heartbeat.grace_s:g} s (heartbeat.grace_s); stopping"
@@ -403,7 +386,7 @@ class StudyRunner(StudyView):
         except OSError as exc:
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
-            trial.set_user_attr("failure", f"environment: {exc.strerror}")
+            _set_attrs(trial, TrialAttrs.failed("environment", f"environment: {exc.strerror}"))
             study.tell(trial, state=TrialState.FAIL)
             self.board.release(claim, reason=f"environment: {exc.strerror}")
             where = exc.filename or folder.path
@@ -414,14 +397,26 @@ class StudyRunner(StudyView):
         except Exception as exc:
             return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
         fault_point("summary_written")
+        return self._tell_run(study, trial, claim, folder, summary, resume)
+
+    def _tell_run(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        claim: Claim,
+        folder: PointFolder,
+        summary: RunRecord,
+        resume: bool,
+    ) -> Outcome:
+        """Tell the study how the point's run ended and settle its claim."""
+        metric = self.spec.objective.metric
         status = summary.status
         value = summary.value(metric)
         shown = f"{metric} {value:.4f}" if value is not None else "no value"
         seconds = summary.timings.total_s
         line = f"{status}, {shown} ({seconds:.1f} s)" + (" [resumed]" if resume else "")
         if status == "completed" and value is not None:
-            for key, attr in metric_attrs(summary, metric).items():
-                trial.set_user_attr(key, attr)
+            _set_attrs(trial, metric_attrs(summary, metric))
             study.tell(trial, value)
             fault_point("told")
             self._finish(claim, "complete")
@@ -450,13 +445,15 @@ class StudyRunner(StudyView):
         reason: str,
         line: str | None = None,
     ) -> Outcome:
-        trial.set_user_attr("failure", reason)
+        _set_attrs(trial, TrialAttrs.failed("run", reason))
         study.tell(trial, state=TrialState.FAIL)
         self._finish(claim, "failed", reason)
         log.error("run %s failed: %s", folder.path, reason)
         return Outcome("failed", line or f"failed: {reason}")
 
     def _say(self, stage: Stage, claim: Claim, text: str, trial: int | None = None) -> None:
+        if not self.say_points:
+            return
         which = f"trial {trial} " if trial is not None else ""
         print(f"[{stage.name}] {which}{claim.point}: {text}", file=sys.stderr, flush=True)
 
@@ -481,24 +478,52 @@ class StudyRunner(StudyView):
 SHOWN_METRICS = ("precision", "recall", "f1", "iou", "ap", "best_f1", "best_threshold")
 
 
-def metric_attrs(record: RunRecord, objective: str) -> dict[str, Any]:
+def _pruning_reporter(
+    trial: optuna.Trial, run_dir: Path, metric: str, epochs: int, resume: bool
+) -> Callable[[int, dict[str, float]], None]:
+    """The run's epoch reporter: each epoch's objective to the trial, and a stop
+    (RunPruned) when the study's pruner says so. A resumed run's pruner sees the epochs the
+    interrupted attempt ran before the epoch it resumes at (metrics.csv may hold one more,
+    not checkpointed: skipped)."""
+    from segtune.engine.train import RunPruned
+
+    earlier = _objective_history(run_dir, metric) if resume else {}
+
+    def report(epoch: int, values: dict[str, float]) -> None:
+        for done in sorted(e for e in earlier if e < epoch):
+            trial.report(earlier.pop(done), done)
+        earlier.clear()
+        value = values.get(metric)
+        if value is None or math.isnan(value):
+            return
+        trial.report(value, epoch)
+        # A run at its last epoch has done its work: keep it rather than prune it.
+        if epoch < epochs and trial.should_prune():
+            raise RunPruned(f"pruned at epoch {epoch}")
+
+    return report
+
+
+def _set_attrs(trial: optuna.Trial, attrs: TrialAttrs) -> None:
+    for key, value in attrs.items().items():
+        trial.set_user_attr(key, value)
+
+
+def metric_attrs(record: RunRecord, objective: str) -> TrialAttrs:
     """The run's final validation metrics (split-named), its flag and the objective's
     bootstrap interval: trial user attributes, so that optuna-dashboard and
     ``study.trials_dataframe()`` show more than the objective."""
     from segtune.core.intervals import interval, picture_samples
     from segtune.core.metrics import degenerate
 
-    attrs: dict[str, Any] = {
+    values: dict[str, Any] = {
         f"val/{n}": record.kept[f"val/{n}"] for n in SHOWN_METRICS if f"val/{n}" in record.kept
     }
-    flag = degenerate(record.kept)
-    if flag is not None:
-        attrs["flag"] = flag
     name = objective.split("/", 1)[1]
     if record.pictures and objective.startswith("val/") and name in SHOWN_METRICS[:4]:
         ci = interval(picture_samples(record.pictures)[name])
-        attrs[f"{objective} 95% interval"] = [ci.low, ci.high]
-    return attrs
+        values[f"{objective} 95% interval"] = [ci.low, ci.high]
+    return TrialAttrs(flag=degenerate(record.kept), values=values)
 
 
 def _objective_history(run_dir: Path, metric: str) -> dict[int, float]:

@@ -28,6 +28,7 @@ from segtune.core.errors import ConfigError, SegtuneError
 from segtune.core.metrics import ranking
 from segtune.core.records import write_json
 from segtune.data.subsets import Subsets, data_fingerprint, picture_stats
+from segtune.study.attrs import FailureKind, TrialAttrs
 from segtune.study.claims import ClaimBoard, PointIdentity, PointState
 from segtune.study.identity import (
     changed_keys,
@@ -92,6 +93,15 @@ def stage_distributions(stage: Stage, grid_of: Any = None) -> dict[str, BaseDist
         return out
     grid = grid_of(stage) if grid_of is not None else {}
     return {k: CategoricalDistribution(list(v)) for k, v in grid.items()}
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """segtune's pruners; settings come from bench/sweep_cost.py (see BENCHMARKS.md)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
 
 
 class StudyView:
@@ -171,8 +181,6 @@ class StudyView:
         return study.get_trials(deepcopy=False)
 
     def _load_stage(self, stage: Stage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-        from segtune.study.sweep import make_pruner
-
         return optuna.load_study(
             study_name=stage_study_name(self.spec.name, stage.name),
             storage=self.storage,
@@ -270,7 +278,7 @@ class StudyView:
 
     def _told_trial(self, stage: str, point: str) -> FrozenTrial | None:
         for t in self.trials(stage):
-            if t.user_attrs.get("point") == point and t.state == TrialState.COMPLETE:
+            if TrialAttrs.of(t).point == point and t.state == TrialState.COMPLETE:
                 return t
         return None
 
@@ -325,17 +333,21 @@ class StudyView:
         for stage in self.spec.stages:
             claims = self.board.states(stage.name)
             for t in self.trials(stage.name):
-                point = str(t.user_attrs.get("point", ""))
-                row = claims.get(point) if point else None
-                if row is None or row.trial_number != t.number or "run_dir" not in t.user_attrs:
+                attrs = TrialAttrs.of(t)
+                row = claims.get(attrs.point) if attrs.point else None
+                if row is None or row.trial_number != t.number or attrs.run_dir is None:
                     continue
-                records = RunFolder(self.dir / t.user_attrs["run_dir"])
+                records = RunFolder(self.dir / attrs.run_dir)
                 if not records.config_path.exists():
                     continue
                 identity = run_identity(records.read_config(), data_fp)
                 self.board.record_identity(
                     PointIdentity(
-                        stage.name, point, dict(t.params), identity, fingerprint(identity)
+                        stage.name,
+                        str(attrs.point),
+                        dict(t.params),
+                        identity,
+                        fingerprint(identity),
                     )
                 )
                 count += 1
@@ -369,9 +381,10 @@ class StudyView:
             )
 
     # --- trials --------------------------------------------------------------------------
-    def _fail_trial(self, trial: FrozenTrial, reason: str) -> None:
+    def _fail_trial(self, trial: FrozenTrial, kind: FailureKind) -> None:
         try:
-            self.storage.set_trial_user_attr(trial._trial_id, "failure", reason)
+            for key, value in TrialAttrs.failed(kind).items().items():
+                self.storage.set_trial_user_attr(trial._trial_id, key, value)
             self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except Exception as exc:  # already finished by someone else
             log.debug("trial %s: %s", trial.number, exc)
@@ -384,9 +397,10 @@ class StudyView:
         for t in self.trials(stage.name):
             if t.state != TrialState.RUNNING:
                 continue
-            row = live.get(t.user_attrs.get("point", ""))
-            if row is not None and row.owner == t.user_attrs.get("worker"):
+            attrs = TrialAttrs.of(t)
+            row = live.get(attrs.point or "")
+            if row is not None and row.owner == attrs.worker:
                 continue
-            self._fail_trial(t, "worker died")
+            self._fail_trial(t, "worker_died")
             count += 1
         return count

@@ -48,6 +48,7 @@ def start_workers(
     storage: str,
     device: str | None,
     sets: list[str] | None = None,
+    quiet: bool = False,
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``n`` worker processes. Each uses the spec's ``runtime.threads`` (or torch's
     default), never a count derived from ``n``: a point's result must not depend on how
@@ -57,6 +58,8 @@ def start_workers(
     for i in range(n):
         cmd = [sys.executable, "-m", "segtune", "sweep", str(spec_path), "--dir", str(study_dir)]
         cmd.append("--worker")
+        if quiet:
+            cmd.append("--quiet")
         if device:
             cmd += ["--device", device]
         for item in sets or []:
