@@ -53,8 +53,11 @@ from segtune.study.sweep import StudyRunner
 PUBLISHED = {"DeepCrack-BN": (0.858, 0.846, 0.852), "DeepCrack-GF": (None, None, 0.868)}
 
 
+LIMIT: int | None = None  # --limit: the first N pictures of train/ and of test/ (smoke)
+
+
 def carve(data: Path, tmp: Path, val_count: int, seed: int) -> tuple[Path, Path]:
-    pictures = load_pictures(data / "train")
+    pictures = load_pictures(data / "train")[:LIMIT]
     val = set(p.stem for p in random.Random(seed).sample(pictures, val_count))
     paths = {}
     for name, keep in (("train", lambda s: s not in val), ("val", lambda s: s in val)):
@@ -83,7 +86,7 @@ def test_protocol(
     pos, neg = np.zeros(100, np.int64), np.zeros(100, np.int64)
     chosen = predictor.best_threshold or 0.5
     tp = fp = fn = 0
-    for pic in load_pictures(data / "test"):
+    for pic in load_pictures(data / "test")[:LIMIT]:
         prob = predictor.probabilities(read_image(pic.image, predictor.reading))
         assert pic.mask is not None  # test/ has a mask for every picture
         mask = read_mask(pic.mask)
@@ -251,6 +254,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEEPCRACK, help="holds train/ and test/")
     p.add_argument("--keep", type=Path, help="copy the baseline run's folder here")
     p.add_argument("--seed", type=int, default=0, help="runtime.seed (weights, sampling)")
+    p.add_argument("--limit", type=int, help="the first N pictures of train/ and test/ only")
     a = parse(
         p,
         epochs=1,
@@ -263,7 +267,10 @@ def main() -> None:
         tta_scales="1",
         precision="fp32",
         no_study=True,
+        limit=16,
     )
+    global LIMIT
+    LIMIT = a.limit
     # A CPU without bf16 kernels (AVX2 only) emulates bf16, 9x slower than fp32, and is
     # about 3x slower in fp32 than bf16 on one with them: there the default computes in
     # fp32 and tests 4 views at one scale (24 views cost most of the budget there).

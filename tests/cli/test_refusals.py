@@ -6,6 +6,7 @@ pictures and exits 1 when some could not be read."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 from collections.abc import Callable
@@ -27,7 +28,7 @@ Setup = Callable[[Path], None]  # mutates the case's copy of the data (tmp/data)
 
 @dataclass(frozen=True)
 class Case:
-    command: str  # check-data, train, sweep, predict, manifest
+    command: str  # check-data, train, sweep, predict, manifest, evaluate
     expect: str  # in the stderr line; {data} and {tmp} are filled in
     config: dict[str, Any] = field(default_factory=dict)  # merged into the run config
     spec: dict[str, Any] = field(default_factory=dict)  # replaces top-level spec keys
@@ -171,6 +172,26 @@ def _one_bad_picture(data: Path) -> None:
     _garbage_image(data)
 
 
+def _loop_in_manifest(data: Path) -> None:
+    (data / "loop-a.png").symlink_to(data / "loop-b.png")
+    (data / "loop-b.png").symlink_to(data / "loop-a.png")
+    (data / "val.csv").write_text("image,mask\nloop-a.png,loop-a.png\n")
+
+
+def _fifo_picture(data: Path) -> None:
+    path = _first(data, "val", "images")
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _loop_among_pictures(data: Path) -> None:
+    folder = data / "val" / "images"
+    (folder / "zz-loop.png").symlink_to(folder / "zz-loop.png")  # a link to itself
+
+
+DEEP = "[" * 20_000 + "]" * 20_000  # nesting the YAML parser's recursion cannot take
+
+
 CASES: dict[str, Case] = {
     # check-data: one line per problem, exit 1 -------------------------------------
     "check image without mask": Case(
@@ -207,6 +228,12 @@ CASES: dict[str, Case] = {
         setup=_manifest(b"image,mask\n\xff\xfe.png,b.png\n"),
         code=1,
     ),
+    "check csv symlink loop": Case(
+        "check-data", "loop-a.png: symbolic link loop", setup=_loop_in_manifest, code=1
+    ),
+    "check fifo as picture": Case(
+        "check-data", "not a regular file (a FIFO)", setup=_fifo_picture, code=1
+    ),
     "check csv missing file": Case(
         "check-data",
         "nope.png",
@@ -216,6 +243,14 @@ CASES: dict[str, Case] = {
     # train: config ----------------------------------------------------------------
     "train bad yaml": Case("train", "c.yaml", raw_file="optim: {epochs: [1,\n"),
     "train yaml not a mapping": Case("train", "c.yaml", raw_file="- 1\n- 2\n"),
+    "train duplicate key": Case(
+        "train",
+        "c.yaml: key 'optim' given twice (lines 1 and 2)",
+        raw_file="optim: {epochs: 1}\noptim: {epochs: 2}\n",
+    ),
+    "train nested too deep": Case(
+        "train", "c.yaml: line 1: nested deeper than 64 levels", raw_file=f"a: {DEEP}\n"
+    ),
     "train unknown section": Case("train", "optimiser", config={"optimiser": {"epochs": 1}}),
     "train unknown key": Case("train", "optim.epoch", config={"optim": {"epoch": 3}}),
     "train zero epochs": Case("train", "optim.epochs", config={"optim": {"epochs": 0}}),
@@ -265,6 +300,24 @@ CASES: dict[str, Case] = {
     "train empty val": Case("train", "val", setup=_empty_split),
     # sweep: spec ------------------------------------------------------------------
     "sweep bad yaml": Case("sweep", "s.yaml", raw_file="name: x\nstages: [\n"),
+    "sweep duplicate section": Case(
+        "sweep",
+        "s.yaml: key 'fixed' given twice (lines 2 and 4)",
+        raw_file="name: x\nfixed: {}\nstages: []\nfixed:\n  optim: {epochs: 1}\n",
+    ),
+    "sweep duplicate nested key": Case(
+        "sweep",
+        "s.yaml: key 'epochs' given twice (lines 4 and 5)",
+        raw_file="name: x\nfixed:\n  optim:\n    epochs: 1\n    epochs: 2\n",
+    ),
+    "sweep nested too deep": Case(
+        "sweep", "s.yaml: line 1: nested deeper than 64 levels", raw_file=f"name: {DEEP}\n"
+    ),
+    "sweep postgres refused": Case(
+        "sweep",
+        "check that the PostgreSQL server is up",
+        args=("--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none"),
+    ),
     "sweep empty grid": Case("sweep", "grid", spec={"stages": [{"name": "g", "grid": {}}]}),
     "sweep no stages": Case("sweep", "stages", spec={"stages": []}),
     "sweep nan in grid": Case(
@@ -331,6 +384,14 @@ CASES: dict[str, Case] = {
     "predict bad device": Case("predict", "gpu0", args=("--device", "gpu0")),
     "predict out is a file": Case("predict", "is a file", args=("--out-file",)),
     "predict one bad picture": Case("predict", "unreadable", setup=_one_bad_picture, code=1),
+    "predict symlink loop among pictures": Case(
+        "predict", "zz-loop.png: symbolic link loop", setup=_loop_among_pictures, code=1
+    ),
+    "predict out under proc": Case("predict", "/proc/segtune-refused", args=("--out-proc",)),
+    # evaluate ---------------------------------------------------------------------
+    "evaluate out is a folder": Case(
+        "evaluate", "is a folder; give a file name", args=("--out-folder",)
+    ),
     # manifest ---------------------------------------------------------------------
     "manifest out exists": Case("manifest", "exists (use --force", args=("--out-file",)),
     "manifest out not csv": Case("manifest", "a manifest is a .csv file", args=("--out-txt",)),
@@ -377,6 +438,13 @@ def _arguments(case: Case, tmp: Path, data: Path) -> tuple[list[str], Path]:
     if case.command == "check-data":
         source = data / "val.csv" if (data / "val.csv").exists() else data / "val"
         return ["check-data", str(data / "train"), str(source)], out
+    if case.command == "evaluate":
+        out = tmp / "outdir"
+        out.mkdir()
+        return ["evaluate", str(tmp / "model.pt"), str(data / "val"), "--out", str(out)], out
+    if "--out-proc" in extra:
+        extra.remove("--out-proc")
+        out = Path("/proc/segtune-refused")
     if case.command == "predict":
         checkpoint = tmp / "model.pt"
         inputs = str(data / "val")
@@ -415,8 +483,8 @@ def _arguments(case: Case, tmp: Path, data: Path) -> tuple[list[str], Path]:
 
 def test_the_table_has_every_kind_of_case() -> None:
     commands = {c.command for c in CASES.values()}
-    assert commands == {"check-data", "train", "sweep", "predict", "manifest"}
-    assert len(CASES) >= 60
+    assert commands == {"check-data", "train", "sweep", "predict", "manifest", "evaluate"}
+    assert len(CASES) >= 87
 
 
 @pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
@@ -430,7 +498,7 @@ def test_refused_with_one_line(
     case = CASES[name]
     data = tmp_path / "data"
     shutil.copytree(demo_data, data)
-    if case.command == "predict" and case.expect != "checkpoint not found":
+    if case.command in ("predict", "evaluate") and case.expect != "checkpoint not found":
         shutil.copy(request.getfixturevalue("trained"), tmp_path / "model.pt")
     if case.setup is not None:
         case.setup(data)  # may replace the model.pt
@@ -447,9 +515,19 @@ def test_refused_with_one_line(
         return
     if case.code == 1:  # predict: the bad picture named, the good ones written
         errors = [line for line in lines if line.startswith("error: ")]
-        assert errors[0].endswith(f"(cannot identify image file '{_first(data, 'val', 'images')}')")
+        assert len(errors) == 2 and case.expect in errors[0], err
         assert errors[1:] == ["error: 1 picture(s) could not be read"], err
-        assert len(list(out.glob("*.png"))) == len(list((data / "val" / "images").iterdir())) - 1
+        readable = [p for p in (data / "val" / "images").iterdir() if p.exists()]
+        if name == "predict one bad picture":
+            assert errors[0].endswith(
+                f"(cannot identify image file '{_first(data, 'val', 'images')}')"
+            )
+            readable = readable[1:]
+        assert len(list(out.glob("*.png"))) == len(readable)
+        return
+    if case.command == "evaluate":  # the folder given as --out is left as it was
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert out.is_dir() and not any(out.iterdir())
         return
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     if before is not None:

@@ -80,8 +80,10 @@ def test_a_broken_tracking_server_does_not_fail_the_run(
     config = tiny_config(
         demo_data, runtime={"loggers": ["mlflow"], "mlflow_uri": "nosuchscheme://nowhere"}
     )
-    assert train_run(config, tmp_path / "run", progress=False).status == "completed"
-    assert "logger MlflowLogger failed and is switched off for this run" in caplog.text
+    record = train_run(config, tmp_path / "run", progress=False)
+    assert record.status == "completed"
+    assert "logger mlflow failed and is switched off for this run" in caplog.text
+    assert len(record.tracking_lost) == 1 and record.tracking_lost[0].startswith("mlflow: ")
 
 
 def test_missing_package_or_unknown_logger_is_refused_before_anything_is_written(

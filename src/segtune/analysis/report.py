@@ -142,6 +142,17 @@ def _setup_blocks(s: StudySummary) -> list[Block]:
         ["Epochs", str(s.epochs)],
         ["Runs", runs],
     ]
+    lost = [r for r in s.runs if r.record and r.record.tracking_lost]
+    if lost:
+        reasons = sorted({why for r in lost if r.record for why in r.record.tracking_lost})
+        rows.append(
+            [
+                "Tracking",
+                f"**tracking lost for {len(lost)} run(s)** "
+                f"({', '.join(r.label for r in lost)}): {'; '.join(reasons)}; the runs' own "
+                "records are complete",
+            ]
+        )
     return [
         Heading(2, "Setup"),
         Table(["Item", "Value"], rows),

@@ -115,6 +115,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "summary.json").exists() and not args.force:
             raise SegtuneError(f"{run_dir}: already holds a run; use --resume {run_dir} or --force")
         resume = False
+    from segtune.engine.loggers import check_tracking
+
+    check_tracking(config.runtime.loggers, config.runtime.mlflow_uri, run_dir)
     try:
         summary = train_run(config, run_dir, resume=resume, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -137,6 +140,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for key in ("val/recall", "val/precision", "val/f1", "val/ap", "train/recall", "train/f1"):
         if key in summary.kept:
             print(f"  {describe_metric(key, config.eval.threshold)}: {summary.kept[key]:.4f}")
+    for lost in summary.tracking_lost:
+        print(f"warning: tracking lost for this run: {lost}", file=sys.stderr)
     return 0
 
 
@@ -236,21 +241,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in chain:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    return chain
+
+
 def _storage_problem(exc: BaseException) -> str | None:
     """One line for a study database that refuses a write (a read-only study folder, a
-    full disk, a lost server), instead of a traceback ending in an Optuna message."""
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain:
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    for err in chain:
-        module = type(err).__module__
-        if module.startswith(("sqlalchemy", "optuna.exceptions", "sqlite3", "psycopg2")):
-            from segtune.study.storage import redact
+    full disk, a lost server), instead of a traceback ending in an Optuna message. The
+    database driver's own words are preferred to Optuna's wrapper ("exceeding max
+    length" for any failed commit)."""
+    from segtune.study.storage import redact
 
+    chain = _chain(exc)
+    for prefixes in (("sqlite3", "psycopg2"), ("sqlalchemy",), ("optuna.exceptions",)):
+        for err in chain:
+            if not type(err).__module__.startswith(prefixes):
+                continue
             text = redact(str(getattr(err, "orig", None) or err)).strip().splitlines()
             what = text[0] if text else type(err).__name__
-            return f"study database: {what} (check that the study folder and database are writable)"
+            server = "psycopg2" in type(getattr(err, "orig", None) or err).__module__
+            hint = (
+                "check that the PostgreSQL server is up and that the URL, user and password "
+                "are right"
+                if server
+                else "check that the study folder and database are writable"
+            )
+            return f"study database: {what} ({hint})"
+    return None
+
+
+def _environment_problem(exc: BaseException) -> str | None:
+    """One line for a file the machine refused (read-only file system, permissions, a
+    folder where a file was meant, a full disk): the path and the system's words."""
+    for err in _chain(exc):
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            return f"{err.filename}: {err.strerror}"
     return None
 
 
@@ -291,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             code = 141  # as a shell reports a pipe's writer stopped by SIGPIPE
         except Exception as exc:
-            line = _storage_problem(exc)
+            line = _storage_problem(exc) or _environment_problem(exc)
             if line is None:
                 raise
             print(f"error: {line}", file=sys.stderr)

@@ -170,7 +170,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
     items = [Path(p) for p in args.pictures]
-    inputs = collect_inputs(items)
+    problems: list[str] = []
+    inputs = collect_inputs(items, problems)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
     result = predict_files(
         predictor,
         inputs,
@@ -194,8 +197,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"note: {len(nested)} picture(s) share a stem with another, so their masks are "
             f"under their folders' names ({shown})"
         )
-    if result.errors:
-        print(f"error: {len(result.errors)} picture(s) could not be read", file=sys.stderr)
+    if result.errors or problems:
+        count = len(result.errors) + len(problems)
+        print(f"error: {count} picture(s) could not be read", file=sys.stderr)
         return 1
     return 0
 
@@ -204,14 +208,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from segtune.core.config import check_device
-    from segtune.core.records import atomic_write_text, check_out_dir
+    from segtune.core.records import atomic_write_text, check_out_file
     from segtune.inference.evaluate import evaluate_checkpoint, find_labelled
     from segtune.inference.predict import Predictor
 
     check_device(args.device)
     for option, value in (("--out", args.out), ("--pr-curve", args.pr_curve)):
         if value:
-            check_out_dir(Path(value).parent, option)
+            check_out_file(Path(value), option)
     predictor = Predictor.load(Path(args.checkpoint), args.device)
     _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)

@@ -27,6 +27,9 @@ def finish_sweep(result: SweepResult, report: bool = True) -> int:
         from segtune.analysis.report import write_report
 
         print(f"report: {write_report(result.folder) / 'report.html'}")
+    lost = _tracking_lost(result)
+    if lost:
+        print(f"warning: {lost}", file=sys.stderr)
     if result.completed == 0:
         print(
             f"error: study {result.name}: no run completed ({result.failed} failed); see the "
@@ -34,3 +37,15 @@ def finish_sweep(result: SweepResult, report: bool = True) -> int:
             file=sys.stderr,
         )
     return result.exit_code
+
+
+def _tracking_lost(result: SweepResult) -> str | None:
+    """Which runs lost their live tracking (a logger switched off), in one line."""
+    from segtune.analysis.summary import load_study_summary
+
+    runs = [r for r in load_study_summary(result.folder).runs if r.record]
+    lost = [(r.label, r.record.tracking_lost) for r in runs if r.record and r.record.tracking_lost]
+    if not lost:
+        return None
+    labels = ", ".join(label for label, _ in lost[:5]) + (", …" if len(lost) > 5 else "")
+    return f"tracking lost for {len(lost)} run(s) ({labels}): {lost[0][1][0]}"

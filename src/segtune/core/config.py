@@ -356,17 +356,78 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return f"{prefix}{key}: {msg}{shown}"
 
 
+MAX_YAML_DEPTH = 64  # nesting a spec never needs; deeper is refused before parsing
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (YAML keeps the last
+    silently: a second ``fixed:`` would replace the whole section)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:  # as written: merge keys (<<) are not checked
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKey(key_node.value, seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"key {key!r} given twice (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
+
+
+def _check_depth(text: str, source: object) -> None:
+    """Refuse YAML nested deeper than MAX_YAML_DEPTH, counted by the (iterative) scanner
+    before the (recursive) parser could overflow the stack."""
+    depth = 0
+    starts: tuple[type[yaml.Token], ...] = (
+        yaml.BlockMappingStartToken,
+        yaml.BlockSequenceStartToken,
+        yaml.FlowMappingStartToken,
+        yaml.FlowSequenceStartToken,
+    )
+    ends = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, starts):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = token.start_mark.line + 1
+                raise ConfigError(
+                    f"{source}: line {line}: nested deeper than {MAX_YAML_DEPTH} levels; a "
+                    "spec or config needs a few"
+                )
+        elif isinstance(token, ends):
+            depth -= 1
+
+
+def parse_yaml(text: str, source: object) -> Any:
+    """YAML text as data: duplicate keys, deep nesting and bad YAML are one-line
+    ConfigErrors naming ``source``."""
+    try:
+        _check_depth(text, source)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+    except DuplicateKey as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: bad YAML{where}: {problem}") from exc
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or bad YAML is a one-line ConfigError."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: bad YAML{where}: {problem}") from exc
+        data = parse_yaml(path.read_text(), path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

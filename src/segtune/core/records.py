@@ -172,6 +172,9 @@ class RunRecord(_Record):
     tta: str = "none"
     tta_scales: list[float] = Field(default_factory=lambda: [1.0])
     metric_words: dict[str, str] = Field(default_factory=dict)
+    # runtime.loggers switched off during the run ("mlflow: <reason>"): its tracking is
+    # incomplete there, the run's own records are not.
+    tracking_lost: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -272,6 +275,16 @@ def check_out_dir(path: Path, option: str = "--out") -> None:
         raise SegtuneError(f"{option} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise SegtuneError(f"{option} {path}: {ancestor} is not writable")
+
+
+def check_out_file(path: Path, option: str = "--out") -> None:
+    """Refuse an output file that cannot be written, before any work: it is a folder, or
+    its folder cannot be made (:func:`check_out_dir`)."""
+    from segtune.core.errors import SegtuneError
+
+    if path.is_dir():
+        raise SegtuneError(f"{option} {path}: is a folder; give a file name")
+    check_out_dir(path.parent, option)
 
 
 def atomic_write_bytes(path: Path, data: bytes, boundary: str | None = None) -> None:

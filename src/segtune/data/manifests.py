@@ -73,7 +73,10 @@ def manifest_path(manifest: Path, value: str) -> Path:
     path = manifest.parent / value
     if "\\" in value and not path.exists():
         path = manifest.parent / PureWindowsPath(value).as_posix()
-    return path.resolve()
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # Python 3.11 on a symbolic link loop
+        raise DataError(f"{manifest}: {value}: symbolic link loop") from exc
 
 
 def manifest_text(pictures: Sequence[Listed], manifest: Path) -> str:

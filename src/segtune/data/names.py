@@ -4,6 +4,7 @@ and names that tell apart files sharing a stem."""
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,22 @@ def pictures_by_stem(
             continue
         if path.is_symlink() and not path.exists():
             problems.append(f"{path}: symbolic link loop or dangling link")
-        elif path.is_file() and path.suffix.lower() in suffixes:
+        elif path.suffix.lower() not in suffixes:
+            continue
+        elif path.is_file():
             found.setdefault(path.stem, []).append(path)
+        elif not path.is_dir():
+            problems.append(f"{path}: not a regular file ({_kind(path)})")
     return found
+
+
+def _kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
 
 
 def pictures_by_key(

@@ -47,6 +47,7 @@ class Ledger:
     timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
     pictures: list[PictureRecord] = field(default_factory=list)
     selection_margin: SelectionMargin | None = None
+    tracking_lost: list[str] = field(default_factory=list)  # the run's Loggers.lost
 
     def add_epoch(
         self, epoch: int, values: dict[str, float], val_pictures: Sequence[PictureCounts]
@@ -137,6 +138,7 @@ class Ledger:
             tta=self.config.eval.tta,
             tta_scales=list(self.config.eval.tta_scales),
             metric_words={k: describe_metric(k, threshold) for k in sorted(final)},
+            tracking_lost=list(self.tracking_lost),
         )
         self.folder.write_record(record)
         return record

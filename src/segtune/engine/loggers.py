@@ -76,11 +76,7 @@ class MlflowLogger:
         self.run_dir = run_dir
         self.home = home
         self.experiment = experiment
-        self.uri = (
-            uri
-            or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{(home / 'mlflow.db').resolve()}"
-        )
+        self.uri = mlflow_uri(uri, home)
         self.client: Any = None
         self.run_id = ""
 
@@ -98,14 +94,12 @@ class MlflowLogger:
             self.client.update_run(self.run_id, status="RUNNING")
             return
         found = self.client.get_experiment_by_name(self.experiment)
-        # A local store keeps its artifacts (the overlay strip) beside its database, not in
-        # MLflow's default ./mlruns of whatever folder the command was started from.
-        local = not self.uri.startswith(("http://", "https://", "databricks"))
-        artifacts = (self.home / "mlflow-artifacts").resolve().as_uri() if local else None
         experiment_id = (
             found.experiment_id
             if found
-            else self.client.create_experiment(self.experiment, artifact_location=artifacts)
+            else self.client.create_experiment(
+                self.experiment, artifact_location=artifact_root(self.uri)
+            )
         )
         run = self.client.create_run(experiment_id, run_name=self.run_dir.name)
         self.run_id = run.info.run_id
@@ -133,6 +127,27 @@ class MlflowLogger:
             self.client.set_terminated(self.run_id, status=state)
 
 
+def mlflow_uri(uri: str | None, home: Path) -> str:
+    """The tracking store: ``runtime.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a
+    SQLite database in ``home`` (the run folder, or the study folder)."""
+    return (
+        uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(home / 'mlflow.db').resolve()}"
+    )
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where an experiment created in a local store keeps its runs' artifacts (each run
+    under its own id): beside a SQLite database, never in MLflow's default ``./mlruns`` of
+    whatever folder the command was started from nor in one run's folder; a file store
+    and a server keep their own (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlflow-artifacts").resolve().as_uri()
+
+
 LOGGERS: dict[str, tuple[Callable[[Path, str | None, str, Path], RunLogger], str, str]] = {
     # name: (class, module that must import, pip extra)
     "tensorboard": (TensorBoardLogger, "tensorboard", "tensorboard"),
@@ -157,12 +172,57 @@ def check_loggers(names: Sequence[str]) -> None:
             ) from exc
 
 
+def check_tracking(names: Sequence[str], uri: str | None, home: Path) -> None:
+    """Refuse, before the first run, a tracking store that would refuse the runs: an MLflow
+    file store that MLflow 3 refuses, an unknown scheme, a server that does not answer.
+    The default store (a SQLite file segtune makes) needs no check."""
+    if "mlflow" not in names:
+        return
+    resolved = mlflow_uri(uri, home)
+    if (
+        resolved == mlflow_uri(None, home)
+        and uri is None
+        and "MLFLOW_TRACKING_URI" not in os.environ
+    ):
+        return
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        MlflowClient(resolved).search_experiments(max_results=1)
+    except Exception as exc:
+        text = str(exc)
+        setting = "runtime.mlflow_uri" if uri else "$MLFLOW_TRACKING_URI"
+        if "MLFLOW_ALLOW_FILE_STORE" in text:
+            raise ConfigError(
+                f"{setting} {resolved}: MLflow refuses a file store unless "
+                "MLFLOW_ALLOW_FILE_STORE=true; use a database (sqlite:///PATH/mlflow.db) or "
+                "set that variable"
+            ) from exc
+        first = (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"{setting} {resolved}: the tracking store refused: {first}") from exc
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class Loggers:
-    """Every configured logger, called in turn; a logger that fails is reported once and
-    dropped: tracking never fails a run."""
+    """Every configured logger, called in turn; a logger that fails is reported once,
+    dropped and remembered in :attr:`lost` (the run's record says so): tracking never
+    fails a run."""
 
     def __init__(self, loggers: Sequence[RunLogger]) -> None:
         self.loggers = list(loggers)
+        self.lost: list[str] = []  # "mlflow: <reason>", one per logger switched off
 
     @classmethod
     def open(
@@ -188,11 +248,13 @@ class Loggers:
             try:
                 call(logger)
             except Exception as exc:  # a tracking server down must not lose the run
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                named = (n for n, (make, *_) in LOGGERS.items() if make is type(logger))
+                name = next(named, type(logger).__name__)
                 logging.getLogger("segtune").warning(
-                    "logger %s failed and is switched off for this run: %s",
-                    type(logger).__name__,
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    "logger %s failed and is switched off for this run: %s", name, reason
                 )
+                self.lost.append(f"{name}: {reason}")
                 self.loggers.remove(logger)
 
     def start(self, params: Mapping[str, Any], first_epoch: int) -> None:

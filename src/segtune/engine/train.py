@@ -190,8 +190,8 @@ class _Run:
         )
 
     def end(self, status: RunStatus, failure: Failure | None = None) -> RunRecord:
+        self.loggers.close(status)  # first: a logger failing to close is recorded too
         record = self.ledger.write(status, failure)
-        self.loggers.close(status)
         self.watch.remove()
         return record
 
@@ -231,6 +231,7 @@ def _set_up(
     learner = Learner.build(config, model, len(loader), amp_dtype)
     where = provenance(device, data_fingerprint(picture_stats(subsets)), model)
     ledger = Ledger(folder, config, subsets, where, cache.reading.window)
+    ledger.tracking_lost = loggers.lost  # the same list: what is lost is recorded
     start_epoch = 1
     if resume:
         folder.remove_temporary_files()  # left by a write that was killed

@@ -205,19 +205,22 @@ def find_rois(items: Sequence[Path]) -> dict[Path, Path]:
     return rois
 
 
-def _pictures_of(folder: Path) -> list[Path]:
-    return sorted(p for paths in pictures_by_key(folder, []).values() for p in paths)
+def _pictures_of(folder: Path, problems: list[str]) -> list[Path]:
+    return sorted(p for paths in pictures_by_key(folder, problems).values() for p in paths)
 
 
-def collect_inputs(items: Sequence[Path]) -> list[Path]:
+def collect_inputs(items: Sequence[Path], problems: list[str] | None = None) -> list[Path]:
     """Picture files named directly, found in folders (and their ``images/``), or listed
-    in the ``image`` column of a CSV manifest (as training reads it; masks are ignored)."""
+    in the ``image`` column of a CSV manifest (as training reads it; masks are ignored).
+    Files in a folder that cannot be pictures (a symbolic link loop, a FIFO) are added
+    to ``problems``, one line each."""
     found: list[Path] = []
+    problems = [] if problems is None else problems
     for item in items:
         if item.is_file() and item.suffix.lower() == ".csv":
             found.extend(_manifest_images(item))
         elif item.is_dir():
-            found.extend(_folder_images(item))
+            found.extend(_folder_images(item, problems))
         elif item.exists():
             found.append(item)
         else:
@@ -228,13 +231,13 @@ def collect_inputs(items: Sequence[Path]) -> list[Path]:
     return [path for path in found if unique[path.resolve()] is path]
 
 
-def _folder_images(folder: Path) -> list[Path]:
+def _folder_images(folder: Path, problems: list[str]) -> list[Path]:
     """A folder's pictures: those of its ``images/``; else all of them but the masks
     paired with one (a folder holding images and masks, :func:`flat_folder`); a file
     whose name only looks like a mask's, with no image to pair, is predicted."""
     if (folder / "images").is_dir():
-        return _pictures_of(folder / "images")
-    pictures = set(_pictures_of(folder))
+        return _pictures_of(folder / "images", problems)
+    pictures = set(_pictures_of(folder, problems))
     flat = flat_folder(folder, [])
     if flat is not None:
         images, masks, _ = flat

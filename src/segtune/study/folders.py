@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segtune.core.errors import ConfigError
 from segtune.core.records import RunFolder, RunRecord, write_json
 
 
@@ -55,8 +56,19 @@ class PointFolder:
         except (OSError, ValueError):
             return None
 
-    def write_info(self, point: str, params: dict[str, Any], fingerprint: str) -> None:
-        write_json(self.info_path, {"point": point, "params": params, "fingerprint": fingerprint})
+    def write_info(self, point: str, params: dict[str, Any], fingerprint: str, study: str) -> None:
+        info = {"point": point, "params": params, "fingerprint": fingerprint, "study": study}
+        write_json(self.info_path, info)
+
+    def check_study(self, study: str) -> None:
+        """Refuse a point folder another study wrote (a folder belongs to one study;
+        ``point.json`` from before this check names none)."""
+        owner = (self.info() or {}).get("study")
+        if owner is not None and owner != study:
+            raise ConfigError(
+                f"{self.path}: a point of study {owner!r}, not of study {study!r}; a study "
+                "folder belongs to one study"
+            )
 
     def summary(self) -> RunRecord | None:
         try:

@@ -77,10 +77,11 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any], most: int = 6) -> str
     return ", ".join(parts)
 
 
-def changed_pictures(
-    recorded: dict[str, list[dict[str, Any]]], now: dict[str, list[dict[str, Any]]], most: int = 3
-) -> list[str]:
-    """Names of the pictures whose size or modification time differ from the recording."""
+def changed_stems(
+    recorded: dict[str, list[dict[str, Any]]], now: dict[str, list[dict[str, Any]]]
+) -> list[tuple[str, str, str]]:
+    """``(split, stem, what changed)`` of each picture whose size or modification time
+    differ from the recording."""
     out = []
     for split, rows in recorded.items():
         current = {r["stem"]: r for r in now.get(split, [])}
@@ -88,7 +89,15 @@ def changed_pictures(
             other = current.get(row["stem"])
             if other != row:
                 what = "missing" if other is None else _stat_change(row, other)
-                out.append(f"{split}/{row['stem']} ({what})")
+                out.append((split, row["stem"], what))
+    return out
+
+
+def changed_pictures(
+    recorded: dict[str, list[dict[str, Any]]], now: dict[str, list[dict[str, Any]]], most: int = 3
+) -> list[str]:
+    """Names of the pictures whose size or modification time differ from the recording."""
+    out = [f"{split}/{stem} ({what})" for split, stem, what in changed_stems(recorded, now)]
     if len(out) > most:
         out = [*out[:most], f"and {len(out) - most} more"]
     return out

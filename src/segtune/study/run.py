@@ -31,6 +31,7 @@ def open_runner(
     check_device(device)
     spec: StudySpec = load_spec(spec_path, overrides)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
+    check_owner(folder, spec, spec_path)
     return StudyRunner(spec, folder, storage, device=device, progress=progress, overrides=overrides)
 
 
@@ -57,15 +58,33 @@ def preflight(
     if storage is not None:
         check_storage_url(storage)
     _check_models(spec)
-    from segtune.engine.loggers import check_loggers
+    from segtune.engine.loggers import check_loggers, check_tracking
 
-    check_loggers(spec.run_config({}).runtime.loggers)
+    runtime = spec.run_config({}).runtime
+    check_loggers(runtime.loggers)
     folder = Path(study_dir) if study_dir else Path("studies") / spec.name
+    check_tracking(runtime.loggers, runtime.mlflow_uri, folder)
+    check_owner(folder, spec, spec_path)
     if not (folder / "subsets.json").exists():
         from segtune.data.subsets import resolve_subsets
 
         resolve_subsets(spec.run_config({}).data)
     return spec
+
+
+def check_owner(folder: Path, spec: StudySpec, spec_path: Path) -> None:
+    """Refuse a study folder that holds another study, before anything in it changes."""
+    from segtune.core.errors import ConfigError
+    from segtune.study.storage import read_study_info
+
+    if not (folder / "study.json").is_file():
+        return
+    name = read_study_info(folder).get("name")
+    if name is not None and name != spec.name:
+        raise ConfigError(
+            f"{folder}: holds study {name!r}, and {spec_path} is study {spec.name!r}; a study "
+            "folder belongs to one study: give another --dir"
+        )
 
 
 def _check_models(spec: StudySpec) -> None:
@@ -153,7 +172,9 @@ def run_sweep(
     try:
         runner = open_runner(spec_path, study_dir, storage, device, False, overrides)
         runner.subsets()  # sample and record the subsets once, before any worker starts
-        runner.check_unchanged()  # a spec change that alters recorded runs stops here
+        # A spec change that alters recorded runs stops here (--retry-failed: pictures
+        # fixed since failed points named them are accepted).
+        runner.check_unchanged(retry_failed)
         runner.record_spec()
     except BaseException:
         if fresh:  # a study that could not start leaves nothing behind

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import re
 import time
 import zlib
@@ -103,6 +104,9 @@ def init_lock(url: str, name: str) -> Iterator[None]:
         with lock_path.open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                # Made here, it follows the umask like every other file (SQLite makes a
+                # database 0644 whatever the umask; its journals copy the database's mode).
+                os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o666))
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
@@ -205,6 +209,28 @@ def recorded_subsets(study_dir: Path, sample: Callable[[], Subsets]) -> Subsets:
         },
     )
     return subsets
+
+
+def recorded_data_fingerprint(study_dir: Path) -> str | None:
+    """The fingerprint of the study's pictures as they were when it started, kept when
+    ``--retry-failed`` accepts pictures fixed since (their stats are updated)."""
+    path = study_dir / "subsets.json"
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get("data_fingerprint")
+    return str(value) if value is not None else None
+
+
+def accept_fixed_pictures(
+    study_dir: Path, now: dict[str, list[dict[str, Any]]], fingerprint: str
+) -> None:
+    """Record today's picture stats, keeping the study's data fingerprint: pictures that
+    failed points named and no completed run used were fixed (``--retry-failed``)."""
+    path = study_dir / "subsets.json"
+    data = json.loads(path.read_text())
+    data["stats"] = now
+    data.setdefault("data_fingerprint", fingerprint)
+    write_json(path, data)
 
 
 def recorded_stats(study_dir: Path) -> dict[str, list[dict[str, Any]]] | None:

@@ -182,6 +182,7 @@ class StudyRunner(StudyView):
         folder = PointFolder(
             self.dir / "runs" / stage.name / point_folder_name(claim.point, params)
         )
+        folder.check_study(self.spec.name)
         if stage.tpe is not None:
             params = dict((folder.info() or {}).get("params") or {})  # a slot's earlier draw
         if params:
@@ -198,7 +199,7 @@ class StudyRunner(StudyView):
         self.board.set_trial(claim, trial.number)
         self.board.record_identity(ident)
         attempt = folder.prepare(ident.fingerprint)
-        folder.write_info(claim.point, params, ident.fingerprint)
+        folder.write_info(claim.point, params, ident.fingerprint, self.spec.name)
         outcome = self._train(stage, study, trial, claim, config, folder, attempt.resume)
         self._say(stage, claim, outcome.line, trial.number)
 
@@ -249,7 +250,7 @@ class StudyRunner(StudyView):
             state=TrialState.COMPLETE,
             value=source.value,
             params=params,
-            distributions=self._distributions(stage, params),
+            distributions=self._distributions(study, stage, params),
             user_attrs=attrs.items(),
             intermediate_values=dict(source.intermediate_values),
         )
@@ -279,7 +280,7 @@ class StudyRunner(StudyView):
             state=state,
             value=value if completed else None,
             params=params,
-            distributions=self._distributions(stage, params),
+            distributions=self._distributions(study, stage, params),
             user_attrs=self._trial_attrs(claim, run_dir, summary).items(),
             intermediate_values=history,
         )
@@ -307,7 +308,7 @@ class StudyRunner(StudyView):
             datetime_start=None,
             datetime_complete=None,
             params=dict(params),
-            distributions=self._distributions(stage, params) if params else {},
+            distributions=self._distributions(study, stage, params) if params else {},
             user_attrs=self._trial_attrs(claim, folder).items(),
             system_attrs={},
             intermediate_values={},
@@ -331,12 +332,17 @@ class StudyRunner(StudyView):
         )
 
     def _distributions(
-        self, stage: Stage, params: dict[str, ParamValue]
+        self, study: optuna.Study, stage: Stage, params: dict[str, ParamValue]
     ) -> dict[str, BaseDistribution]:
+        """The distributions of a point's parameters: those the stage's trials already
+        use (a grid whose values were narrowed since keeps its recorded ones: Optuna
+        refuses two distributions of one parameter), else the stage's."""
         dists = stage_distributions(stage, None if stage.tpe is not None else self.stage_grid)
+        for trial in study.get_trials(deepcopy=False)[:1]:
+            dists.update(trial.distributions)
         for key, value in params.items():  # a value outside a range (an older spec)
             dist = dists.get(key)
-            if dist is None or not dist._contains(dist.to_internal_repr(value)):
+            if dist is None or not _contains(dist, value):
                 dists[key] = CategoricalDistribution([value])
         return {k: dists[k] for k in params}
 
@@ -502,6 +508,13 @@ def _pruning_reporter(
             raise RunPruned(f"pruned at epoch {epoch}")
 
     return report
+
+
+def _contains(dist: BaseDistribution, value: ParamValue) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except ValueError:  # a categorical distribution without this value
+        return False
 
 
 def _set_attrs(trial: optuna.Trial, attrs: TrialAttrs) -> None:

@@ -33,16 +33,20 @@ from segtune.study.claims import ClaimBoard, PointIdentity, PointState
 from segtune.study.identity import (
     changed_keys,
     changed_pictures,
+    changed_stems,
     fingerprint,
     run_identity,
 )
 from segtune.study.refine import refine_points
 from segtune.study.spec import SEED_KEY, ParamValue, Range, Stage, StudySpec, grid_points
 from segtune.study.storage import (
+    accept_fixed_pictures,
     default_storage,
     init_lock,
     open_storage,
+    read_study_info,
     read_subsets,
+    recorded_data_fingerprint,
     recorded_stats,
     retry_on_race,
     stage_study_name,
@@ -93,6 +97,15 @@ def stage_distributions(stage: Stage, grid_of: Any = None) -> dict[str, BaseDist
         return out
     grid = grid_of(stage) if grid_of is not None else {}
     return {k: CategoricalDistribution(list(v)) for k, v in grid.items()}
+
+
+def _pictures_used(run_dir: Path) -> set[str]:
+    """The stems of the pictures a run's record lists (training and validation)."""
+    try:
+        record = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {*record.get("train_pictures", []), *record.get("val_pictures", [])}
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
@@ -166,8 +179,9 @@ class StudyView:
         """Fingerprint of the study's pictures as recorded (checked against the files by
         :meth:`check_unchanged` before any work)."""
         if self._data_fp is None:
+            kept = recorded_data_fingerprint(self.dir)
             stats = recorded_stats(self.dir) or picture_stats(self.subsets())
-            self._data_fp = data_fingerprint(stats)
+            self._data_fp = kept or data_fingerprint(stats)
         return self._data_fp
 
     # --- stages --------------------------------------------------------------------------
@@ -291,14 +305,21 @@ class StudyView:
         }
 
     # --- spec changes --------------------------------------------------------------------
-    def recorded_changes(self) -> list[str]:
-        """Recorded points whose identity the current spec (or data) would change."""
+    def recorded_changes(self, retry_failed: bool = False) -> list[str]:
+        """Recorded points whose identity the current spec (or data) would change.
+        ``retry_failed``: pictures changed since the study started are accepted when
+        failed points named each of them and no completed run used one (a fixed
+        picture)."""
         problems = []
         stats = recorded_stats(self.dir)
         if stats is not None:
             now = picture_stats(self.subsets())
             moved = changed_pictures(stats, now)
-            if moved:
+            fixed = retry_failed and moved and self._only_failures_read(stats, now)
+            if fixed and self.writable:
+                data_fp = self.data_fingerprint()
+                accept_fixed_pictures(self.dir, now, data_fp)
+            elif moved:
                 problems.append("pictures changed since the study started: " + ", ".join(moved))
                 return problems
         stages = {s.name for s in self.spec.stages}
@@ -320,6 +341,31 @@ class StudyView:
                     + changed_keys(ident.identity, now)
                 )
         return problems
+
+    def _only_failures_read(
+        self, recorded: dict[str, list[dict[str, Any]]], now: dict[str, list[dict[str, Any]]]
+    ) -> bool:
+        """Whether every changed picture is named by a recorded failure of this study and
+        no completed run lists it among its pictures."""
+        subsets = self.subsets()
+        files = {
+            (split, p.stem): [str(f) for f in (p.image, p.mask, p.roi) if f is not None]
+            for split, pictures in (("train", subsets.train), ("val", subsets.val))
+            for p in pictures
+        }
+        failures, used = [], set()
+        for stage in self.spec.stages:
+            for t in self.trials(stage.name):
+                attrs = TrialAttrs.of(t)
+                if t.state == TrialState.FAIL and attrs.failure:
+                    failures.append(attrs.failure)
+                if t.state == TrialState.COMPLETE and attrs.run_dir:
+                    used |= _pictures_used(self.dir / attrs.run_dir)
+        for split, stem, _ in changed_stems(recorded, now):
+            named = any(f in text for f in files.get((split, stem), []) for text in failures)
+            if not named or stem in used:
+                return False
+        return True
 
     def backfill_identities(self) -> int:
         """Fingerprint the runs of a study written before identities existed, from each
@@ -366,12 +412,54 @@ class StudyView:
             info["overrides"] = self._overrides
         write_study_info(self.dir, info)
 
-    def check_unchanged(self) -> None:
-        """Stop before any work if the spec or the pictures would change recorded runs."""
+    def stage_setting_changes(self) -> list[str]:
+        """Settings of a refine or repeat stage that has saved its points (its source
+        finished) and that the spec now gives otherwise: ``stage s: repeat.seeds 2 → 3``.
+        Its points were chosen by the recorded settings: the new ones would be ignored."""
+        try:
+            recorded = read_study_info(self.dir)["spec"]
+        except (SegtuneError, KeyError):
+            return []
+        before = {s.get("name"): s for s in recorded.get("stages", [])}
+        changes = []
+        for stage in self.spec.stages:
+            old_grid = before.get(stage.name, {}).get("grid")
+            if stage.grid is not None and old_grid and self.trials(stage.name):
+                for key, values in stage.grid.items():
+                    added = [v for v in values if v not in old_grid.get(key, [])]
+                    if added:
+                        changes.append(
+                            f"stage {stage.name}: grid {key} {old_grid.get(key)} → {values}"
+                        )
+            if not (self.dir / "stages" / f"{stage.name}.json").exists():
+                continue
+            for kind in ("refine", "repeat"):
+                now = getattr(stage, kind)
+                if now is None:
+                    continue
+                old = before.get(stage.name, {}).get(kind) or {}
+                new = now.model_dump(mode="json", by_alias=True)
+                changes += [
+                    f"stage {stage.name}: {kind}.{key} {old.get(key)} → {new.get(key)}"
+                    for key in sorted(set(old) | set(new))
+                    if old.get(key) != new.get(key)
+                ]
+        return changes
+
+    def check_unchanged(self, retry_failed: bool = False) -> None:
+        """Stop before any work if the spec or the pictures would change recorded runs, or
+        a started stage's settings changed (``retry_failed``: see
+        :meth:`recorded_changes`)."""
+        changed = self.stage_setting_changes()
+        if changed:
+            raise ConfigError(
+                f"study {self.spec.name} ({self.dir}): {changed[0]}, but the stage has "
+                "started with the recorded settings; run it in a new --dir, or add a new stage"
+            )
         self.subsets()
         if self.writable:
             self.backfill_identities()
-        problems = self.recorded_changes()
+        problems = self.recorded_changes(retry_failed)
         if problems:
             more = f" (and {len(problems) - 1} more recorded points)" if len(problems) > 1 else ""
             raise ConfigError(
