@@ -195,3 +195,36 @@ def test_a_device_missing_on_the_workers_machine_is_one_line_and_claims_nothing(
     assert not list(study.glob("runs/*/*"))
     assert main(["sweep", str(spec), "--dir", str(study), "--device", "cpu"]) == 0
     assert trial_states(sqlite_url(study), "nogpu") == {"COMPLETE": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sigterm_after_an_epoch_trained_never_trains_it_again(
+    workers: int,
+    demo_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A SIGTERM while an epoch is being validated (its training done) stops the run after
+    that epoch's checkpoint: the resumed run continues with the next epoch."""
+    grid = {"loss.bce_weight": [0.2, 0.8]}
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "term2", grid, epochs=3)
+    study = tmp_path / "study"
+    monkeypatch.setenv("SEGTUNE_THREADS", "1")
+    argv = ["sweep", str(spec), "--dir", str(study), "--workers", str(workers), "-q"]
+    fault = {**os.environ, "SEGTUNE_FAULT": "validating:1:term"}  # each process, epoch 1
+    done = subprocess.run(
+        [sys.executable, "-m", "segtune", *argv], env=fault, capture_output=True, text=True
+    )
+    assert done.returncode == (143 if workers == 1 else 1), done.stderr[-2000:]
+    interrupted = [json.loads(p.read_text()) for p in study.glob("runs/grid/*/summary.json")]
+    assert interrupted and all(s["status"] == "interrupted" for s in interrupted)
+    assert all(s["epochs_done"] == 1 for s in interrupted), interrupted  # epoch 1 kept
+    assert main(["sweep", str(spec), "--dir", str(study), "--workers", str(workers)]) == 0
+    for folder in study.glob("runs/grid/*"):
+        final = json.loads((folder / "summary.json").read_text())
+        assert final["status"] == "completed" and final["epochs_done"] == 3
+        rows = (folder / "metrics.csv").read_text().splitlines()[1:]
+        assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]
+        assert not list(folder.glob("attempts/*")), "an attempt was started over"

@@ -1,8 +1,10 @@
-"""Fault injection for the exactly-once tests: ``SEGTUNE_FAULT=<boundary>[:<n>]`` makes
-the process SIGKILL itself the n-th time (default 1st) it passes ``boundary``.
+"""Fault injection for the exactly-once tests: ``SEGTUNE_FAULT=<boundary>[:<n>[:term]]``
+makes the process SIGKILL itself (``term``: send itself SIGTERM, as a scheduler's
+preemption does) the n-th time (default 1st) it passes ``boundary``.
 
 Boundaries, in a point's life: ``claimed``, ``asked`` (trial created), ``params_set``,
-``mid_epoch`` (after the first step of epoch 2 or later), ``checkpoint_write`` (the
+``mid_epoch`` (after the first step of epoch 2 or later), ``validating`` (an epoch's
+training steps done, its validation about to start), ``checkpoint_write`` (the
 temporary file written, not yet renamed), ``summary_written`` (the run finished, the
 study not yet told), ``told`` (the study told, the claim not yet completed); and
 ``report`` (half-way through writing the final report). Unset, this costs one lookup.
@@ -21,9 +23,10 @@ def fault_point(boundary: str) -> None:
     wanted = os.environ.get("SEGTUNE_FAULT")
     if not wanted:
         return
-    name, _, nth = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
     if name != boundary:
         return
+    nth, _, how = rest.partition(":")
     _PASSED[boundary] += 1
-    if _PASSED[boundary] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _PASSED[boundary] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGTERM if how == "term" else signal.SIGKILL)

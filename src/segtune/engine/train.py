@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from segtune.core.config import RunConfig, config_to_dict, flatten
 from segtune.core.faults import fault_point
 from segtune.core.interrupt import check as check_stop
+from segtune.core.interrupt import finishing
 from segtune.core.previews import overlay_row, write_previews
 from segtune.core.progress import Progress, ProgressFile
 from segtune.core.records import Failure, RunFolder, RunRecord, RunStatus
@@ -258,12 +259,11 @@ def _train_and_record(
 ) -> SplitResult:
     """One epoch: train, validate (and score the training pictures when due), record,
     checkpoint, report. Sets ``ledger.stopped_early`` when early stopping ends the run."""
-    config, ledger, learner = run.config, run.ledger, run.learner
     t0 = time.perf_counter()
     run.sampler.set_epoch(epoch)
     train_loss = train_one_epoch(
-        config,
-        learner,
+        run.config,
+        run.learner,
         run.loader,
         epoch,
         device=run.device,
@@ -271,6 +271,21 @@ def _train_and_record(
         progress=run.progress,
         watch=run.watch,
     )
+    with finishing():  # a SIGTERM from here on stops after this epoch's checkpoint
+        return _validate_and_record(run, epoch, guard, reporter, train_loss, t0)
+
+
+def _validate_and_record(
+    run: _Run,
+    epoch: int,
+    guard: WriteGuard | None,
+    reporter: EpochReporter | None,
+    train_loss: float,
+    t0: float,
+) -> SplitResult:
+    """The rest of an epoch once its training steps are done (``t0``: when they began)."""
+    config, ledger, learner = run.config, run.ledger, run.learner
+    fault_point("validating")
     t1 = time.perf_counter()
     val = run.validate()
     stop = ledger.stopped_after(epoch, val.metrics)
