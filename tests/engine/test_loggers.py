@@ -71,7 +71,8 @@ def test_tensorboard_and_mlflow_mirror_every_epoch(
     assert mlrun.data.params["loss.bce_weight"] == str(config.loss.bce_weight)
     assert mlrun.info.run_name == "run"
     assert not (tmp_path / "mlruns").exists()
-    assert list((run / "mlflow-artifacts").rglob("*.png"))  # the overlay strip, kept here
+    # The overlay strip, beside the database, under this run's id (not in ./mlruns).
+    assert list((tmp_path / "mlflow-artifacts" / run_id).rglob("*.png"))
 
 
 def test_a_broken_tracking_server_does_not_fail_the_run(

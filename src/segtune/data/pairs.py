@@ -18,12 +18,12 @@ from segtune.data.io import (
     DEFAULT_MAX_PIXELS,
     PLAIN_MASKS,
     MaskReading,
+    check_decodes,
     exif_orientation,
     image_size,
     pixel_cap_problem,
     read_ignored,
     read_mask,
-    read_raw_image,
 )
 from segtune.data.layout import MissingMasks, Picture, find_pairs_and_notes
 from segtune.data.shapes import SHAPE_SUFFIX, shape_labels
@@ -191,7 +191,7 @@ def check_pictures(
             problem, image_hw = header_problem(pic, DEFAULT_MAX_PIXELS)
             if problem is not None:
                 raise DataError(problem)
-            read_raw_image(pic.image, "mean")  # decodes; channels are chosen per run
+            check_decodes(pic.image)  # channels are chosen per run
             mask, counted = counted_mask(pic, masks)
         except DataError as exc:
             report.problems.append(str(exc))

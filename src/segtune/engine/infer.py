@@ -6,7 +6,8 @@ inferers): evaluation, ``segtune predict`` and exports use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,11 +16,16 @@ from torch import nn
 
 from segtune.core.config import PagesConfig
 from segtune.core.runtime import autocast, memory_format
-from segtune.data.tiles import Stitcher, extract_page, page_origins, resize_probabilities
+from segtune.data.tiles import (
+    Band,
+    BandStitcher,
+    extract_page,
+    page_origins,
+    resize_probabilities,
+)
 from segtune.engine.model import normalise
 
 
-@torch.inference_mode()
 def predict_probabilities(
     model: nn.Module,
     image: NDArray[np.uint8],
@@ -30,7 +36,30 @@ def predict_probabilities(
     batch_pages: int = 8,
     tta: str = "none",
 ) -> NDArray[np.float32]:
-    """Probability map (H, W) of one (already resized) picture: tile, predict, stitch.
+    """Probability map (H, W) of one (already resized) picture: tile, predict, stitch
+    (:func:`predict_bands`, gathered)."""
+    out = np.empty(image.shape[:2], np.float32)
+    bands = predict_bands(
+        model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages, tta=tta
+    )
+    for y, band in bands:
+        out[y : y + band.shape[0]] = band
+    return out
+
+
+def predict_bands(
+    model: nn.Module,
+    image: NDArray[np.uint8],
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+    tta: str = "none",
+) -> Iterator[Band]:
+    """The probability map of one (already resized) picture as row bands, top to bottom,
+    each handed out once no later page touches it: memory bounded by the page size and
+    the picture's width, whatever its height.
 
     Pages are predicted in batches of ``batch_pages`` and blended with ``pages.blend``.
     With ``tta="flips"`` each page's probability is the mean over the identity and the
@@ -42,14 +71,43 @@ def predict_probabilities(
     size = pages.page_size
     origins = page_origins(h, w, size, pages.patch_overlap)
     layout = memory_format(model)
-    stitcher = Stitcher((h, w), size, pages.blend, pages.patch_overlap, device)
+    stitcher = BandStitcher((h, w), size, origins, pages.blend, pages.patch_overlap, device)
     for start in range(0, len(origins), batch_pages):
         chunk = origins[start : start + batch_pages]
         batch = np.stack([extract_page(image, o, size)[0] for o in chunk])
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
-        x = x.contiguous(memory_format=layout)
-        stitcher.add_batch(_page_probabilities(model, normalise(x), device, amp_dtype, tta), chunk)
-    return stitcher.finalize()
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device, non_blocking=True)
+            x = x.contiguous(memory_format=layout)
+            prob = _page_probabilities(model, normalise(x), device, amp_dtype, tta)
+            bands = stitcher.add_batch(prob, chunk)
+        yield from bands
+
+
+def probability_bands(
+    model: nn.Module,
+    image_at: Callable[[float], NDArray[np.uint8]],
+    shape: tuple[int, int],
+    pages: PagesConfig,
+    device: torch.device,
+    *,
+    scales: Sequence[float] = (1.0,),
+    amp_dtype: torch.dtype | None = None,
+    batch_pages: int = 8,
+    tta: str = "none",
+) -> Iterator[Band]:
+    """:func:`predict_at_scales` as row bands at ``shape``: streamed with bounded memory
+    when one scale predicts at the picture's own size; otherwise (several scales, or a
+    resize) the whole map, as one band."""
+    options: dict[str, Any] = {"amp_dtype": amp_dtype, "batch_pages": batch_pages, "tta": tta}
+    if len(scales) == 1:
+        image = image_at(scales[0])
+        if image.shape[:2] == shape:
+            yield from predict_bands(model, image, pages, device, **options)
+        else:
+            prob = predict_probabilities(model, image, pages, device, **options)
+            yield 0, resize_probabilities(prob, shape)
+        return
+    yield 0, predict_at_scales(model, image_at, shape, pages, device, scales=scales, **options)
 
 
 def predict_at_scales(

@@ -22,7 +22,7 @@ from segtune.core.metrics import (
 )
 from segtune.data.cache import PictureCache
 from segtune.data.layout import Picture
-from segtune.engine.infer import predict_at_scales
+from segtune.engine.infer import probability_bands
 
 
 @dataclass
@@ -71,7 +71,7 @@ def evaluate_split(
         def image_at(factor: float, path: Path = pic.image) -> NDArray[np.uint8]:
             return np.asarray(cache.get(path, "image", *pages.resize_at(factor)))
 
-        prob = predict_at_scales(
+        bands = probability_bands(
             model,
             image_at,
             mask.shape,
@@ -82,18 +82,27 @@ def evaluate_split(
             batch_pages=batch_pages,
             tta=tta,
         )
-        if not np.all(np.isfinite(prob)):
-            raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
-        c = confusion_counts(prob, mask, threshold, valid)
-        counts += c
+        # Counted band by band (a huge picture never holds its whole map), kept whole
+        # only for a preview.
+        prob = np.empty(mask.shape, np.float32) if i < keep_previews else None
+        c = Counts()
         own = ProbabilityHistogram(bins)  # per picture: intervals of AP and best F1
-        own.add(prob, mask, valid)
+        for y, band in bands:
+            if not np.all(np.isfinite(band)):
+                raise FloatingPointError(f"non-finite prediction on {split} picture {pic.stem}")
+            rows = slice(y, y + band.shape[0])
+            part = None if valid is None else valid[rows]
+            c += confusion_counts(band, mask[rows], threshold, part)
+            own.add(band, mask[rows], part)
+            if prob is not None:
+                prob[rows] = band
+        counts += c
         hist.pos += own.pos
         hist.neg += own.neg
         result.picture_histograms.append(own)
         positives = int((mask & valid).sum()) if valid is not None else int(mask.sum())
         result.pictures.append(PictureCounts(i + 1, pic.stem, c.tp, c.fp, c.fn, positives))
-        if i < keep_previews:
+        if prob is not None:
             result.previews.append(prob)
         if on_picture is not None:
             on_picture()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ from segtune.data.io import (
 from segtune.data.layout import flat_folder, regions_of_interest
 from segtune.data.manifests import manifest_path, manifest_rows
 from segtune.data.names import distinct_names, pictures_by_key
-from segtune.data.tiles import resize_image, resized_shape
-from segtune.engine.infer import VIEWS, predict_at_scales
+from segtune.data.tiles import Band, resize_image, resized_shape
+from segtune.engine.infer import VIEWS, probability_bands
 from segtune.engine.model import build_model
 
 
@@ -101,13 +101,21 @@ class Predictor:
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
         """Probability map at the picture's own size (resize applied and inverted; the
         mean over the test-time scales)."""
+        out = np.empty(image.shape[:2], np.float32)
+        for y, band in self.bands(image, batch_pages):
+            out[y : y + band.shape[0]] = band
+        return out
+
+    def bands(self, image: NDArray[np.uint8], batch_pages: int = 8) -> Iterator[Band]:
+        """:meth:`probabilities` as row bands, top to bottom (bounded memory at one scale
+        without a resize: :func:`~segtune.engine.infer.probability_bands`)."""
         h, w = image.shape[:2]
         pages = self.config.pages
 
         def image_at(factor: float) -> NDArray[np.uint8]:
             return resize_image(image, resized_shape(h, w, *pages.resize_at(factor)))
 
-        return predict_at_scales(
+        return probability_bands(
             self.model,
             image_at,
             (h, w),
@@ -288,37 +296,59 @@ def predict_files(
             print(f"error: {exc}", file=sys.stderr)
             bar.update(1)
             continue
-        prob = predictor.probabilities(image, batch_pages)
-        mask = prob >= threshold
+        mask, prob = _predicted(predictor, image, batch_pages, threshold, save_probabilities)
         roi = (rois or {}).get(path)
         if roi is not None:  # nothing is predicted outside the region of interest
             try:
-                mask &= read_mask(roi, roi_reading)
+                mask[~read_mask(roi, roi_reading)] = 0
             except DataError as exc:
                 result.errors.append(str(exc))
                 print(f"error: {exc}", file=sys.stderr)
                 bar.update(1)
                 continue
         target = out / f"{names[path]}.png"
-        _write_png(target, Image.fromarray(mask.astype(np.uint8) * 255))
+        _write_png(target, Image.fromarray(mask))
         result.written.append(target)
-        if save_probabilities == 8:
-            _write_png(
-                out / f"{names[path]}-prob.png",
-                Image.fromarray((prob * 255 + 0.5).astype(np.uint8)),
-            )
-        elif save_probabilities == 16:
-            _write_png(
-                out / f"{names[path]}-prob.png",
-                Image.fromarray((np.clip(prob, 0, 1) * 65535 + 0.5).astype(np.uint16)),
-            )
+        if prob is not None:
+            _write_png(out / f"{names[path]}-prob.png", Image.fromarray(prob))
         if overlays:
-            over = image.astype(np.float32) * 0.6
-            over[mask] = [213, 94, 0]
-            _write_png(out / f"{names[path]}-overlay.png", Image.fromarray(over.astype(np.uint8)))
+            _write_png(out / f"{names[path]}-overlay.png", Image.fromarray(_overlay(image, mask)))
         bar.update(1)
     bar.close()
     return result
+
+
+def _predicted(
+    predictor: Predictor,
+    image: NDArray[np.uint8],
+    batch_pages: int,
+    threshold: float,
+    bits: int | None,
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | NDArray[np.uint16] | None]:
+    """The mask (0/255, as written) and (with ``bits``) the 8- or 16-bit probabilities of
+    a picture, filled band by band: a huge picture never holds its float map."""
+    mask = np.empty(image.shape[:2], np.uint8)
+    depth = {8: np.uint8, 16: np.uint16}.get(bits or 0)
+    prob = None if depth is None else np.empty(image.shape[:2], depth)
+    for y, band in predictor.bands(image, batch_pages):
+        rows = slice(y, y + band.shape[0])
+        mask[rows] = (band >= threshold) * np.uint8(255)
+        if prob is not None and bits == 8:
+            prob[rows] = (band * 255 + 0.5).astype(np.uint8)
+        elif prob is not None:
+            prob[rows] = (np.clip(band, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return mask, prob
+
+
+def _overlay(image: NDArray[np.uint8], mask: NDArray[np.uint8], rows: int = 1024) -> NDArray:
+    """The picture darkened, predicted positives in orange; in row blocks (no float copy
+    of a whole huge picture)."""
+    out = np.empty_like(image)
+    for y in range(0, image.shape[0], rows):
+        block = image[y : y + rows].astype(np.float32) * 0.6
+        block[mask[y : y + rows] > 0] = [213, 94, 0]
+        out[y : y + rows] = block.astype(np.uint8)
+    return out
 
 
 def output_names(inputs: Sequence[Path]) -> dict[Path, str]:
