@@ -5,7 +5,7 @@ Everything here is a pure function of arrays so it can be tested without a netwo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -102,7 +102,25 @@ def blend_window(page_size: int, blend: Blend, overlap: int = 0) -> NDArray[np.f
     raise ConfigError(f"pages.blend must be one of mean, gaussian, linear (got {blend!r})")
 
 
-class Stitcher:
+class _Blender:
+    """The blend window and the weighted sums (``rows`` × width) a stitcher adds to."""
+
+    def __init__(
+        self,
+        rows: int,
+        width: int,
+        page_size: int,
+        blend: Blend,
+        overlap: int,
+        device: torch.device | str,
+    ) -> None:
+        self.page_size = page_size
+        self.window = torch.from_numpy(blend_window(page_size, blend, overlap)).to(device)
+        self._sum = torch.zeros((rows, width), dtype=torch.float32, device=device)
+        self._weight = torch.zeros((rows, width), dtype=torch.float32, device=device)
+
+
+class Stitcher(_Blender):
     """Accumulates page predictions into a weighted average over the whole picture.
 
     Sums are float32 tensors on ``device``, so on a GPU predictions never leave it until
@@ -122,20 +140,13 @@ class Stitcher:
         overlap: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
+        super().__init__(shape[0], shape[1], page_size, blend, overlap, device)
         self.shape = shape
-        self.page_size = page_size
-        self.window = torch.from_numpy(blend_window(page_size, blend, overlap)).to(device)
-        self._sum = torch.zeros(shape, dtype=torch.float32, device=device)
-        self._weight = torch.zeros(shape, dtype=torch.float32, device=device)
 
     def add(self, prediction: NDArray[np.floating] | torch.Tensor, origin: tuple[int, int]) -> None:
         """Add one page's prediction (``page_size`` square) at ``origin``; padding is cut."""
-        page = torch.as_tensor(prediction, device=self._sum.device)
-        y, x = origin
-        h = min(self.page_size, self.shape[0] - y)
-        w = min(self.page_size, self.shape[1] - x)
-        win = self.window[:h, :w]
-        self._sum[y : y + h, x : x + w] += page[:h, :w] * win
+        (y, x), (h, w), weighted, win = _weighted(prediction, origin, self.window, self.shape)
+        self._sum[y : y + h, x : x + w] += weighted
         self._weight[y : y + h, x : x + w] += win
 
     def add_batch(self, predictions: torch.Tensor, origins: Sequence[tuple[int, int]]) -> None:
@@ -150,10 +161,33 @@ class Stitcher:
         return (self._sum / self._weight).cpu().numpy().astype(np.float32)
 
 
+def _weighted(
+    prediction: NDArray[np.floating] | torch.Tensor,
+    origin: tuple[int, int],
+    window: torch.Tensor,
+    shape: tuple[int, int],
+) -> tuple[tuple[int, int], tuple[int, int], torch.Tensor, torch.Tensor]:
+    """A page's origin, its size inside the picture (padding cut), its prediction times
+    the blend window, and the window: what a stitcher adds."""
+    y, x = origin
+    h, w = min(window.shape[0], shape[0] - y), min(window.shape[1], shape[1] - x)
+    win = window[:h, :w]
+    page = torch.as_tensor(prediction, device=window.device)
+    return origin, (h, w), page[:h, :w] * win, win
+
+
 Band = tuple[int, NDArray[np.float32]]  # (first row, probabilities of rows from it)
 
 
-class BandStitcher:
+def gather(bands: Iterable[Band], shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Row bands put together into the whole map of ``shape``."""
+    out = np.empty(shape, np.float32)
+    for y, band in bands:
+        out[y : y + band.shape[0]] = band
+    return out
+
+
+class BandStitcher(_Blender):
     """:class:`Stitcher` for pages added in :func:`page_origins` order, keeping only one
     page's height of rows: each row band is handed out as soon as no later page can touch
     it. Memory is ``2 × page_size × width`` floats whatever the picture's height (a
@@ -169,13 +203,10 @@ class BandStitcher:
         overlap: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.shape = shape
-        self.page_size = page_size
-        self.origins = list(origins)
-        self.window = torch.from_numpy(blend_window(page_size, blend, overlap)).to(device)
         rows = min(page_size, shape[0])
-        self._sum = torch.zeros((rows, shape[1]), dtype=torch.float32, device=device)
-        self._weight = torch.zeros((rows, shape[1]), dtype=torch.float32, device=device)
+        super().__init__(rows, shape[1], page_size, blend, overlap, device)
+        self.shape = shape
+        self.origins = list(origins)
         self.top = 0  # the first row not handed out yet: row 0 of the buffers
         self.added = 0
 
@@ -188,13 +219,9 @@ class BandStitcher:
         for prediction, origin in zip(predictions, origins, strict=True):
             if origin != self.origins[self.added]:
                 raise ValueError(f"band stitcher: page {origin} out of order")
-            y, x = origin
-            h = min(self.page_size, self.shape[0] - y)
-            w = min(self.page_size, self.shape[1] - x)
-            win = self.window[:h, :w]
-            page = torch.as_tensor(prediction, device=self._sum.device)
+            (y, x), (h, w), weighted, win = _weighted(prediction, origin, self.window, self.shape)
             top = y - self.top
-            self._sum[top : top + h, x : x + w] += page[:h, :w] * win
+            self._sum[top : top + h, x : x + w] += weighted
             self._weight[top : top + h, x : x + w] += win
             self.added += 1
             more = self.added < len(self.origins)

@@ -20,6 +20,7 @@ from segtune.data.tiles import (
     Band,
     BandStitcher,
     extract_page,
+    gather,
     page_origins,
     resize_probabilities,
 )
@@ -31,20 +32,11 @@ def predict_probabilities(
     image: NDArray[np.uint8],
     pages: PagesConfig,
     device: torch.device,
-    *,
-    amp_dtype: torch.dtype | None = None,
-    batch_pages: int = 8,
-    tta: str = "none",
+    **options: Any,
 ) -> NDArray[np.float32]:
     """Probability map (H, W) of one (already resized) picture: tile, predict, stitch
-    (:func:`predict_bands`, gathered)."""
-    out = np.empty(image.shape[:2], np.float32)
-    bands = predict_bands(
-        model, image, pages, device, amp_dtype=amp_dtype, batch_pages=batch_pages, tta=tta
-    )
-    for y, band in bands:
-        out[y : y + band.shape[0]] = band
-    return out
+    (:func:`predict_bands`, gathered; ``options``: its amp_dtype, batch_pages, tta)."""
+    return gather(predict_bands(model, image, pages, device, **options), image.shape[:2])
 
 
 def predict_bands(
@@ -95,7 +87,8 @@ def probability_bands(
     batch_pages: int = 8,
     tta: str = "none",
 ) -> Iterator[Band]:
-    """:func:`predict_at_scales` as row bands at ``shape``: streamed with bounded memory
+    """The probability map at ``shape`` as row bands: the mean over ``scales`` of the map
+    of ``image_at(scale)``, each resized back to ``shape``. Streamed with bounded memory
     when one scale predicts at the picture's own size; otherwise (several scales, or a
     resize) the whole map, as one band."""
     options: dict[str, Any] = {"amp_dtype": amp_dtype, "batch_pages": batch_pages, "tta": tta}
@@ -107,7 +100,13 @@ def probability_bands(
             prob = predict_probabilities(model, image, pages, device, **options)
             yield 0, resize_probabilities(prob, shape)
         return
-    yield 0, predict_at_scales(model, image_at, shape, pages, device, scales=scales, **options)
+    total: NDArray[np.float32] | None = None
+    for scale in scales:
+        prob = predict_probabilities(model, image_at(scale), pages, device, **options)
+        prob = resize_probabilities(prob, shape)
+        total = prob if total is None else total + prob
+    assert total is not None
+    yield 0, (total / len(scales)).astype(np.float32)
 
 
 def predict_at_scales(
@@ -116,30 +115,13 @@ def predict_at_scales(
     shape: tuple[int, int],
     pages: PagesConfig,
     device: torch.device,
-    *,
-    scales: Sequence[float] = (1.0,),
-    amp_dtype: torch.dtype | None = None,
-    batch_pages: int = 8,
-    tta: str = "none",
+    **options: Any,
 ) -> NDArray[np.float32]:
-    """Probability map at ``shape`` (the picture's own size): the mean over ``scales``
-    (eval.tta_scales) of the map of ``image_at(scale)`` (the picture resized by
-    pages.resize times that factor), each resized back to ``shape``."""
-    total: NDArray[np.float32] | None = None
-    for scale in scales:
-        prob = predict_probabilities(
-            model,
-            image_at(scale),
-            pages,
-            device,
-            amp_dtype=amp_dtype,
-            batch_pages=batch_pages,
-            tta=tta,
-        )
-        prob = resize_probabilities(prob, shape)
-        total = prob if total is None else total + prob
-    assert total is not None
-    return total if len(scales) == 1 else (total / len(scales)).astype(np.float32)
+    """Probability map at ``shape`` (the picture's own size): the mean over the test-time
+    scales (eval.tta_scales) of the map of ``image_at(scale)`` (the picture resized by
+    pages.resize times that factor), each resized back to ``shape``. ``options``: those
+    of :func:`probability_bands` (scales, amp_dtype, batch_pages, tta)."""
+    return gather(probability_bands(model, image_at, shape, pages, device, **options), shape)
 
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))  # identity, h, v, both

@@ -31,7 +31,7 @@ from segtune.data.io import (
 from segtune.data.layout import flat_folder, regions_of_interest
 from segtune.data.manifests import manifest_path, manifest_rows
 from segtune.data.names import distinct_names, pictures_by_key
-from segtune.data.tiles import Band, resize_image, resized_shape
+from segtune.data.tiles import Band, gather, resize_image, resized_shape
 from segtune.engine.infer import VIEWS, probability_bands
 from segtune.engine.model import build_model
 
@@ -101,10 +101,7 @@ class Predictor:
     def probabilities(self, image: NDArray[np.uint8], batch_pages: int = 8) -> NDArray[np.float32]:
         """Probability map at the picture's own size (resize applied and inverted; the
         mean over the test-time scales)."""
-        out = np.empty(image.shape[:2], np.float32)
-        for y, band in self.bands(image, batch_pages):
-            out[y : y + band.shape[0]] = band
-        return out
+        return gather(self.bands(image, batch_pages), image.shape[:2])
 
     def bands(self, image: NDArray[np.uint8], batch_pages: int = 8) -> Iterator[Band]:
         """:meth:`probabilities` as row bands, top to bottom (bounded memory at one scale
