@@ -262,3 +262,26 @@ def test_quiet_prints_results_only(
     captured = capsys.readouterr()
     assert captured.err == ""  # no progress, no epoch lines
     assert captured.out.startswith("run completed: ")
+
+
+def test_a_refused_database_write_shows_the_drivers_words_not_optunas_wrapper() -> None:
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+
+    from segtune.cli.main import _storage_problem
+
+    try:
+        try:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        except sqlite3.OperationalError as cause:
+            raise StorageInternalError(
+                "An exception is raised during the commit. This typically happens due to "
+                "invalid data in the commit, e.g. exceeding max length."
+            ) from cause
+    except StorageInternalError as exc:
+        line = _storage_problem(exc)
+    assert line == (
+        "study database: attempt to write a readonly database (check that the study folder "
+        "and database are writable)"
+    )
