@@ -20,6 +20,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from segtune.core.metrics import binned_average_precision
+
 RESAMPLES = 1000
 LEVEL = 0.95
 SEED = 0
@@ -115,8 +117,7 @@ def histogram_samples(
     positives = p.sum(axis=1, keepdims=True)
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, np.broadcast_to(positives, tp.shape))
-    recall_next = np.concatenate([recall[:, 1:], np.zeros((len(recall), 1))], axis=1)
-    ap = np.sum((recall - recall_next) * precision, axis=1)
+    ap = binned_average_precision(p, n)
     f1 = _ratio(2 * precision * recall, precision + recall)
     # Threshold 0 (every pixel positive) is never a best threshold, as in the split's own.
     best = f1[:, 1:].max(axis=1) if f1.shape[1] > 1 else np.zeros(len(f1))

@@ -191,7 +191,8 @@ class ProbabilityHistogram:
     Bins are equal in *logit* space over ``[−LOGIT_RANGE, LOGIT_RANGE]`` (the ends take
     everything beyond), so a confident model's probabilities near 0 and 1 are resolved
     as finely as those near 0.5 and AP agrees with the exact (sorted) estimator within
-    1e-3, at a memory that does not grow with the data. Bin ``j``'s lower edge is the
+    5e-4 (:func:`binned_average_precision`), at a memory that does not grow with the
+    data. Bin ``j``'s lower edge is the
     threshold ``thresholds()[j]`` (bin 0's is 0: every pixel).
     """
 
@@ -238,12 +239,8 @@ class ProbabilityHistogram:
         return self.thresholds(), precision, recall
 
     def average_precision(self) -> float:
-        """AP = Σ (R_k − R_{k+1}) · P_k over thresholds, highest threshold first."""
-        if self.pos.sum() == 0:
-            return 0.0
-        _, precision, recall = self.curve()
-        recall_next = np.append(recall[1:], 0.0)
-        return float(np.sum((recall - recall_next) * precision))
+        """AP from the bins (:func:`binned_average_precision`)."""
+        return float(binned_average_precision(self.pos, self.neg))
 
     def best_f1(self) -> tuple[float | None, float]:
         """``(threshold, F1)`` maximising F1 over the bin edges above 0 (lowest threshold
@@ -262,6 +259,38 @@ class ProbabilityHistogram:
     def collapsed(self) -> bool:
         """No probability reached the first bin edge: the model predicts background only."""
         return bool(self.pos[1:].sum() + self.neg[1:].sum() == 0)
+
+
+def binned_average_precision(
+    pos: NDArray[np.floating] | NDArray[np.int64], neg: NDArray[np.floating] | NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Average precision (as sklearn's ``average_precision_score``: Σ ΔR · P over the
+    ranked pixels) from per-bin counts of positive and negative pixels (last axis: bins
+    in ascending probability; leading axes: e.g. bootstrap resamples).
+
+    A bin's pixels are taken as spread evenly over it, positives and negatives
+    interleaved, rather than all at its lower edge (which credits every positive of a bin
+    with the bin's lowest precision: 4.7e-3 low on mid-range probabilities at 1000
+    bins). With ``a`` positives and ``c`` pixels ranked above a bin of ``p`` positives and
+    ``d`` pixels, its i-th positive comes after ``i·d/p`` of its pixels, at precision
+    ``(a + i) / (c + i·d/p)``; their sum has the closed form
+    ``(p + (a − s)(ψ(s + p + 1) − ψ(s + 1))) · p/d`` with ``s = c·p/d`` (ψ: digamma), so
+    the estimate costs one pass over the bins. A bin holding one pixel, or ties at one
+    probability first in the ranking, gives the exact value.
+    """
+    from scipy.special import digamma
+
+    p = np.asarray(pos, np.float64)[..., ::-1]  # highest probability first
+    d = p + np.asarray(neg, np.float64)[..., ::-1]
+    a = np.cumsum(p, axis=-1) - p  # positives ranked above each bin
+    c = np.cumsum(d, axis=-1) - d  # pixels ranked above each bin
+    has = p > 0
+    ratio = np.divide(p, d, out=np.zeros_like(p), where=has)  # p/d
+    s = c * ratio
+    term = (p + (a - s) * (digamma(s + p + 1) - digamma(s + 1))) * ratio
+    total = np.where(has, term, 0.0).sum(axis=-1)
+    positives = p.sum(axis=-1)
+    return np.divide(total, positives, out=np.zeros_like(total), where=positives > 0)
 
 
 def split_metrics(split: str, counts: Counts, hist: ProbabilityHistogram) -> dict[str, float]:
