@@ -90,11 +90,11 @@ def run_study(
         show_plan=False,
         sets=list(sets) or None,
     )
+    summary = load_study_summary(done.folder, storage)
     if report:
         from segtune.analysis.report import write_report
 
-        write_report(done.folder, storage_url=storage)
-    summary = load_study_summary(done.folder, storage)
+        write_report(done.folder, storage_url=storage, summary=summary)
     top = summary.top()
     best = top[0] if top else None
     model = None if best is None else best.run_dir / "model.pt"

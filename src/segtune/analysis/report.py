@@ -473,9 +473,15 @@ def _top_k_row(
     ]
 
 
-def write_report(study_dir: Path, out: Path | None = None, storage_url: str | None = None) -> Path:
-    """Write ``report.md`` / ``report.html`` / ``figures/``; returns the report folder."""
-    summary = load_study_summary(study_dir, storage_url)
+def write_report(
+    study_dir: Path,
+    out: Path | None = None,
+    storage_url: str | None = None,
+    summary: StudySummary | None = None,
+) -> Path:
+    """Write ``report.md`` / ``report.html`` / ``figures/``; returns the report folder
+    (``summary``: the study's, when the caller has read it already)."""
+    summary = summary or load_study_summary(study_dir, storage_url)
     out = out or study_dir / "report"
     blocks = build_blocks(summary, out / "figures")
     atomic_write_text(out / "report.md", to_markdown(blocks))

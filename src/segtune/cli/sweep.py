@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from segtune.analysis.summary import StudySummary
     from segtune.study.run import SweepResult
 
 
@@ -23,11 +24,14 @@ def finish_sweep(result: SweepResult, report: bool = True) -> int:
         print(f"error: worker exit codes {list(result.worker_codes)}", file=sys.stderr)
     for line in result.status.lines():
         print(line)
+    from segtune.analysis.summary import load_study_summary
+
+    summary = load_study_summary(result.folder)  # read once: the report and the warning
     if report:
         from segtune.analysis.report import write_report
 
-        print(f"report: {write_report(result.folder) / 'report.html'}")
-    lost = _tracking_lost(result)
+        print(f"report: {write_report(result.folder, summary=summary) / 'report.html'}")
+    lost = _tracking_lost(summary)
     if lost:
         print(f"warning: {lost}", file=sys.stderr)
     if result.completed == 0:
@@ -39,12 +43,13 @@ def finish_sweep(result: SweepResult, report: bool = True) -> int:
     return result.exit_code
 
 
-def _tracking_lost(result: SweepResult) -> str | None:
+def _tracking_lost(summary: StudySummary) -> str | None:
     """Which runs lost their live tracking (a logger switched off), in one line."""
-    from segtune.analysis.summary import load_study_summary
-
-    runs = [r for r in load_study_summary(result.folder).runs if r.record]
-    lost = [(r.label, r.record.tracking_lost) for r in runs if r.record and r.record.tracking_lost]
+    lost = [
+        (r.label, r.record.tracking_lost)
+        for r in summary.runs
+        if r.record and r.record.tracking_lost
+    ]
     if not lost:
         return None
     labels = ", ".join(label for label, _ in lost[:5]) + (", …" if len(lost) > 5 else "")

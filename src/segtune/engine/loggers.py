@@ -178,13 +178,9 @@ def check_tracking(names: Sequence[str], uri: str | None, home: Path) -> None:
     The default store (a SQLite file segtune makes) needs no check."""
     if "mlflow" not in names:
         return
+    if uri is None and "MLFLOW_TRACKING_URI" not in os.environ:
+        return  # the default SQLite file, made by segtune
     resolved = mlflow_uri(uri, home)
-    if (
-        resolved == mlflow_uri(None, home)
-        and uri is None
-        and "MLFLOW_TRACKING_URI" not in os.environ
-    ):
-        return
     import logging
 
     from mlflow.tracking import MlflowClient
