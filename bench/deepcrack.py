@@ -359,19 +359,19 @@ def main() -> None:
         runner = StudyRunner(spec, tmp / "study", progress=False)
         runner.run()
         best = runner.ranked("grid")[0]
+        from segtune.analysis.ranking import rank
         from segtune.analysis.summary import load_study_summary
 
-        study = load_study_summary(tmp / "study")
-        diffs = study.differences_to_best()
-        tied = {r.label for r in study.tied_with_best()}
+        ranked = rank(load_study_summary(tmp / "study"), "val/f1")
         print(
-            f"loss study, validation F1 of each run [95 % interval over the {a.val} validation "
-            "pictures], difference to the best [paired 95 %], tied with the best:"
+            "loss study, validation F1 of each configuration, difference to the best [95 %: "
+            f"{ranked.noise_words()}], tied with the best:"
         )
-        for r in study.ranked():
+        for c in ranked.configs:
+            k = ranked.comparison(c)
             print(
-                f"  {r.label} {r.params}: {r.final['val/f1']:.3f} {r.intervals.get('val/f1', '')}"
-                f"  diff {diffs.get(r.label, '')}  tied {'yes' if r.label in tied else 'no'}"
+                f"  {c.label} {c.params}: {c.mean('val/f1'):.3f}  diff {k.interval}  "
+                f"tied {'yes' if k.tied else 'no'}"
             )
         tuned = test_protocol(
             a.data,

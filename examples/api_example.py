@@ -41,16 +41,19 @@ def main(out: Path) -> None:
         f"model to use: {study.model_path} ({study.objective} {study.metrics[study.objective]:.3f})"
     )
     summary = segtune.load_study(out / "study")
-    best = summary.ranked()[0]
-    value = best.final[summary.objective]
-    print(f"best of {len(summary.runs)}: {best.params} {summary.objective} {value:.3f}")
-    print(f"tied with it: {[r.label for r in summary.tied_with_best()]}")
+    answer = segtune.study_answer(summary)
+    for sentence in answer.sentences:  # what the report opens with
+        print(sentence)
+    assert answer.model is not None
+    tied = [c.label for c in answer.objective.tied()]
+    print(f"configurations tied with the best: {tied}")
 
-    result = segtune.evaluate_run(best.run_dir, [out / "data" / "val"], threshold="best")
+    model = answer.model.path  # the median seed of the best configuration
+    result = segtune.evaluate_run(model, [out / "data" / "val"], threshold="best")
     print(f"test F1 {result.metrics['test/f1']:.3f} at threshold {result.threshold:.3f}")
-    masks = segtune.predict_masks(best.run_dir, [out / "data" / "val"], out / "masks")
+    masks = segtune.predict_masks(model, [out / "data" / "val"], out / "masks")
     print(f"wrote {len(masks)} masks")
-    meta = segtune.export_run(best.run_dir, "torchscript", out / "model.ts")
+    meta = segtune.export_run(model, "torchscript", out / "model.ts")
     print(f"exported pages of {meta['pages']['page_size']} px to {out / 'model.ts'}")
 
 

@@ -15,6 +15,7 @@ _API = (
     "load_run",
     "run_study",
     "load_study",
+    "study_answer",
     "evaluate_run",
     "predict_masks",
     "export_run",

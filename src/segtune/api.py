@@ -5,7 +5,7 @@
     record = segtune.train_run(segtune.load_config("run.yaml"), Path("runs/a"))
     result = segtune.run_study(Path("spec.yaml"), "studies/s")  # result.model_path
     summary = segtune.load_study("studies/s")          # read-only
-    best = summary.ranked()[0]
+    answer = segtune.study_answer(summary)  # answer.sentences; answer.model.path
     result = segtune.evaluate_run("runs/a", ["data/test"], threshold="best")
     written = segtune.predict_masks("runs/a", ["new/"], "masks/")
     meta = segtune.export_run("runs/a", "onnx", "model.onnx")
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from segtune.analysis.answer import Answer
     from segtune.analysis.summary import StudySummary
     from segtune.core.config import RunConfig
     from segtune.core.records import RunRecord
@@ -56,9 +57,10 @@ class StudyResult:
     completed: int  # runs completed in the study (all stages)
     failed: int
     objective: str  # the metric key ranked by, e.g. ``val/f1``
-    best_params: dict[str, ParamValue]  # the top configuration's searched parameters
-    model_path: Path | None  # its ``model.pt``
-    metrics: dict[str, float]  # its values at the kept epoch
+    best_params: dict[str, ParamValue]  # the best configuration's searched parameters
+    model_path: Path | None  # the ``model.pt`` of its median seed (the report's answer)
+    metrics: dict[str, float]  # that run's values at the kept epoch
+    threshold: float | None = None  # that run's F1-best validation threshold
 
 
 def run_study(
@@ -95,19 +97,27 @@ def run_study(
         from segtune.analysis.report import write_report
 
         write_report(done.folder, storage_url=storage, summary=summary)
-    top = summary.top()
-    best = top[0] if top else None
-    model = None if best is None else best.run_dir / "model.pt"
+    choice = study_answer(summary).model
+    model = None if choice is None else choice.path
     return StudyResult(
         folder=done.folder,
         exit_code=done.exit_code,
         completed=done.completed,
         failed=done.failed,
         objective=summary.objective,
-        best_params=dict(best.params) if best else {},
+        best_params=dict(choice.config.params) if choice else {},
         model_path=model if model is not None and model.is_file() else None,
-        metrics=dict(best.final) if best else {},
+        metrics=dict(choice.run.final) if choice else {},
+        threshold=choice.threshold if choice else None,
     )
+
+
+def study_answer(summary: StudySummary, which: str = "median") -> Answer:
+    """The study's answer (what the report opens with): the best configuration, the set
+    tied with it, the threshold-free comparison and the model to use."""
+    from segtune.analysis.answer import answer
+
+    return answer(summary, "best" if which == "best" else "median")
 
 
 def load_study(study_dir: str | Path, storage: str | None = None) -> StudySummary:

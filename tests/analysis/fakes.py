@@ -58,6 +58,9 @@ def fake_run(
         "train/recall": recall,
         "train/f1": 0.4,
         "train/loss": 0.25,
+        "val/tp": float(sum(tp for tp, _, _ in counts)),
+        "val/fp": float(sum(fp for _, fp, _ in counts)),
+        "val/fn": float(sum(fn for _, _, fn in counts)),
     }
     pr = {
         "split": "val",

@@ -1,122 +1,151 @@
-"""Does a parameter matter? A real effect is named, noise is called noise."""
+"""Does a parameter matter? A real effect is named, noise is called noise, and a shift of
+the probabilities is not mistaken for better ranking."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from segtune.analysis.document import to_markdown
-from segtune.analysis.effects import noise_floor, parameter_effects
+from segtune.analysis.effects import parameter_effects
 from segtune.analysis.report import build_blocks
-from segtune.analysis.summary import StudySummary
-from segtune.core.intervals import Interval
+from segtune.analysis.summary import RunSummary, StudySummary
 from tests.analysis.fakes import fake_run, fake_summary
 
+RNG = np.random.default_rng(0)
+PICTURES = RNG.normal(0.0, 0.05, 1000)  # the same resampled pictures for every run
 
-def _study(tmp_path: Path, seeds: bool = False) -> StudySummary:
-    """bce_weight moves recall by 0.3; pos_weight by 0.004 (its values only reshuffle
-    noise); every run's picture-sample interval is 0.05 wide."""
-    runs = []
-    trial = 0
-    for bce, base in ((0.2, 0.5), (0.8, 0.8)):
-        for pos, wiggle in ((1.0, 0.002), (10.0, -0.002)):
-            for seed in (0, 1) if seeds else (0,):
-                recall = base + wiggle + 0.01 * seed
-                params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
-                if seeds:
-                    params["runtime.seed"] = seed
-                run = fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params)
-                run.intervals = {"val/recall": Interval(recall - 0.025, recall + 0.025)}
-                runs.append(run)
-                trial += 1
-    summary = fake_summary(runs)
-    if seeds:
-        summary.searched["grid"]["runtime.seed"] = [0, 1]
-    return summary
+
+def _run(
+    tmp_path: Path,
+    trial: int,
+    params: dict[str, float],
+    values: dict[str, float],
+    jitter: float = 0.002,
+) -> RunSummary:
+    """A run whose every metric in ``values`` moves with the shared picture resamples
+    (paired), plus its own small jitter."""
+    run = fake_run(tmp_path, trial, values["val/recall"], [(5, 1, 1)] * 3, params)
+    run.final.update(values)
+    run.samples = {
+        k: v + PICTURES + RNG.normal(0, jitter, PICTURES.size) for k, v in values.items()
+    }
+    return run
 
 
 def test_a_real_effect_and_a_null_one_are_told_apart(tmp_path: Path) -> None:
-    summary = _study(tmp_path)
-    effects = {e.key: e for e in parameter_effects(summary)}
-    assert set(effects) == {"loss.bce_weight", "loss.pos_weight"}
-    assert effects["loss.bce_weight"].detectable is True
-    assert effects["loss.pos_weight"].detectable is False
-    assert effects["loss.bce_weight"].verdict().startswith("matters: the mean moves by 0.3 ")
-    assert effects["loss.pos_weight"].verdict() == (
-        "no effect detectable above run-to-run noise: spread 0.004 ≤ noise floor 0.05"
-    )
-    md = to_markdown(build_blocks(summary, tmp_path / "figs", figures=False))
+    """bce_weight adds 0.05 to recall and AP on every resample; pos_weight only jitter.
+    The picture intervals are wide (±0.1): only pairing finds the effect."""
+    runs = [
+        _run(
+            tmp_path,
+            trial,
+            {"loss.bce_weight": bce, "loss.pos_weight": pos},
+            {"val/recall": 0.7 + gain, "val/ap": 0.6 + gain, "val/best_f1": 0.5 + gain},
+        )
+        for trial, (bce, pos, gain) in enumerate(
+            [(0.2, 1.0, 0.0), (0.2, 10.0, 0.0), (0.8, 1.0, 0.05), (0.8, 10.0, 0.05)]
+        )
+    ]
+    effects = {e.key: e for e in parameter_effects(fake_summary(runs))}
+    bce, pos = effects["loss.bce_weight"], effects["loss.pos_weight"]
+    assert bce.detectable is True and not bce.calibration_only
+    assert pos.detectable is False
+    assert bce.objective.spread == pytest.approx(0.05)
+    assert bce.verdict().startswith("matters: Validation recall +0.05 from 0.2 to 0.8 (95 %")
+    assert pos.verdict().startswith("no effect detectable above noise: Validation recall")
+    interval = bce.objective.comparison.interval
+    assert interval is not None and 0.04 < interval.low < interval.high < 0.06
+    md = to_markdown(build_blocks(fake_summary(runs), tmp_path / "figs", figures=False))
     section = md.split("## Does a parameter matter?", 1)[1].split("\n## ", 1)[0]
-    assert "training noise unmeasured (one seed per point)" in section
-    assert "| grid | loss.pos_weight | 1: 0.652 (2); 10: 0.648 (2) | 0.004 |" in section
+    assert "| grid | loss.pos_weight | 1: 0.725 (2); 10: 0.725 (2) | no effect" in section
 
 
-def test_seed_repeats_enter_the_noise_floor_and_the_ties(tmp_path: Path) -> None:
-    summary = _study(tmp_path, seeds=True)
-    floor = noise_floor(summary)
-    assert floor.seeds is not None and abs(floor.seeds - 0.01) < 1e-9
-    assert floor.value == floor.pictures  # 0.05 > 0.01
-    assert "runtime.seed" not in {e.key for e in parameter_effects(summary)}
-    tied = {r.label for r in summary.tied_with_best()}
-    best = summary.ranked()[0]
-    assert best.label in tied
-    md = to_markdown(build_blocks(summary, tmp_path / "figs", figures=False))
-    assert "Training noise measured: 4 configuration(s)" in md
-    assert "over seeds: mean ± sd (runs)" in md
-
-
-def test_paired_resamples_find_an_effect_the_unpaired_widths_would_hide(tmp_path: Path) -> None:
-    """Every run shares the picture-sample variation (wide intervals, 0.2): bce_weight
-    adds 0.05 on every resample, pos_weight only independent jitter."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    pictures = rng.normal(0.7, 0.05, 1000)  # the same resampled pictures for every run
+def test_a_calibration_shift_moves_the_probabilities_not_the_ranking_quality(
+    tmp_path: Path,
+) -> None:
+    """pos_weight 10 raises recall at 0.5 by 0.1 (probabilities shifted up) while AP and
+    best F1, threshold-free, stay within jitter; the best threshold moves instead."""
     runs = []
     for trial, (bce, pos) in enumerate([(0.2, 1.0), (0.2, 10.0), (0.8, 1.0), (0.8, 10.0)]):
-        params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
-        gain = 0.05 if bce == 0.8 else 0.0
-        run = fake_run(tmp_path, trial, 0.7 + gain, [(5, 1, 1)] * 3, params)
-        run.samples = {"val/recall": pictures + gain + rng.normal(0, 0.002, 1000)}
-        run.intervals = {"val/recall": Interval(0.6 + gain, 0.8 + gain)}
+        shift = 0.1 if pos == 10.0 else 0.0
+        run = _run(
+            tmp_path,
+            trial,
+            {"loss.bce_weight": bce, "loss.pos_weight": pos},
+            {"val/recall": 0.7 + shift, "val/ap": 0.6, "val/best_f1": 0.55},
+        )
+        run.final["val/best_threshold"] = 0.85 if pos == 10.0 else 0.6
         runs.append(run)
     effects = {e.key: e for e in parameter_effects(fake_summary(runs))}
-    assert effects["loss.bce_weight"].detectable is True
-    assert effects["loss.bce_weight"].spread < effects["loss.bce_weight"].floor.value  # type: ignore[operator]
-    assert effects["loss.pos_weight"].detectable is False
-    assert "paired 95 % interval of that difference" in effects["loss.pos_weight"].verdict()
-    assert effects["loss.bce_weight"].verdict().startswith("matters: the mean moves by 0.05")
-    # One seed per point: the verdict says the interval covers the pictures only.
-    assert (
-        effects["loss.bce_weight"]
-        .verdict()
-        .endswith("(picture-sample noise only: training noise unmeasured, one seed per point)")
-    )
+    pos = effects["loss.pos_weight"]
+    assert pos.calibration_only
+    verdict = pos.verdict()
+    assert verdict.startswith("moves the probabilities, not the ranking quality: ")
+    assert verdict.endswith("validation-best threshold per value 1: 0.6, 10: 0.85")
+    assert not effects["loss.bce_weight"].calibration_only
+
+
+def test_a_real_quality_difference_is_not_called_calibration(tmp_path: Path) -> None:
+    runs = []
+    for trial, (bce, pos) in enumerate([(0.2, 1.0), (0.2, 10.0), (0.8, 1.0), (0.8, 10.0)]):
+        gain = 0.1 if pos == 10.0 else 0.0
+        runs.append(
+            _run(
+                tmp_path,
+                trial,
+                {"loss.bce_weight": bce, "loss.pos_weight": pos},
+                {"val/recall": 0.7 + gain, "val/ap": 0.6 + gain, "val/best_f1": 0.55 + gain},
+            )
+        )
+    pos = {e.key: e for e in parameter_effects(fake_summary(runs))}["loss.pos_weight"]
+    assert not pos.calibration_only and pos.verdict().startswith("matters: ")
+    assert all(q.matters for q in pos.quality)
+
+
+def test_training_noise_widens_the_verdict(tmp_path: Path) -> None:
+    """Two seeds per configuration whose values differ by 0.08: a 0.05 effect, clear on
+    the picture resamples alone, is within training noise."""
+    runs = []
+    trial = 0
+    for bce, gain in ((0.2, 0.0), (0.8, 0.05)):
+        for pos in (1.0, 10.0):
+            for seed in (0, 1):
+                wobble = 0.04 if seed else -0.04
+                values = {k: v + gain + wobble for k, v in (("val/recall", 0.7), ("val/ap", 0.6))}
+                params = {"loss.bce_weight": bce, "loss.pos_weight": pos, "runtime.seed": seed}
+                runs.append(_run(tmp_path, trial, params, values))
+                trial += 1
+    summary = fake_summary(runs)
+    summary.searched["grid"]["runtime.seed"] = [0, 1]
+    effects = {e.key: e for e in parameter_effects(summary)}
+    assert "runtime.seed" not in effects
+    bce = effects["loss.bce_weight"]
+    assert bce.objective.comparison.seeds_measured
+    assert bce.detectable is False  # sd 0.057 over 2 seeds × 2 configurations per value
+    assert [n for _, _, n in bce.objective.means] == [2, 2]  # configurations, not runs
 
 
 def test_tied_means_are_compared_as_two_values_not_one_with_itself(tmp_path: Path) -> None:
-    """Two values whose means tie exactly (0.5: 0.6 and 0.8; 0.8: 0.7, as in a demo's
-    refine stage): the paired interval is of 0.8's runs against 0.5's, not [0, 0]."""
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    runs = []
-    for trial, (bce, recall) in enumerate([(0.5, 0.6), (0.5, 0.8), (0.8, 0.7)]):
-        params = {"loss.bce_weight": bce, "loss.pos_weight": 1.0}
-        run = fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params)
-        run.samples = {"val/recall": recall + rng.normal(0, 0.02, 1000)}
-        run.intervals = {"val/recall": Interval(recall - 0.05, recall + 0.05)}
-        runs.append(run)
+    """Two values whose means tie exactly (0.5: 0.6 and 0.8; 0.8: 0.7): the interval is
+    of one value's configurations against the other's, not [0, 0]."""
+    runs = [
+        _run(tmp_path, trial, {"loss.bce_weight": bce, "loss.pos_weight": 1.0}, {"val/recall": r})
+        for trial, (bce, r) in enumerate([(0.5, 0.6), (0.5, 0.8), (0.8, 0.7)])
+    ]
+    for run in runs:  # each configuration its own jitter: not identical resamples
+        run.samples["val/recall"] = run.final["val/recall"] + RNG.normal(0, 0.02, 1000)
     (effect,) = parameter_effects(fake_summary(runs))
-    assert effect.spread == 0.0 and effect.paired is not None
-    assert effect.paired.low < 0.0 < effect.paired.high
-    assert "(from 0.7 at 0.5 to 0.7 at 0.8)" in effect.verdict()
+    interval = effect.objective.comparison.interval
+    assert effect.objective.spread == pytest.approx(0.0, abs=1e-12) and interval is not None
+    assert interval.low < 0.0 < interval.high
 
 
 def test_a_later_stage_counts_the_runs_it_reused(tmp_path: Path) -> None:
     """A refine stage asks for (0.8, 10.0), which the grid trained as (0.8, 10): that run
-    is one of refine's points, in its means (one group with 10.0) and in its heatmap."""
+    is one of refine's configurations, in its means (one group with 10.0)."""
     runs = []
     grid_points = [(0.2, 1, 0.5), (0.2, 10, 0.6), (0.8, 1, 0.7), (0.8, 10, 0.9)]
     for trial, (bce, pos, recall) in enumerate(grid_points):
@@ -127,7 +156,7 @@ def test_a_later_stage_counts_the_runs_it_reused(tmp_path: Path) -> None:
     for trial, (bce, pos, recall) in zip((0, 2, 3), refine_points, strict=True):
         params = {"loss.bce_weight": bce, "loss.pos_weight": pos}
         runs.append(fake_run(tmp_path, trial, recall, [(5, 1, 1)] * 3, params, stage="refine"))
-    summary = fake_summary(runs)
+    summary: StudySummary = fake_summary(runs)
     summary.searched["refine"] = {
         "loss.bce_weight": [0.5, 0.8],
         "loss.pos_weight": [3.162, 10.0],
@@ -137,13 +166,6 @@ def test_a_later_stage_counts_the_runs_it_reused(tmp_path: Path) -> None:
         ("loss.pos_weight", [(3.162, 0.65, 2), (10.0, 0.85, 2)]),
         ("loss.bce_weight", [(0.5, 0.7, 2), (0.8, 0.8, 2)]),
     ):
-        means = sorted(refine[key].means)
+        means = sorted(refine[key].objective.means)
         assert [(v, n) for v, _, n in means] == [(v, n) for v, _, n in expected], key
         assert [m for _, m, _ in means] == pytest.approx([m for _, m, _ in expected]), key
-    # The heatmaps draw a stage's runs from the same list: no empty (0.8, 10) cell.
-    assert [r.label for r in summary.stage_runs("refine")] == [
-        "grid#3",
-        "refine#0",
-        "refine#3",
-        "refine#2",
-    ]

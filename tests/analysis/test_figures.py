@@ -53,14 +53,13 @@ def _figures(tmp_path: Path) -> list[F.Figure]:
         F.pr_curves(s),
         *F.heatmaps(s),
         F.metric_curves(runs[0], "recall"),
-        F.run_strip(runs[1], s),
     ]
     return [f for f in figs if f is not None]
 
 
 def test_every_figure_draws_exactly_the_keys_its_caption_names(tmp_path: Path) -> None:
     figs = _figures(tmp_path)
-    assert len(figs) == 5
+    assert len(figs) == 4
     for fig in figs:
         assert fig.keys, fig.name
         assert set(fig.keys) == _keys_named(fig.caption), (fig.name, fig.keys, fig.caption)
@@ -69,8 +68,25 @@ def test_every_figure_draws_exactly_the_keys_its_caption_names(tmp_path: Path) -
 
 def test_metric_curves_draw_train_and_validation_separately(tmp_path: Path) -> None:
     fig = next(f for f in _figures(tmp_path) if f.name.startswith("curves"))
-    assert set(fig.keys) == {"train/recall", "val/recall", "train/loss"}
+    # the objective's two splits, and beside them what it cannot fake: precision (AP
+    # when the history has it), the kept epoch dashed
+    assert set(fig.keys) == {"train/recall", "val/recall", "val/precision", "train/loss"}
     assert "Training recall" in fig.caption and "Validation recall" in fig.caption
+    assert "Dashed line: the kept epoch 2 (the last)" in fig.caption
+
+
+def test_each_overlay_thumbnail_has_its_full_resolution_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    run = fake_run(tmp_path, 0, 0.3, [(1, 0, 4), (0, 2, 5), (3, 0, 2)])
+    items = F.save_overlays(run, tmp_path / "figures")
+    assert len(items) == 3
+    for thumb, full, label in items:
+        assert Image.open(tmp_path / "figures" / full).size == (16, 16)  # the preview's own
+        assert Image.open(tmp_path / "figures" / thumb).size == (150, 150)
+        assert label.startswith(("1: p-a", "2: p-b", "3: p-c"))
+    caption = F.overlay_caption(run, fake_summary([run]))
+    assert _keys_named(caption) == {"val/tp", "val/fp", "val/fn"}
 
 
 def test_captions_always_name_a_split(tmp_path: Path) -> None:

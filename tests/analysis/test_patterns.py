@@ -3,7 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from segtune.analysis.document import to_html, to_markdown
-from segtune.analysis.patterns import describe_pattern, fp_word, group_runs, pattern_of, tp_word
+from segtune.analysis.patterns import MAX_GROUPS, fp_word, group_configurations, tp_word
+from segtune.analysis.ranking import rank
+from segtune.core.metrics import flag_counts
 from segtune.analysis.report import build_blocks
 from segtune.core.metrics import PictureCounts
 from tests.analysis.fakes import fake_run, fake_summary
@@ -13,31 +15,75 @@ def _runs(tmp_path: Path) -> list:
     return [
         fake_run(tmp_path, 0, 0.0, [(0, 0, 5), (0, 0, 5), (0, 0, 5)]),  # all black
         fake_run(tmp_path, 1, 0.0, [(0, 3, 5), (0, 0, 5), (0, 0, 5)]),  # FP only
-        fake_run(tmp_path, 2, 0.9, [(5, 0, 0), (4, 2, 1), (3, 0, 2)]),  # TP 1,2,3; FP 2
-        fake_run(tmp_path, 3, 0.5, [(0, 0, 5), (4, 0, 1), (3, 0, 2)]),  # TP 2,3
+        fake_run(tmp_path, 2, 0.9, [(5, 0, 0), (4, 2, 1), (3, 0, 2)]),  # finds picture 1
+        fake_run(tmp_path, 3, 0.5, [(0, 0, 5), (4, 0, 1), (3, 0, 2)]),  # misses picture 1
         fake_run(tmp_path, 4, 0.95, [(5, 0, 0), (4, 2, 1), (3, 0, 2)]),  # same as 2
         fake_run(tmp_path, 5, 0.4, [(0, 0, 5), (4, 0, 1), (3, 0, 2)]),  # same as 3
     ]
 
 
-def test_grouping_order_and_titles(tmp_path: Path) -> None:
-    groups = group_runs(_runs(tmp_path))
-    assert [g.title for g in groups] == [
-        "True positives on pictures 1, 2, 3; false positives on picture 2",
-        "True positives on pictures 2, 3; no false positives",
-        "False positives only — no true positive on any preview picture; "
-        "false positives on picture 1",
-        "All black — no positive pixel predicted on any preview picture",
+def _configs(runs: list) -> list:
+    return rank(fake_summary(runs)).configs
+
+
+def test_groups_are_titled_by_what_sets_them_apart(tmp_path: Path) -> None:
+    groups = group_configurations(_configs(_runs(tmp_path)))
+    assert [g.kind for g in groups] == ["found", "found", "almost nothing", "all black"]
+    assert [sorted(c.runs[0].trial for c in g.configs) for g in groups] == [
+        [2, 4],
+        [3, 5],
+        [1],
+        [0],
     ]
-    assert [[r.trial for r in g.runs] for g in groups] == [[2, 4], [3, 5], [1], [0]]
-    assert [g.pattern.kind for g in groups] == ["found", "found", "fp_only", "all_black"]
+    assert groups[0].title == (
+        "Finds more on picture 1: 100 % of its positives, the others 0 % (2 configurations)"
+    )
+    assert groups[1].title.startswith("Misses picture 1: finds 0 % of its positives")
+    assert groups[2].title == "Finds almost nothing: recall below 5 % (1 configuration)"
+    assert groups[3].title == "All black: no positive pixel predicted (1 configuration)"
 
 
-def test_pattern_of_uses_pictures_with_counts(tmp_path: Path) -> None:
-    run = _runs(tmp_path)[2]
-    p = pattern_of(run)
-    assert p.tp_pictures == (1, 2, 3) and p.fp_pictures == (2,)
-    assert describe_pattern(p).startswith("True positives on pictures 1, 2, 3")
+def test_seeds_of_one_configuration_stay_together_and_at_most_six_groups(
+    tmp_path: Path,
+) -> None:
+    """Twelve configurations, each found share different by 0.08, two seeds each: the
+    seeds are one row, and the groups never outnumber MAX_GROUPS."""
+    runs = []
+    for k in range(12):
+        for seed in (0, 1):
+            tp = 10 + 8 * k + seed  # out of 100 on every picture
+            params = {"loss.bce_weight": 0.1 * k, "loss.pos_weight": 1.0, "runtime.seed": seed}
+            run = fake_run(tmp_path, 2 * k + seed, tp / 100, [(tp, 5, 100 - tp)] * 3, params)
+            runs.append(run)
+    groups = group_configurations(_configs(runs))
+    assert len(groups) <= MAX_GROUPS
+    assert sum(len(g.configs) for g in groups) == 12
+    assert all(c.n == 2 for g in groups for c in g.configs)
+
+
+def test_no_group_claims_positives_it_barely_found(tmp_path: Path) -> None:
+    """A configuration that finds 3 % of picture 1 while the others find 90 % is said to
+    miss it, not to have true positives on it."""
+    runs = [
+        fake_run(tmp_path, 0, 0.9, [(90, 5, 10), (90, 5, 10), (90, 5, 10)]),
+        fake_run(tmp_path, 1, 0.6, [(3, 5, 97), (90, 5, 10), (90, 5, 10)]),
+    ]
+    groups = group_configurations(_configs(runs))
+    titles = [g.title for g in groups]
+    assert "Misses picture 1: finds 3 % of its positives, the others 90 % (1 configuration)" in (
+        titles
+    )
+    assert not any("true positives on picture 1" in t.lower() for t in titles)
+
+
+def test_the_measured_degenerate_runs_are_flagged() -> None:
+    """The issue's cases: recall 0.0027 finds almost nothing; 1.6x the positives
+    over-predicts (precision 0.60); a cautious model under-predicts."""
+    assert flag_counts(27, 10, 9973) == "finds almost nothing (recall 0.0027)"
+    assert flag_counts(9644, 6510, 356) == "over-predicts ×1.6"
+    assert flag_counts(500, 10, 500) == "under-predicts ×2.0"
+    assert flag_counts(900, 150, 100) is None
+    assert flag_counts(0, 0, 100) == "all black"
 
 
 def test_quantity_words() -> None:
@@ -50,16 +96,16 @@ def test_quantity_words() -> None:
     assert fp_word(PictureCounts(1, "s", tp=0, fp=0, fn=0, positives=0)) == "none"
 
 
-def test_top_k_runs_are_bold_wherever_they_appear(tmp_path: Path) -> None:
+def test_top_k_configurations_are_bold_wherever_they_appear(tmp_path: Path) -> None:
     summary = fake_summary(_runs(tmp_path), top_k=2)
-    assert [r.trial for r in summary.top()] == [4, 2]
+    assert [c.label for c in rank(summary).configs[:2]] == ["grid#4", "grid#2"]
     blocks = build_blocks(summary, tmp_path / "figures", figures=False)
     md = to_markdown(blocks)
     bold_rows = [line for line in md.splitlines() if line.startswith("| **")]
-    # each top run: once in its observation group and once in the all-runs table
-    # the trial number links to the run's appendix section
-    assert sum("**[4](#run-grid-4)**" in line for line in bold_rows) == 2
-    assert sum("**[2](#run-grid-2)**" in line for line in bold_rows) == 2
+    # each top configuration: once in its observation group and once in the table of
+    # all configurations; its label links to its first run's appendix section
+    assert sum("**[grid#4](#run-grid-4)**" in line for line in bold_rows) == 2
+    assert sum("**[grid#2](#run-grid-2)**" in line for line in bold_rows) == 2
     assert not any("(#run-grid-3)" in line or "(#run-grid-5)" in line for line in bold_rows)
     assert '<a id="run-grid-4"></a>' in md  # the anchor they point at
     html = to_html(blocks, "t")
@@ -69,38 +115,22 @@ def test_top_k_runs_are_bold_wherever_they_appear(tmp_path: Path) -> None:
 def test_report_sections_and_top_k_header(tmp_path: Path) -> None:
     blocks = build_blocks(fake_summary(_runs(tmp_path)), tmp_path / "figures", figures=False)
     md = to_markdown(blocks)
-    for heading in (
-        "## Setup",
-        "### Fixed parameters",
-        "## Searched parameters",
-        "## Observations",
-        "## Top 2 runs",
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Answer",
+        "## Top 2 configurations",
+        "## Does a parameter matter?",
+        "## Observations: which validation pictures each configuration gets right",
         "## Figures",
-        "## All runs",
-        "## Appendix",
-    ):
-        assert heading in md
+        "## Setup",
+        "## Searched parameters",
+        "## All configurations",
+        "## Appendix: every run",
+    ]
+    assert md.index("**Contents:**") > md.index("## Answer")  # the answer comes first
     assert "| grid | loss.bce_weight | 0, 0.1, 0.2, 0.3, 0.4, 0.5 |" in md
     assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, final epoch (epoch 2)*" in md
     assert "1 = p-a, 2 = p-b, 3 = p-c" in md
-
-
-def test_levels_separate_runs_when_every_run_has_tp_and_fp_on_every_picture(
-    tmp_path: Path,
-) -> None:
-    """Real data: presence puts every run in one group; quantity words must not."""
-    runs = [
-        fake_run(tmp_path, 0, 0.9, [(90, 5, 10), (80, 5, 20), (70, 5, 30)]),  # most, few FP
-        fake_run(tmp_path, 1, 0.9, [(95, 4, 5), (85, 3, 15), (75, 2, 25)]),  # same words
-        fake_run(tmp_path, 2, 0.2, [(5, 200, 95), (3, 300, 97), (8, 150, 92)]),  # few, many
-    ]
-    groups = group_runs(runs)
-    assert [[r.trial for r in g.runs] for g in groups] == [[0, 1], [2]]
-    assert groups[0].title == (
-        "True positives per picture: 1 most, 2 most, 3 most; false positives: 1 few, 2 few, 3 few"
-    )
-    assert groups[1].title.startswith("True positives per picture: 1 few, 2 few, 3 few")
-    assert groups[1].title.endswith("false positives: 1 many, 2 many, 3 many")
 
 
 def test_captions_name_the_weight_average_when_runs_evaluated_one(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def test_report_md_has_setup_parameters_observations_and_top_k(finished_study: P
     assert "| Masks | binary (0 and one positive value) |" in md
     assert "## Searched parameters" in md and "| grid | loss.bce_weight | 0.2, 0.8 |" in md
     assert "| fine | loss.pos_weight | 10 |" in md
-    obs = md.split("## Observations", 1)[1].split("## Top", 1)[0]
+    obs = md.split("## Observations", 1)[1].split("## Figures", 1)[0]
     assert "\n### " in obs  # at least one observation group
     assert "*Top 2 by Validation recall, pixel-level, threshold 0.5, selected epoch (best by " in md
     assert re.search(r"val/best_f1\) \(epochs? \d+(, \d+)*\)\*", md)  # which epochs
@@ -53,7 +53,10 @@ def test_status_and_report_take_the_spec_file_as_sweep_does(
     assert "stage grid: 4/4 done" in capsys.readouterr().out
     assert main(["report", str(spec), "--out", str(tmp_path / "again")]) == 0
     again = (tmp_path / "again" / "report.md").read_text()
-    assert again.startswith("# Study rep") and "Folder: studies/rep/runs/grid/" in again
+    # every path it prints works from the shell: absolute
+    assert again.startswith(
+        "# Study rep"
+    ) and f"Folder: `{finished_study.resolve()}/runs/grid/" in (again)
 
 
 def _chromium() -> str | None:
@@ -143,7 +146,7 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
             "td a[href^='#run-']",
             "as => as.map(a => !!document.getElementById(a.getAttribute('href').slice(1)))",
         )
-        link = page.locator("td a[href^='#run-']").last  # in the all-runs table
+        link = page.locator("td a[href^='#run-']").last  # in the table of every configuration
         href = link.get_attribute("href")
         link.click()
         page.wait_for_function("h => location.hash === h", arg=href)
@@ -165,11 +168,24 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
         full.wait_for_load_state("load")
         full_url = full.url
         natural = full.evaluate("document.images.length ? document.images[0].naturalWidth : 0")
+        # At 1400 px the configuration tables fit: no sideways scrolling.
+        wide = browser.new_page(viewport={"width": 1400, "height": 900})
+        wide.goto(html.as_uri())
+        wide.wait_for_load_state("load")
+        scrolled = wide.evaluate(
+            "[...document.querySelectorAll('h2')].filter(h => /^(Top|All configurations)/"
+            ".test(h.textContent)).map(h => { let d = h.nextElementSibling; while (d && "
+            "!d.matches('div.scroll')) d = d.nextElementSibling; "
+            "return [h.textContent, d.scrollWidth - d.clientWidth]; })"
+        )
+        answer_top = wide.eval_on_selector("#answer", "h => h.getBoundingClientRect().top")
         browser.close()
     assert len(widths) >= 4 and all(w > 0 for w in widths), widths
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
-    assert [t for t, _ in toc][:3] == ["Setup", "Searched parameters", toc[2][0]]
+    assert [t for t, _ in toc][:2] == ["Answer", "Top 2 configurations"]
+    assert len(scrolled) == 2 and all(extra <= 1 for _, extra in scrolled), scrolled
+    assert answer_top < 200  # the answer is on the first screen
     assert "Appendix: every run" in [t for t, _ in toc] and all(ok for _, ok in toc), toc
     assert run_links and all(run_links)
     assert -1 < top < 100  # the run's section is at the top of the window (sub-pixel)
@@ -181,14 +197,21 @@ def test_report_html_loads_in_headless_chromium(finished_study: Path, tmp_path: 
 
 def test_top_k_shows_intervals_ties_and_names_a_trivial_objective(finished_study: Path) -> None:
     md = (finished_study / "report" / "report.md").read_text()
-    top = md.split("## Top", 1)[1].split("## Figures", 1)[0]
-    assert "| Validation recall [95 % interval] | Difference to #1 [95 %] | Tied with #1 |" in top
-    assert "paired bootstrap over the same 3 validation pictures, 1000 resamples" in top
-    assert "Training noise is unmeasured" in top and "repeat: {from:" in top
+    top = md.split("## Top", 1)[1].split("## Does a parameter", 1)[0]
+    assert (
+        "| Validation recall (mean ± sd, seeds) | Flag | Difference to #1 [95 %] | Tied | "
+        "Validation precision | Validation F1 | Validation average precision | "
+        "Validation best F1 over thresholds |"
+    ) in top
+    assert "paired bootstrap over the validation pictures; training noise unmeasured" in top
     assert "predicting every pixel positive gives recall 1" in top
-    assert "| Validation best F1 over thresholds | Validation threshold of best F1 |" in top
     first = next(line for line in top.splitlines() if line.startswith("| 1 |"))
-    assert "| — | best |" in first and " [" in first  # the value with its interval
+    assert "| — | best |" in first and "(one seed)" in first
+    for line in top.splitlines():  # a tie flag never contradicts its interval
+        if line.startswith(("| 2 |", "| 3 |")):
+            cells = [c.strip() for c in line.split("|")]
+            low, high = (float(x) for x in cells[-7].strip("[]").split(","))
+            assert cells[-6] == ("yes" if low <= 0 <= high else "no")
 
 
 def test_runs_csv_and_results_json_match_the_run_records(finished_study: Path) -> None:
@@ -209,9 +232,11 @@ def test_runs_csv_and_results_json_match_the_run_records(finished_study: Path) -
     results = json.loads((finished_study / "report" / "results.json").read_text())
     assert results["objective"] == {"metric": "val/recall", "direction": "maximize"}
     assert results["intervals"]["resamples"] == 1000
-    best = summary.ranked()[0]
-    assert results["best"] == {"stage": best.stage, "trial": best.trial}
-    assert {"stage": best.stage, "trial": best.trial} in results["tied_with_best"]
+    best = summary.ranked()[0]  # one seed per configuration: the best run's is the best
+    assert results["best"] == best.label and best.label in results["tied_with_best"]
+    assert results["answer"]["model"]["path"] == str((best.run_dir / "model.pt").resolve())
+    assert results["intervals"]["training_noise_measured"] is False
+    assert [c["configuration"] for c in results["configurations"]][0] == best.label
 
 
 def test_every_run_records_per_picture_histograms_that_sum_to_its_values(

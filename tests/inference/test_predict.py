@@ -141,6 +141,31 @@ def test_best_threshold_comes_from_the_run(
         predictor.threshold("1.5")
 
 
+def test_threshold_best_is_refused_for_a_model_that_collapsed_on_validation(
+    checkpoint: Path, tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose validation histogram is collapsed (ProbabilityHistogram.collapsed)
+    records no best threshold: ``--threshold best`` is one line and exit 2, nothing
+    written; a number still works."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["best_threshold"] = None
+    state.get("metrics", {}).pop("val/best_threshold", None)
+    collapsed = tmp_path / "model.pt"
+    torch.save(state, collapsed)
+    picture = next((demo_data / "val" / "images").iterdir())
+    out = tmp_path / "masks"
+    assert (
+        main(["predict", str(collapsed), str(picture), "--out", str(out), "--threshold", "best"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --threshold best: the checkpoint records")
+    assert "collapsed on validation" in err[0] and not out.exists()
+    assert main(["predict", str(collapsed), str(picture), "--out", str(out), "-q"]) == 0
+
+
 def test_model_pt_loads_weights_only_in_plain_smp(checkpoint: Path, demo_data: Path) -> None:
     import segmentation_models_pytorch as smp
     import torch

@@ -1,9 +1,11 @@
 """A tiny document model (headings, paragraphs, tables, figures) rendered to Markdown
 and to self-contained HTML (figures are files beside it, referenced relatively).
 
-Both renderings open with a table of contents of the level-2 headings; a table cell
-may be a :class:`Link` (a run's label pointing at its appendix section). In HTML, wide
-tables scroll sideways inside their own box and a figure opens full size on click.
+Both renderings put a table of contents of the level-2 headings where a
+:class:`Contents` block stands (after the answer); a table cell may be a :class:`Link`
+(a run's label pointing at its appendix section). Paragraph text may hold ``**bold**``
+and ```code``` (Markdown as written; HTML converts them). In HTML, wide tables scroll
+sideways inside their own box and a figure opens full size on click.
 """
 
 from __future__ import annotations
@@ -60,7 +62,25 @@ class Image:
     alt: str
 
 
-Block = Heading | Paragraph | Table | Image
+@dataclass
+class Contents:
+    """Where the table of contents goes."""
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Thumbnails:
+    """Small pictures in a row, each linking to its full-resolution file."""
+
+    items: list[tuple[str, str, str]]  # (thumbnail path, full-size path, label)
+    caption: str
+
+
+Block = Heading | Paragraph | Table | Image | Contents | Bullets | Thumbnails
 
 
 def _md_cell(cell: Cell) -> str:
@@ -75,16 +95,21 @@ def contents(blocks: list[Block]) -> list[Heading]:
 
 def to_markdown(blocks: list[Block]) -> str:
     out: list[str] = []
-    for i, b in enumerate(blocks):
+    for b in blocks:
         if isinstance(b, Heading):
             if b.anchor:  # explicit anchors (runs) as HTML: Markdown renderers keep them
                 out.append(f'<a id="{b.anchor}"></a>\n')
             out.append(f"{'#' * b.level} {b.text}\n")
-            if i == 0 and b.level == 1:
-                toc = contents(blocks)
-                out += [f"- [{h.text}](#{h.id})" for h in toc] + ([""] if toc else [])
+        elif isinstance(b, Contents):
+            toc = contents(blocks)
+            out += ["**Contents:** " + " · ".join(f"[{h.text}](#{h.id})" for h in toc), ""]
         elif isinstance(b, Paragraph):
             out.append(f"{b.text}\n")
+        elif isinstance(b, Bullets):
+            out += [f"- {item}" for item in b.items] + [""]
+        elif isinstance(b, Thumbnails):
+            out.append(" ".join(f"[![{label}]({thumb})]({full})" for thumb, full, label in b.items))
+            out.append(f"\n*{b.caption}*\n")
         elif isinstance(b, Table):
             if b.caption:
                 out.append(f"*{b.caption}*\n")
@@ -101,7 +126,7 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1320px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
@@ -110,6 +135,9 @@ tr.top td{font-weight:bold;background:#eef5fb}
 td a{color:inherit}nav.toc{background:#f7f7f7;border:1px solid #e3e3e3;padding:.5em 1em;
 margin:1em 0 2em;font-size:.9em}nav.toc ol{margin:.3em 0;padding-left:1.4em}
 figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd;cursor:zoom-in}
+.thumbs div{display:flex;flex-wrap:wrap;gap:.5em}.thumbs a{display:flex;
+flex-direction:column;align-items:center;font-size:.75em;color:#444;text-decoration:none}
+.thumbs img{width:150px;image-rendering:pixelated}code{font-size:.85em;word-break:break-all}
 figcaption{font-size:.85em;color:#444;margin-top:.3em}caption{caption-side:top;text-align:left;
 font-style:italic;padding-bottom:.3em}
 """
@@ -122,16 +150,26 @@ def to_html(blocks: list[Block], title: str) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
     ]
-    for i, b in enumerate(blocks):
+    for b in blocks:
         if isinstance(b, Heading):
             out.append(f'<h{b.level} id="{e(b.id)}">{e(b.text)}</h{b.level}>')
-            if i == 0 and b.level == 1:
-                toc = "".join(
-                    f'<li><a href="#{e(h.id)}">{e(h.text)}</a></li>' for h in contents(blocks)
-                )
-                out.append(f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>')
+        elif isinstance(b, Contents):
+            toc = " · ".join(f'<a href="#{e(h.id)}">{e(h.text)}</a>' for h in contents(blocks))
+            out.append(f'<nav class="toc"><strong>Contents:</strong> {toc}</nav>')
         elif isinstance(b, Paragraph):
-            out.append(f"<p>{e(b.text)}</p>")
+            out.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in b.items) + "</ul>")
+        elif isinstance(b, Thumbnails):
+            cells = "".join(
+                f'<a href="{e(full)}" target="_blank" title="{e(label)}: full resolution">'
+                f'<img src="{e(thumb)}" alt="{e(label)}"><span>{e(label)}</span></a>'
+                for thumb, full, label in b.items
+            )
+            out.append(
+                f'<figure class="thumbs"><div>{cells}</div>'
+                f"<figcaption>{e(b.caption)}</figcaption></figure>"
+            )
         elif isinstance(b, Table):
             out.append('<div class="scroll"><table>')
             if b.caption:
@@ -151,6 +189,13 @@ def to_html(blocks: list[Block], title: str) -> str:
             )
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    """Escaped text with ``**bold**`` and ```code``` as HTML."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
 def _html_cell(cell: Cell) -> str:

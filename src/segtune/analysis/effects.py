@@ -1,17 +1,18 @@
-"""Does a parameter matter? Its effect on the objective against run-to-run noise.
+"""Does a parameter matter? Its effect on the objective and on ranking quality.
 
-For each parameter a grid-like stage searches (the seed excepted): the mean objective of
-the stage's completed runs at each of its values (the other parameters and seeds
-averaged), and the *spread*, the largest minus the smallest of those means.
+For each parameter a grid-like stage searches (the seed excepted), the configurations
+of the stage are grouped by the parameter's value; a value's mean is the mean of its
+configurations' seed means (each configuration counts once, however many seeds it
+has). The largest minus the smallest value's mean is judged with the study's one tie
+rule (:func:`segtune.core.ties.compare`): the paired picture bootstrap of the two means
+(the same resampled validation pictures for every run), widened by training noise when
+configurations were trained with several seeds. The parameter matters for a metric when
+that interval excludes 0.
 
-All runs are scored on the same validation pictures, so picture-sample noise is judged
-*paired*: the difference between the highest and the lowest value's mean is recomputed
-in every bootstrap resample of the pictures (the same resamples for every run), and a
-parameter matters only when that difference's 95 % interval excludes 0 and, when
-configurations were trained with several seeds, the spread also exceeds the median
-range over seeds (training noise). Without per-picture records the *noise floor* is the
-larger of the median width of the runs' intervals and the median range over seeds. With
-one seed per point the report says that training noise is unmeasured.
+It is judged on the objective *and* on the threshold-free measures, AP and best F1 over
+thresholds. A parameter that moves the objective but neither of those moves the
+probabilities, not the ranking quality: the verdict says so and gives each value's
+validation-best threshold (where the same ranking is cut).
 """
 
 from __future__ import annotations
@@ -20,104 +21,86 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtune.analysis.summary import RunSummary, StudySummary
-from segtune.core.intervals import Interval, interval
+from segtune.analysis.ranking import Configuration, configurations
+from segtune.analysis.summary import StudySummary
+from segtune.core.metrics import describe_metric, direction_of
+from segtune.core.ties import Comparison, Evidence, SeedNoise, compare, pooled_seed_noise
 from segtune.study.spec import SEED_KEY, ParamValue
+
+QUALITY = ("val/ap", "val/best_f1")
 
 
 @dataclass(frozen=True)
-class NoiseFloor:
-    pictures: float | None  # median width of the objective's 95 % picture-sample interval
-    seeds: float | None  # median range of the objective over seeds
+class MetricEffect:
+    """One metric's means per value and the judged difference (highest − lowest)."""
+
+    metric: str
+    means: list[tuple[ParamValue, float, int]]  # value, mean, configurations
+    spread: float
+    comparison: Comparison
+    high: ParamValue  # the value with the highest mean, and the lowest
+    low: ParamValue
 
     @property
-    def value(self) -> float | None:
-        known = [v for v in (self.pictures, self.seeds) if v is not None]
-        return max(known) if known else None
+    def matters(self) -> bool | None:
+        tied = self.comparison.tied
+        return None if tied is None else not tied
 
     def words(self) -> str:
-        parts = []
-        if self.pictures is not None:
-            parts.append(f"picture-sample interval width {self.pictures:.3g}")
-        if self.seeds is not None:
-            parts.append(f"range over seeds {self.seeds:.3g}")
-        else:
-            parts.append("training noise unmeasured (one seed per point)")
-        return ", ".join(parts)
+        interval = self.comparison.interval
+        why = f"95 % interval {interval}" if interval is not None else "no noise measured"
+        return (
+            f"{describe_metric(self.metric, short=True)} {self.spread:+.3g} from "
+            f"{_fmt(self.low)} to {_fmt(self.high)} ({why})"
+        )
 
 
 @dataclass(frozen=True)
 class Effect:
     stage: str
     key: str
-    means: list[tuple[ParamValue, float, int]]  # value, mean objective, runs
-    spread: float
-    floor: NoiseFloor
-    paired: Interval | None = None  # of (best value's mean − worst value's mean)
+    objective: MetricEffect
+    quality: list[MetricEffect]
+    thresholds: list[tuple[ParamValue, float]]  # value, mean validation-best threshold
 
     @property
     def detectable(self) -> bool | None:
-        """Whether the effect stands out of the measured noise (None: none measured)."""
-        if self.paired is not None:
-            above_seeds = self.floor.seeds is None or self.spread > self.floor.seeds
-            return not self.paired.contains(0.0) and above_seeds
-        floor = self.floor.value
-        return None if floor is None else self.spread > floor
+        return self.objective.matters
+
+    @property
+    def calibration_only(self) -> bool:
+        """The objective moves, the threshold-free measures do not."""
+        return (
+            bool(self.objective.matters)
+            and bool(self.quality)
+            and not any(q.matters for q in self.quality)
+        )
 
     def verdict(self) -> str:
-        ordered = sorted(self.means, key=lambda m: m[1])  # tied means: still two values
-        lo, hi = ordered[0], ordered[-1]
-        moves = (
-            f"the mean moves by {self.spread:.3g} (from {lo[1]:.3g} at {lo[0]} to "
-            f"{hi[1]:.3g} at {hi[0]})"
-        )
-        seeds = (
-            f", range over seeds {self.floor.seeds:.3g}"
-            if self.floor.seeds is not None
-            else " (picture-sample noise only: training noise unmeasured, one seed per point)"
-        )
-        if self.paired is not None:
-            why = f"paired 95 % interval of that difference {self.paired}{seeds}"
-            if self.detectable:
-                return f"matters: {moves}; {why}"
-            return f"no effect detectable above run-to-run noise: {moves}; {why}"
-        floor = self.floor.value
-        if floor is None:
-            return f"spread {self.spread:.3g}; cannot be judged: no noise was measured"
-        if self.spread > floor:
-            return f"matters: {moves}, above the noise floor {floor:.3g}"
-        return (
-            f"no effect detectable above run-to-run noise: spread {self.spread:.3g} ≤ "
-            f"noise floor {floor:.3g}"
+        o = self.objective
+        quality = "; ".join(q.words() for q in self.quality)
+        if o.matters is None:
+            return f"cannot be judged: no noise was measured ({o.words()})"
+        thresholds = ", ".join(f"{_fmt(v)}: {t:.3g}" for v, t in self.thresholds)
+        if self.calibration_only:
+            return (
+                f"moves the probabilities, not the ranking quality: {o.words()}; "
+                f"{quality} — validation-best threshold per value {thresholds}"
+            )
+        if o.matters:
+            return f"matters: {o.words()}" + (f"; {quality}" if quality else "")
+        moved = [q for q in self.quality if q.matters]
+        if moved:
+            return f"matters for ranking quality, not for the objective: {o.words()}; " + "; ".join(
+                q.words() for q in moved
+            )
+        return f"no effect detectable above noise: {o.words()}" + (
+            f"; {quality}" if quality else ""
         )
 
 
-def noise_floor(s: StudySummary) -> NoiseFloor:
-    widths = [
-        r.intervals[s.objective].high - r.intervals[s.objective].low
-        for r in s.ranked()
-        if s.objective in r.intervals
-    ]
-    spreads = s.seed_spreads()
-    return NoiseFloor(
-        float(np.median(widths)) if widths else None,
-        float(np.median(spreads)) if spreads else None,
-    )
-
-
-def _paired(
-    s: StudySummary, groups: dict[str, tuple[ParamValue, list[RunSummary]]]
-) -> Interval | None:
-    """Interval of (highest − lowest value's mean) over the same picture resamples."""
-    if not all(s.objective in r.samples for _, rs in groups.values() for r in rs):
-        return None
-    means = {
-        k: np.mean([r.samples[s.objective] for r in rs], axis=0) for k, (_, rs) in groups.items()
-    }
-    point = {k: float(np.mean([r.final[s.objective] for r in rs])) for k, (_, rs) in groups.items()}
-    ordered = sorted(point, key=point.__getitem__)  # tied means: still two groups
-    lo, hi = ordered[0], ordered[-1]
-    return interval(means[hi] - means[lo])
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _group(value: ParamValue) -> str:
@@ -126,25 +109,65 @@ def _group(value: ParamValue) -> str:
     return repr(float(value)) if number else repr(value)
 
 
+def _value_evidence(configs: list[Configuration], metric: str) -> Evidence:
+    """A parameter value's evidence: its configurations' seed means, the mean of their
+    picture samples, and the effective seed count of that mean (1/m² · Σ 1/n_j)."""
+    values = tuple(c.mean(metric) for c in configs)
+    per_config = [c.evidence(metric).mean_samples() for c in configs]
+    samples = None
+    if all(p is not None for p in per_config):
+        samples = np.stack([p for p in per_config if p is not None])
+    variance = sum(1 / c.n for c in configs) / len(configs) ** 2
+    return Evidence(values, samples, effective_n=1 / variance)
+
+
+def _metric_effect(
+    groups: dict[str, tuple[ParamValue, list[Configuration]]],
+    metric: str,
+    noise: SeedNoise | None,
+) -> MetricEffect | None:
+    if not all(len(c.values(metric)) == c.n for _, cs in groups.values() for c in cs):
+        return None
+    evidence = {k: _value_evidence(cs, metric) for k, (_, cs) in groups.items()}
+    order = sorted(evidence, key=lambda k: evidence[k].mean)  # tied means: still two
+    low, high = order[0], order[-1]
+    if direction_of(metric) == "minimize":
+        low, high = high, low
+    means = [(v, evidence[k].mean, len(cs)) for k, (v, cs) in groups.items()]
+    comparison = compare(evidence[high], evidence[low], noise)
+    return MetricEffect(
+        metric, means, comparison.difference, comparison, groups[high][0], groups[low][0]
+    )
+
+
 def parameter_effects(s: StudySummary) -> list[Effect]:
     """One :class:`Effect` per stage and searched parameter with at least two values."""
-    floor = noise_floor(s)
+    every = configurations(s.runs)
+    noises = {m: pooled_seed_noise([c.evidence(m) for c in every]) for m in (s.objective, *QUALITY)}
     effects = []
     for stage, grid in s.searched.items():
-        runs = s.stage_runs(stage)
+        configs = [c for c in every if any(r.in_stage(stage) for r in c.runs)]
         for key in grid:
             if key == SEED_KEY:
                 continue
-            groups: dict[str, tuple[ParamValue, list[RunSummary]]] = {}
-            for r in runs:
-                if key in r.params:
-                    groups.setdefault(_group(r.params[key]), (r.params[key], []))[1].append(r)
+            groups: dict[str, tuple[ParamValue, list[Configuration]]] = {}
+            for c in configs:
+                if key in c.params:
+                    groups.setdefault(_group(c.params[key]), (c.params[key], []))[1].append(c)
             if len(groups) < 2:
                 continue
-            means = [
-                (v, float(np.mean([r.final[s.objective] for r in rs])), len(rs))
-                for v, rs in groups.values()
+            objective = _metric_effect(groups, s.objective, noises[s.objective])
+            if objective is None:
+                continue
+            quality = [
+                q
+                for m in QUALITY
+                if m != s.objective and (q := _metric_effect(groups, m, noises[m])) is not None
             ]
-            spread = max(m for _, m, _ in means) - min(m for _, m, _ in means)
-            effects.append(Effect(stage, key, means, spread, floor, _paired(s, groups)))
+            thresholds = [
+                (v, float(np.mean(t)))
+                for v, cs in groups.values()
+                if (t := [x for c in cs for x in c.values("val/best_threshold")])
+            ]
+            effects.append(Effect(stage, key, objective, quality, thresholds))
     return effects

@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
+from segtune.analysis.ranking import Configuration, rank
 from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.core.metrics import ProbabilityHistogram, better, describe_metric
 from segtune.core.previews import FN_COLOUR, FP_COLOUR, TP_COLOUR, overlay
@@ -64,61 +65,72 @@ def _legend(ax: plt.Axes, threshold: float) -> None:
         patch.set_gid(key)  # the legend draws copies of the handles
 
 
-def run_strip(run: RunSummary, summary: StudySummary) -> Figure:
-    """The K preview pictures of one run with prediction vs ground truth."""
-    k = len(run.pictures)
-    fig, axes = plt.subplots(1, k, figsize=(2.2 * k + 1.8, 2.5), squeeze=False)
-    for ax, pic in zip(axes[0], run.pictures, strict=True):
-        ax.imshow(overlay(run.run_dir / "previews", pic, run.threshold))
-        ax.set_title(f"{pic.stem}: TP {pic.tp} FP {pic.fp} FN {pic.fn}", fontsize=7)
-        ax.axis("off")
-    _legend(axes[0][-1], run.threshold)
-    title = f"Run {run.label}: validation preview pictures, prediction vs ground truth"
-    fig.suptitle(title, fontsize=9)
-    caption = (
-        f"{title} (the first {k} pictures of the validation subset, by file stem: "
-        f"{', '.join(p.stem for p in run.pictures)}; {summary.kept_words}). Colours: "
-        f"{caption_words(OVERLAY_KEYS, run.threshold)}."
-    )
-    return _finish(fig, f"strip-{run.stage}-{run.trial:04d}", title, caption)
-
-
 def topk_grid(summary: StudySummary) -> Figure | None:
-    """Top-k runs (rows) × preview pictures (columns)."""
-    top = [r for r in summary.top() if r.pictures]
+    """Top-k configurations (rows: the median seed of each) × preview pictures
+    (columns); picture stems above the columns, row labels left of the rows."""
+    ranked = rank(summary)
+    top = [(c, c.pick(summary.objective)) for c in ranked.configs[: summary.top_k]]
+    top = [(c, r) for c, r in top if r.pictures]
     if not top:
         return None
-    k = max(len(r.pictures) for r in top)
-    fig, axes = plt.subplots(len(top), k, figsize=(2.0 * k + 1.8, 2.1 * len(top)), squeeze=False)
-    for row, run in zip(axes, top, strict=True):
+    k = max(len(r.pictures) for _, r in top)
+    fig, axes = plt.subplots(len(top), k, figsize=(2.0 * k + 2.4, 2.1 * len(top)), squeeze=False)
+    for row, (config, run) in zip(axes, top, strict=True):
         for col, ax in enumerate(row):
             ax.axis("off")
             if col < len(run.pictures):
                 ax.imshow(overlay(run.run_dir / "previews", run.pictures[col], run.threshold, 192))
-                if run is top[0]:
-                    ax.text(
-                        0.5,
-                        1.02,
-                        run.pictures[col].stem,
-                        transform=ax.transAxes,
-                        ha="center",
-                        va="bottom",
-                        fontsize=6,
-                    )
-                if col == 0:
-                    label = ax.set_title(
-                        f"{run.label} ({run.final[summary.objective]:.3f})", fontsize=7, loc="left"
-                    )
-                    label.set_gid(summary.objective)
+                if row is axes[0]:
+                    ax.set_title(f"{col + 1}: {run.pictures[col].stem}", fontsize=6)
+        seeds = f", {config.n} seeds" if config.n > 1 else ""
+        label = row[0].text(
+            -0.06,
+            0.5,
+            f"{config.label}\n{config.mean(summary.objective):.3f}{seeds}",
+            transform=row[0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+        label.set_gid(summary.objective)
     _legend(axes[0][-1], summary.threshold)
     objective = describe_metric(summary.objective, summary.threshold)
-    title = f"Top {len(top)} runs by {objective}"
+    title = f"Top {len(top)} configurations by {objective}"
     fig.suptitle(title, fontsize=9)
     caption = (
-        f"{title}: validation preview pictures 1–{k} (columns) per run (rows), "
-        f"{summary.kept_words}. Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}."
+        f"{title}: validation preview pictures 1–{k} (columns) of each configuration's "
+        f"median seed (rows; the number is the mean over seeds), {summary.kept_words}. "
+        f"Colours: {caption_words(OVERLAY_KEYS, summary.threshold)}."
     )
     return _finish(fig, "topk-grid", title, caption)
+
+
+def save_overlays(run: RunSummary, folder: Path) -> list[tuple[str, str, str]]:
+    """Each preview picture's overlay of ``run`` at full resolution and as a thumbnail,
+    saved into ``folder``: ``(thumbnail file, full file, label)`` per picture."""
+    from PIL import Image as PILImage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for pic in run.pictures:
+        base = f"overlay-{run.stage}-{run.trial:04d}-{pic.index:02d}"
+        full = overlay(run.run_dir / "previews", pic, run.threshold, size=None)
+        PILImage.fromarray(full).save(folder / f"{base}.png")
+        thumb = overlay(run.run_dir / "previews", pic, run.threshold, size=150)
+        PILImage.fromarray(thumb).save(folder / f"{base}-thumb.png")
+        label = f"{pic.index}: {pic.stem} — TP {pic.tp} FP {pic.fp} FN {pic.fn}"
+        items.append((f"{base}-thumb.png", f"{base}.png", label))
+    return items
+
+
+def overlay_caption(run: RunSummary, summary: StudySummary) -> str:
+    return (
+        f"Run {run.label}: validation preview pictures (the first {len(run.pictures)} of "
+        f"the validation subset, by file stem), prediction vs ground truth at threshold "
+        f"{run.threshold:g}, {summary.kept_words}; click a picture for full resolution. "
+        f"Colours: {caption_words(OVERLAY_KEYS, run.threshold)}."
+    )
 
 
 def epoch_series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -130,40 +142,52 @@ def epoch_series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int]
 
 
 def metric_curves(run: RunSummary, metric: str) -> Figure:
-    """``train/<metric>`` and ``val/<metric>`` over epochs, plus ``train/loss``."""
-    keys = (f"train/{metric}", f"val/{metric}")
-    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"wspace": 0.35})
+    """``train/<metric>`` and ``val/<metric>`` over epochs with validation precision and
+    AP beside them (what a degenerate objective cannot fake), the kept epoch marked;
+    ``train/loss`` on the right."""
+    keys = [f"train/{metric}", f"val/{metric}"]
+    keys += [k for k in ("val/precision", "val/ap") if k not in keys]
+    keys = [k for k in keys if any(k in r for r in run.history)]
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(8.5, 3), gridspec_kw={"wspace": 0.35})
     for key, colour in zip(keys, LINE_COLOURS, strict=False):
         ax.plot(
             *epoch_series(run.history, key),
             marker="o",
+            markersize=3,
             color=colour,
             label=describe_metric(key, run.threshold, short=True),
             gid=key,
         )
-    ax.set_xlabel("epoch")
+    kept = run.kept_epoch or run.epochs_done
+    for a in (ax, ax_loss):
+        a.axvline(kept, color="#888888", linestyle="--", linewidth=1)
+    ax.set_xlabel("epoch (dashed: the kept epoch)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1))
-    ax.legend(fontsize=8)
+    ax.set_ylabel("value")
+    ax.legend(fontsize=7)
     loss_rows = [r for r in run.history if "train/loss" in r]
     ax_loss.plot(
         [r["epoch"] for r in loss_rows],
         [float(r["train/loss"]) for r in loss_rows],
         marker="o",
-        color=LINE_COLOURS[2],
+        markersize=3,
+        color=LINE_COLOURS[len(keys) % len(LINE_COLOURS)],
         gid="train/loss",
         label=describe_metric("train/loss", short=True),
     )
     ax_loss.set_xlabel("epoch")
     ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_ylabel(describe_metric("train/loss", short=True))
-    ax_loss.legend(fontsize=8)
+    ax_loss.legend(fontsize=7)
     words = describe_metric(f"val/{metric}", run.threshold).replace("Validation ", "", 1)
-    title = f"Run {run.label}: {words}, per epoch, training and validation"
+    title = f"Run {run.label}: {words}, per epoch, with validation precision and AP"
     fig.suptitle(title, fontsize=9)
-    left = caption_words(keys, run.threshold)
-    right = caption_words(("train/loss",), run.threshold)
-    caption = f"{title}. Left: {left}. Right: {right}."
+    selected = f"selected by {run.selected_by}" if run.selected_by else "the last"
+    caption = (
+        f"{title}. Left: {caption_words(keys, run.threshold)}. Right: "
+        f"{caption_words(('train/loss',), run.threshold)}. Dashed line: the kept epoch "
+        f"{kept} ({selected})."
+    )
     return _finish(fig, f"curves-{run.stage}-{run.trial:04d}", title, caption)
 
 
@@ -195,33 +219,35 @@ class Heatmap:
 
 
 def heatmap_data(summary: StudySummary) -> list[Heatmap]:
-    """The objective over each pair of searched parameters of a stage, faceted by a third
-    (other parameters: the best value over them)."""
+    """The objective (each configuration's mean over seeds) over each pair of searched
+    parameters of a stage, faceted by a third (other parameters: the best value over
+    them)."""
     out = []
-    tied = {r.label for r in summary.tied_with_best()}
+    ranked = rank(summary)
+    tied = {c.label for c in ranked.tied()}
     for stage, grid in summary.searched.items():
         names = [k for k, v in grid.items() if len(v) > 1 and k != SEED_KEY]
-        runs = summary.stage_runs(stage)
-        if len(names) < 2 or not runs:
+        configs = [c for c in ranked.configs if any(r.in_stage(stage) for r in c.runs)]
+        if len(names) < 2 or not configs:
             continue
-        values = _finite(runs, summary.objective)
+        values = [v for c in configs if np.isfinite(v := c.mean(summary.objective))] or [1.0]
         low, high = float(np.min(values)), float(np.max(values))
         high = high if high > low else low + 1e-9
         for a, b in itertools.combinations(names, 2):
             rest = [n for n in names if n not in (a, b)]
             facet = rest[0] if rest else None
             panels = [
-                _panel(summary, runs, grid[a], grid[b], (a, b), facet, fv, tied)
+                _panel(summary, configs, grid[a], grid[b], (a, b), facet, fv, tied)
                 for fv in (grid[facet] if facet else [None])
             ]
-            best_over = [n for n in rest if n != facet] + (["seeds"] if SEED_KEY in grid else [])
+            best_over = [n for n in rest if n != facet]
             out.append(Heatmap(stage, a, b, facet, grid[a], grid[b], panels, low, high, best_over))
     return out
 
 
 def _panel(
     summary: StudySummary,
-    runs: Sequence[RunSummary],
+    configs: Sequence[Configuration],
     rows: list[ParamValue],
     cols: list[ParamValue],
     keys: tuple[str, str],
@@ -231,13 +257,15 @@ def _panel(
 ) -> HeatmapPanel:
     table = np.full((len(rows), len(cols)), np.nan)
     marked = np.zeros(table.shape, bool)
-    for r in runs:
-        if facet and r.params.get(facet) != facet_value:
+    for c in configs:
+        if facet and c.params.get(facet) != facet_value:
             continue
-        i, j = rows.index(r.params[keys[0]]), cols.index(r.params[keys[1]])
-        v = r.final[summary.objective]
+        if c.params.get(keys[0]) not in rows or c.params.get(keys[1]) not in cols:
+            continue
+        i, j = rows.index(c.params[keys[0]]), cols.index(c.params[keys[1]])
+        v = c.mean(summary.objective)
         if np.isnan(table[i, j]) or better(v, table[i, j], summary.direction):
-            table[i, j], marked[i, j] = v, r.label in tied
+            table[i, j], marked[i, j] = v, c.label in tied
     return HeatmapPanel(facet_value, table, marked)
 
 
@@ -282,8 +310,9 @@ def draw_heatmap(h: Heatmap, summary: StudySummary) -> Figure:
     more = f", one panel per {h.facet}" if h.facet else ""
     best = f"; best over {', '.join(h.best_over)}" if h.best_over else ""
     caption = (
-        f"{title}{more}{best}. Values of the {summary.kept_words}; empty cells: no "
-        "completed run; hatched cells: runs that cannot be told apart from the best (Top runs)."
+        f"{title}{more}{best}. Each cell: a configuration's mean over seeds of the "
+        f"{summary.kept_words}; empty cells: no completed run; hatched cells: "
+        "configurations that cannot be told apart from the best (the Answer's tie rule)."
     )
     return _finish(fig, f"heatmap-{h.stage}-{h.a}-{h.b}".replace(".", "_"), title, caption)
 
@@ -294,17 +323,15 @@ def heatmaps(summary: StudySummary) -> list[Figure]:
 
 
 def tick_label(v: ParamValue) -> str:
-    """A parameter value as an axis tick: floats in ``%g`` form, others as they are."""
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _finite(runs: Sequence[RunSummary], key: str) -> list[float]:
-    return [r.final[key] for r in runs if np.isfinite(r.final[key])] or [1.0]
+    """A parameter value as an axis tick, formatted like the tables (``3.162``)."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def pr_curves(summary: StudySummary) -> Figure | None:
-    """Validation precision vs validation recall over thresholds for the top-k runs."""
-    top = [r for r in summary.top() if r.pr_curve]
+    """Validation precision vs validation recall over thresholds for the top-k
+    configurations (the median seed of each)."""
+    top = [c.pick(summary.objective) for c in rank(summary).configs[: summary.top_k]]
+    top = [r for r in top if r.pr_curve]
     if not top:
         return None
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -327,7 +354,10 @@ def pr_curves(summary: StudySummary) -> Figure | None:
         fontsize=7, title="AP: " + describe_metric("val/ap", short=True), title_fontsize=7
     )
     legend.get_title().set_gid("val/ap")
-    title = f"Precision–recall curves of the top {len(top)} runs (validation, {summary.kept_words})"
+    title = (
+        f"Precision–recall curves of the top {len(top)} configurations' median seeds "
+        f"(validation, {summary.kept_words})"
+    )
     ax.set_title(title, fontsize=9)
     caption = (
         f"{title}: {describe_metric('val/precision', None)} against "

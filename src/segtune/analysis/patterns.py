@@ -1,116 +1,212 @@
-"""Picture patterns: which preview pictures get true and false positives, per run.
+"""Observation groups: configurations whose predictions on the preview pictures look
+alike, each titled by what sets it apart from the others.
 
-Runs with the same pattern (set of pictures with TP > 0, set with FP > 0) form one
-observation. Degenerate groups get their own names: "All black" (no positive pixel
-predicted on any preview picture) and "False positives only" (no TP anywhere). On real
-data every run often has TP and FP on every picture; when presence puts all runs in one
-group, runs are grouped by the quantity words below per picture instead.
+A configuration's *profile* is, per preview picture, the share of the picture's
+positive pixels it finds (TP / positives) and its false positives as a share of them
+(FP / positives; on a picture without positives, of the preview pictures' median
+positives), each averaged over its seeds. Configurations that predict nothing ("all
+black") or find almost nothing (recall below ``ALMOST_NOTHING``) are groups of their
+own; the others are clustered (average linkage; the distance of two profiles is their
+largest difference on one picture, false-positive shares capped at 2) until at most
+``MAX_GROUPS`` groups remain and no two are closer than ``MERGE``.
 
-Runs that predict nothing or over-predict are named by :func:`segtune.core.metrics.degenerate`.
+A group's title names its largest difference to the other configurations ("misses most
+of picture 3: finds 12 % of its positives, the others 61 %"; "false positives on picture
+2, ×3.1 the others"); the per-picture shares of each configuration are in its table.
+Nothing is claimed on a picture where a group finds under 5 % of the positives but that
+it misses them.
 
-Quantity words compare counts with the picture's positive pixels:
-
-* true positives: "few" below 10 % of the picture's positives, "some" below 50 %,
-  "most" from 50 %;
-* false positives: "few" below 10 % of the picture's positives, "some" below 100 %,
-  "many" from 100 % (more false than true pixels); on a picture without positives any
-  false positive is "many".
+:func:`tp_word` and :func:`fp_word` put one picture's counts in words for a run's
+appendix table: true positives "few" below 10 % of the picture's positives, "some" below
+50 %, "most" from 50 %; false positives "few" below 10 %, "some" below 100 %, "many" from
+100 % (on a picture without positives any false positive is "many").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from segtune.analysis.summary import RunSummary
-from segtune.core.metrics import PictureCounts
+import numpy as np
+from numpy.typing import NDArray
+
+from segtune.analysis.ranking import Configuration
+from segtune.core.metrics import ALMOST_NOTHING, PictureCounts
 
 FEW, SOME_TP, SOME_FP = 0.10, 0.50, 1.00
-_RANK = {"none": 0, "few": 1, "some": 2, "most": 3, "many": 3}
+MAX_GROUPS = 6
+MERGE = 0.20  # profiles closer than this (largest difference, on average) merge
+FP_CAP = 2.0
+NOTHING = 0.05  # a group "finds" a picture's positives from this share on
 
 
-@dataclass(frozen=True, order=True)
-class Pattern:
-    tp_pictures: tuple[int, ...]
-    fp_pictures: tuple[int, ...]
-    # (tp word, fp word) per preview picture; only when presence does not separate runs
-    levels: tuple[tuple[str, str], ...] = ()
+@dataclass(frozen=True)
+class Profile:
+    """Per preview picture: found share, false-positive share (seed means)."""
 
-    @property
-    def kind(self) -> str:
-        if not self.tp_pictures and not self.fp_pictures:
-            return "all_black"
-        if not self.tp_pictures:
-            return "fp_only"
-        return "found"
+    found: NDArray[np.float64]
+    false: NDArray[np.float64]
+
+    def vector(self) -> NDArray[np.float64]:
+        return np.concatenate([self.found, np.minimum(self.false, FP_CAP) / FP_CAP])
+
+
+def profile(c: Configuration) -> Profile | None:
+    """The configuration's profile, or None when its runs record no preview counts (or
+    not the same pictures)."""
+    stems = [p.stem for p in c.runs[0].pictures]
+    if not stems or any([p.stem for p in r.pictures] != stems for r in c.runs):
+        return None
+    positives = np.array([[p.positives for p in r.pictures] for r in c.runs], np.float64)
+    scale = float(np.median(positives[positives > 0])) if (positives > 0).any() else 1.0
+    tp = np.array([[p.tp for p in r.pictures] for r in c.runs], np.float64)
+    fp = np.array([[p.fp for p in r.pictures] for r in c.runs], np.float64)
+    found = np.divide(tp, positives, out=np.zeros_like(tp), where=positives > 0)
+    false = fp / np.where(positives > 0, positives, scale)
+    return Profile(found.mean(axis=0), false.mean(axis=0))
 
 
 @dataclass
-class PatternGroup:
-    pattern: Pattern
-    runs: list[RunSummary] = field(default_factory=list)
+class Group:
+    configs: list[Configuration]
+    profiles: list[Profile]
+    kind: str  # "found", "all black", "almost nothing"
+    title: str = ""
 
-    @property
-    def title(self) -> str:
-        return describe_pattern(self.pattern)
+    def mean(self) -> Profile:
+        return Profile(
+            np.mean([p.found for p in self.profiles], axis=0),
+            np.mean([p.false for p in self.profiles], axis=0),
+        )
 
 
-def pattern_of(run: RunSummary) -> Pattern:
-    return Pattern(
-        tuple(p.index for p in run.pictures if p.tp > 0),
-        tuple(p.index for p in run.pictures if p.fp > 0),
+def _distance(a: Group, b: Group) -> float:
+    return float(
+        np.mean([np.max(np.abs(p.vector() - q.vector())) for p in a.profiles for q in b.profiles])
     )
 
 
-def _pictures(indices: Sequence[int]) -> str:
-    if len(indices) == 1:
-        return f"picture {indices[0]}"
-    return "pictures " + ", ".join(str(i) for i in indices)
+def _cluster(groups: list[Group], room: int) -> list[Group]:
+    """Average-linkage merging until at most ``room`` groups remain and none are closer
+    than ``MERGE``."""
+    groups = list(groups)
+    while len(groups) > 1:
+        pairs = [
+            (_distance(a, b), i, j)
+            for i, a in enumerate(groups)
+            for j, b in enumerate(groups)
+            if i < j
+        ]
+        d, i, j = min(pairs)
+        if d >= MERGE and len(groups) <= room:
+            break
+        a, b = groups[i], groups.pop(j)
+        a.configs += b.configs
+        a.profiles += b.profiles
+    return groups
 
 
-def describe_pattern(p: Pattern) -> str:
-    """One sentence per pattern, e.g. "True positives on pictures 2, 3; false positives on
-    picture 4."."""
-    if p.kind == "all_black":
-        return "All black — no positive pixel predicted on any preview picture"
-    fp = f"false positives on {_pictures(p.fp_pictures)}" if p.fp_pictures else "no false positives"
-    if p.kind == "fp_only":
-        return f"False positives only — no true positive on any preview picture; {fp}"
-    if p.levels:
-        tp_levels = ", ".join(f"{i} {tp}" for i, (tp, _) in enumerate(p.levels, start=1))
-        fp_levels = ", ".join(f"{i} {fp}" for i, (_, fp) in enumerate(p.levels, start=1))
-        return f"True positives per picture: {tp_levels}; false positives: {fp_levels}"
-    return f"True positives on {_pictures(p.tp_pictures)}; {fp}"
+def group_configurations(configs: Sequence[Configuration]) -> list[Group]:
+    """The observation groups (module docstring), configurations in their given order
+    inside a group; groups with the most found first, degenerate ones last."""
+    found: list[Group] = []
+    special: dict[str, Group] = {}
+    for c in configs:
+        prof = profile(c)
+        if prof is None:
+            continue
+        kind = _kind(c)
+        if kind == "found":
+            found.append(Group([c], [prof], kind))
+        else:
+            special.setdefault(kind, Group([], [], kind))
+            special[kind].configs.append(c)
+            special[kind].profiles.append(prof)
+    found = _cluster(found, max(1, MAX_GROUPS - len(special)))
+    order = {c.label: i for i, c in enumerate(configs)}
+    for g in found:
+        g.configs, g.profiles = _sorted(g, order)
+    found.sort(key=lambda g: (-float(g.mean().found.mean()), float(g.mean().false.mean())))
+    groups = [*found, *(special[k] for k in ("almost nothing", "all black") if k in special)]
+    everyone = [p for g in groups for p in g.profiles]
+    for g in groups:
+        g.title = _title(g, [p for p in everyone if not any(p is q for q in g.profiles)])
+    return groups
 
 
-def group_runs(runs: Sequence[RunSummary]) -> list[PatternGroup]:
-    """Group runs with preview counts by identical pattern.
+def _sorted(g: Group, order: dict[str, int]) -> tuple[list[Configuration], list[Profile]]:
+    pairs = sorted(zip(g.configs, g.profiles, strict=True), key=lambda x: order[x[0].label])
+    return [c for c, _ in pairs], [p for _, p in pairs]
 
-    Order: most pictures with TP first; among equals, fewest pictures with FP first,
-    except that "All black" always comes last (after "False positives only"); grouped by
-    levels, more true positives then fewer false positives first; then by the pictures'
-    numbers. Inside a group, runs keep their given order.
-    """
-    kept = [r for r in runs if r.pictures and r.status in ("completed", "pruned")]
-    by_presence = len({pattern_of(r) for r in kept}) == 1 and len(kept) > 1
-    groups: dict[Pattern, PatternGroup] = {}
-    for run in kept:
-        pat = pattern_of(run)
-        if by_presence and pat.kind == "found":  # presence says nothing: levels do
-            levels = tuple((tp_word(p), fp_word(p)) for p in run.pictures)
-            pat = Pattern(pat.tp_pictures, pat.fp_pictures, levels)
-        groups.setdefault(pat, PatternGroup(pat)).runs.append(run)
-    return sorted(
-        groups.values(),
-        key=lambda g: (
-            -len(g.pattern.tp_pictures),
-            g.pattern.kind == "all_black",
-            len(g.pattern.fp_pictures),
-            -sum(_RANK[tp] for tp, _ in g.pattern.levels),  # more found first
-            sum(_RANK[fp] for _, fp in g.pattern.levels),  # then fewer false positives
-            g.pattern,
-        ),
+
+def _kind(c: Configuration) -> str:
+    tp, fp, fn = (c.mean(f"val/{k}") for k in ("tp", "fp", "fn"))
+    if not np.isfinite([tp, fp, fn]).all():
+        return "found"
+    if tp + fp == 0:
+        return "all black"
+    if tp + fn > 0 and tp / (tp + fn) < ALMOST_NOTHING:
+        return "almost nothing"
+    return "found"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _title(g: Group, others: list[Profile]) -> str:
+    n = len(g.configs)
+    count = f"{n} configuration{'s' if n > 1 else ''}"
+    if g.kind == "all black":
+        return f"All black: no positive pixel predicted ({count})"
+    if g.kind == "almost nothing":
+        return f"Finds almost nothing: recall below {_pct(ALMOST_NOTHING)} ({count})"
+    mine = g.mean()
+    if not others:
+        return (
+            f"Every configuration alike: finds {_pct(float(mine.found.min()))}–"
+            f"{_pct(float(mine.found.max()))} of each preview picture's positives, false "
+            f"positives {_pct(float(mine.false.min()))}–{_pct(float(mine.false.max()))} "
+            f"of them ({count})"
+        )
+    rest = Profile(
+        np.mean([p.found for p in others], axis=0), np.mean([p.false for p in others], axis=0)
     )
+    return f"{_difference(mine, rest)} ({count})"
+
+
+def _difference(mine: Profile, rest: Profile) -> str:
+    """The largest difference of ``mine`` to ``rest`` in a short phrase."""
+    found = mine.found - rest.found
+    capped = (np.minimum(mine.false, FP_CAP) - np.minimum(rest.false, FP_CAP)) / FP_CAP
+    i, j = int(np.argmax(np.abs(found))), int(np.argmax(np.abs(capped)))
+    if max(abs(found[i]), abs(capped[j])) < NOTHING:
+        return "Like the others on every preview picture"
+    if abs(found[i]) >= abs(capped[j]):
+        pic, share, other = i + 1, _pct(mine.found[i]), _pct(rest.found[i])
+        if found[i] > 0:
+            return f"Finds more on picture {pic}: {share} of its positives, the others {other}"
+        if mine.found[i] < NOTHING:
+            return f"Misses picture {pic}: finds {share} of its positives, the others {other}"
+        verb = "Misses most of" if mine.found[i] < 0.5 else "Finds less on"
+        return f"{verb} picture {pic}: {share} of its positives, the others {other}"
+    pic = j + 1
+    ratio = mine.false[j] / rest.false[j] if rest.false[j] > 0 else float("inf")
+    times = "" if not np.isfinite(ratio) else f", ×{ratio:.1f} the others"
+    if capped[j] > 0:
+        return (
+            f"False positives on picture {pic}{times} ({_pct(mine.false[j])} of its "
+            f"positives, the others {_pct(rest.false[j])})"
+        )
+    return (
+        f"Fewer false positives on picture {pic}{times} ({_pct(mine.false[j])} of its "
+        f"positives, the others {_pct(rest.false[j])})"
+    )
+
+
+def share_words(p: Profile, picture: int) -> str:
+    """One table cell: ``found 78 %, FP 12 %``."""
+    return f"found {_pct(p.found[picture])}, FP {_pct(p.false[picture])}"
 
 
 def tp_word(c: PictureCounts) -> str:

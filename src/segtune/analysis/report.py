@@ -1,4 +1,5 @@
-"""The study report: setup, searched parameters, observations, top-k, figures, appendix.
+"""The study report: the answer first, then the top configurations, whether each
+parameter matters, observations, figures, setup, every configuration and every run.
 
 ``write_report(study_dir)`` reads the study summary (run records + storage only) and
 writes ``report.md``, ``report.html`` and ``figures/*.png`` into ``<study>/report``.
@@ -12,27 +13,40 @@ from pathlib import Path
 import numpy as np
 
 from segtune.analysis import figures as F
+from segtune.analysis.answer import Answer, answer, value_words
 from segtune.analysis.document import (
     Block,
+    Bullets,
     Cell,
+    Contents,
     Heading,
     Image,
     Link,
     Paragraph,
     Table,
+    Thumbnails,
     to_html,
     to_markdown,
 )
 from segtune.analysis.effects import parameter_effects
-from segtune.analysis.patterns import fp_word, group_runs, tp_word
+from segtune.analysis.patterns import fp_word, group_configurations, share_words, tp_word
+from segtune.analysis.ranking import Configuration, Ranking
 from segtune.analysis.results import write_results
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
 from segtune.core.faults import fault_point
-from segtune.core.intervals import RESAMPLES, Interval
-from segtune.core.metrics import OVER_PREDICTION, degenerate, describe_metric, trivially_maximised
+from segtune.core.intervals import RESAMPLES
+from segtune.core.metrics import (
+    ALMOST_NOTHING,
+    OVER_PREDICTION,
+    degenerate,
+    describe_metric,
+    trivially_maximised,
+)
 from segtune.core.records import atomic_write_text
 from segtune.data.subsets import subset_seed
+from segtune.study.spec import SEED_KEY, ParamValue
 
+# A run's every value, in its appendix section.
 RUN_COLUMNS = (
     "val/recall",
     "val/precision",
@@ -46,15 +60,9 @@ RUN_COLUMNS = (
     "train/loss",
 )
 
-# Beside the objective in the top-k table: what a degenerate winner cannot fake.
-TOP_COLUMNS = (
-    "val/precision",
-    "val/recall",
-    "val/f1",
-    "val/ap",
-    "val/best_f1",
-    "val/best_threshold",
-)
+# Beside the objective in the configuration tables: what a degenerate winner cannot
+# fake (the rest of a run's values are in the appendix, so a table fits 1400 px).
+TABLE_COLUMNS = ("val/precision", "val/f1", "val/ap", "val/best_f1")
 
 
 def _fmt(v: object) -> str:
@@ -63,30 +71,46 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def _params(run: RunSummary, keys: list[str]) -> list[str]:
-    return [_fmt(run.params[k]) if k in run.params else "–" for k in keys]
+def _params(params: dict[str, ParamValue], keys: list[str]) -> list[str]:
+    return [_fmt(params[k]) if k in params else "–" for k in keys]
 
 
-def build_blocks(s: StudySummary, fig_dir: Path, *, figures: bool = True) -> list[Block]:
+def _short_key(key: str) -> str:
+    """A parameter's column header: its last part (``loss.pos_weight`` → ``pos_weight``)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def build_blocks(
+    s: StudySummary, fig_dir: Path, *, figures: bool = True, found: Answer | None = None
+) -> list[Block]:
     """The report as blocks, section by section; figures are drawn into ``fig_dir``.
 
     ``figures=False`` builds every table and text block without drawing a figure (what
-    tests of the computed tables use: drawing is most of a report's time).
+    tests of the computed tables use: drawing is most of a report's time); ``found``:
+    the study's answer, when the caller has computed it.
     """
     draw = FigureDrawer(fig_dir) if figures else None
-    keys = s.searched_keys
+    keys = [k for k in s.searched_keys if k != SEED_KEY]
+    found = found or answer(s)
     return [
         Heading(1, f"Study {s.name}"),
-        *_setup_blocks(s),
-        *_searched_blocks(s),
-        *_observation_blocks(s, keys),
-        *_top_k_blocks(s, keys),
+        *_answer_blocks(s, found),
+        Contents(),
+        *_top_blocks(s, found.objective, keys),
         *_effect_blocks(s),
+        *_observation_blocks(s, found.objective, keys),
         Heading(2, "Figures"),
         *(draw([F.topk_grid(s), *F.heatmaps(s), F.pr_curves(s)]) if draw else []),
-        *_all_runs_blocks(s, keys),
+        *_setup_blocks(s),
+        *_searched_blocks(s),
+        *_all_configurations_blocks(s, found.objective, keys),
         *_appendix_blocks(s, draw),
     ]
+
+
+def _answer_blocks(s: StudySummary, found: Answer) -> list[Block]:
+    """The answer first: at most a screen of sentences (:mod:`segtune.analysis.answer`)."""
+    return [Heading(2, "Answer"), Bullets(found.sentences)]
 
 
 class FigureDrawer:
@@ -102,6 +126,14 @@ class FigureDrawer:
                 F.save(fig, self.fig_dir)
                 blocks.append(Image(f"figures/{fig.name}.png", fig.caption, fig.title))
         return blocks
+
+    def overlays(self, run: RunSummary, s: StudySummary) -> Thumbnails:
+        """A run's preview overlays: a thumbnail each, linking to the full resolution."""
+        items = F.save_overlays(run, self.fig_dir)
+        return Thumbnails(
+            [(f"figures/{thumb}", f"figures/{full}", label) for thumb, full, label in items],
+            F.overlay_caption(run, s),
+        )
 
 
 def _setup_blocks(s: StudySummary) -> list[Block]:
@@ -173,75 +205,116 @@ def _searched_blocks(s: StudySummary) -> list[Block]:
     ]
 
 
-def _observation_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
-    """Runs grouped by which preview pictures get true and false positives."""
-    objective = describe_metric(s.objective, s.threshold)
-    blocks: list[Block] = [
-        Heading(2, "Observations: which validation pictures get true and false positives")
-    ]
-    if s.preview_stems:
-        names = ", ".join(f"{i} = {stem}" for i, stem in enumerate(s.preview_stems, start=1))
-        blocks.append(
-            Paragraph(
-                f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, "
-                f"sorted by file stem): {names}. Counts are pixels at threshold "
-                f"{s.threshold:g} at the {s.kept_words}; top-{s.top_k} runs by {objective} "
-                "are in bold."
-            )
-        )
+def _observation_blocks(s: StudySummary, ranked: Ranking, keys: list[str]) -> list[Block]:
+    """Configurations grouped by how they do on the preview pictures, each group titled
+    by what sets it apart (:mod:`segtune.analysis.patterns`)."""
+    groups = group_configurations(ranked.configs)
+    if not groups:
+        return []
     short = describe_metric(s.objective, s.threshold, short=True)
-    for group in group_runs(s.runs):
+    top = {c.label for c in ranked.configs[: s.top_k]}
+    names = ", ".join(f"{i} = {stem}" for i, stem in enumerate(s.preview_stems, start=1))
+    blocks: list[Block] = [
+        Heading(2, "Observations: which validation pictures each configuration gets right"),
+        Paragraph(
+            f"Preview pictures (the first {len(s.preview_stems)} of the validation subset, "
+            f"sorted by file stem): {names}. Per picture: the share of its positive pixels "
+            f"found, and false-positive pixels as a share of them, at threshold "
+            f"{s.threshold:g}, {s.kept_words}, mean over seeds. Configurations with alike "
+            f"shares form a group; its title is what sets it apart from the others; the "
+            f"top {s.top_k} by {short} are in bold."
+        ),
+    ]
+    for g in groups:
+        pictures = len(g.profiles[0].found)
         rows: list[list[Cell]] = [
             [
-                r.stages_text,
-                _run_link(r),
-                *_params(r, keys),
-                _fmt(r.final.get(s.objective, float("nan"))),
-                degenerate(r.final) or "",
+                _config_link(c),
+                *_params(c.params, keys),
+                value_words(c, s.objective),
+                c.flag() or "",
+                *[share_words(p, i) for i in range(pictures)],
             ]
-            for r in group.runs
+            for c, p in zip(g.configs, g.profiles, strict=True)
         ]
         blocks += [
-            Heading(3, group.title),
-            Paragraph(f"{len(group.runs)} configuration(s)."),
+            Heading(3, g.title),
             Table(
-                ["Stage", "Trial", *keys, short, "Flag"],
+                ["Configuration", *map(_short_key, keys), short, "Flag"]
+                + [f"Picture {i}" for i in range(1, pictures + 1)],
                 rows,
-                bold=[s.is_top(r) for r in group.runs],
+                bold=[c.label in top for c in g.configs],
             ),
         ]
     return blocks
 
 
-def _all_runs_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
-    cols = [describe_metric(k, s.threshold, short=True) for k in RUN_COLUMNS]
-    rows: list[list[Cell]] = [
-        [
-            r.stages_text,
-            _run_link(r),
-            *_params(r, keys),
-            r.status + (f" ({r.failure})" if r.failure else ""),
-            degenerate(r.final) or "",
-            *[_fmt(r.final.get(k, "")) for k in RUN_COLUMNS],
-        ]
-        for r in s.runs
-    ]
-    return [
-        Heading(2, "All runs"),
+def _lead_cells(s: StudySummary, c: Configuration, keys: list[str]) -> list[Cell]:
+    """A configuration's link, parameters, objective (mean ± sd over seeds) and flag."""
+    return [_config_link(c), *_params(c.params, keys), value_words(c, s.objective), c.flag() or ""]
+
+
+def _tail_keys(s: StudySummary) -> list[str]:
+    return [k for k in TABLE_COLUMNS if k != s.objective]
+
+
+def _tail_cells(s: StudySummary, c: Configuration) -> list[Cell]:
+    """The values a degenerate winner cannot fake: precision, F1, AP, best F1."""
+    return [_mean(c, k) for k in _tail_keys(s)]
+
+
+def _mean(c: Configuration, key: str) -> str:
+    values = c.values(key)
+    return _fmt(float(np.mean(values))) if len(values) == c.n else ""
+
+
+def _lead_headers(s: StudySummary, keys: list[str]) -> list[str]:
+    short = describe_metric(s.objective, s.threshold, short=True)
+    return ["Configuration", *map(_short_key, keys), f"{short} (mean ± sd, seeds)", "Flag"]
+
+
+def _tail_headers(s: StudySummary) -> list[str]:
+    return [describe_metric(k, s.threshold, short=True) for k in _tail_keys(s)]
+
+
+def _all_configurations_blocks(s: StudySummary, ranked: Ranking, keys: list[str]) -> list[Block]:
+    """Every configuration, best first, and every run that did not complete."""
+    blocks: list[Block] = [
+        Heading(2, "All configurations"),
         Table(
-            ["Stage", "Trial", *keys, "Status", "Flag", *cols],
-            rows,
-            bold=[s.is_top(r) for r in s.runs],
+            [*_lead_headers(s, keys), *_tail_headers(s)],
+            [[*_lead_cells(s, c, keys), *_tail_cells(s, c)] for c in ranked.configs],
+            bold=[i < s.top_k for i in range(len(ranked.configs))],
             caption=(
-                f"Values of the {s.kept_words}; threshold {s.threshold:g}; top-{s.top_k} in bold"
+                f"Means over seeds of the {s.kept_words}; threshold {s.threshold:g}; "
+                f"top {s.top_k} in bold; every run's values are in the appendix"
             ),
         ),
     ]
+    other = [r for r in s.runs if r.status != "completed"]
+    if other:
+        blocks.append(
+            Table(
+                ["Stage", "Run", *map(_short_key, keys), "Status"],
+                [
+                    [
+                        r.stages_text,
+                        _run_link(r),
+                        *_params(r.params, keys),
+                        r.status + (f" ({r.failure})" if r.failure else ""),
+                    ]
+                    for r in other
+                ],
+                caption="Runs that did not complete",
+            )
+        )
+    return blocks
 
 
 def _appendix_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
-    """Every run: its parameters, status and folder, its preview pictures' counts and,
-    when figures are drawn, its curves and overlays."""
+    """Every run: its parameters, status and folder, all its values, its preview
+    pictures' counts and, when figures are drawn, its curves and overlays (each
+    thumbnail links to the full-resolution overlay)."""
     blocks: list[Block] = [Heading(2, "Appendix: every run")]
     metric_name = s.objective.split("/", 1)[1]
     for r in s.runs:
@@ -249,8 +322,18 @@ def _appendix_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
         failure = f" — {r.failure}" if r.failure else ""
         blocks += [
             Heading(3, f"Run {r.label}", anchor=_run_anchor(r)),
-            Paragraph(f"{params}. Status: {r.status}{failure}. Folder: {r.run_dir}"),
+            Paragraph(f"{params}. Status: {r.status}{failure}. Folder: `{r.run_dir.resolve()}`"),
         ]
+        values = [k for k in RUN_COLUMNS if k in r.final]
+        if values:
+            blocks.append(
+                Table(
+                    [describe_metric(k, r.threshold, short=True) for k in values],
+                    [[_fmt(r.final[k]) for k in values]],
+                    caption=f"{s.kept_words} (epoch {r.kept_epoch or r.epochs_done}), "
+                    f"threshold {r.threshold:g}; flag: {degenerate(r.final) or 'none'}",
+                )
+            )
         if r.pictures:
             blocks.append(_picture_table(s, r))
         if draw is None:
@@ -258,7 +341,7 @@ def _appendix_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
         if r.history and metric_name not in ("loss",):
             blocks += draw([F.metric_curves(r, metric_name)])
         if r.pictures and (r.run_dir / "previews").is_dir():
-            blocks += draw([F.run_strip(r, s)])
+            blocks.append(draw.overlays(r, s))
     return blocks
 
 
@@ -289,26 +372,15 @@ def _run_anchor(r: RunSummary) -> str:
 
 
 def _run_link(r: RunSummary) -> Link:
-    """The trial number, linked to the run's appendix section."""
-    return Link(str(r.trial), f"#{_run_anchor(r)}")
+    """The run's label (``grid#3``), linked to its appendix section."""
+    return Link(r.label, f"#{_run_anchor(r)}")
 
 
-def _noise_words(s: StudySummary, objective: str) -> str:
-    """What the study measured of its noise, in words."""
-    spreads = s.seed_spreads()
-    if spreads:
-        return (
-            f"Training noise measured: {len(spreads)} configuration(s) were trained with "
-            "several seeds; their objective's range over seeds (max − min) has median "
-            f"{float(np.median(spreads)):.4g} (largest {max(spreads):.4g}). A run whose "
-            "configuration's range over seeds overlaps the best's is also marked tied."
-        )
-    return (
-        "Training noise is unmeasured: each point was trained once with one seed, and "
-        "another seed or thread count can move a run by more than these intervals. Add "
-        "`repeats: k`, or a stage `repeat: {from: <stage>, top_k: 5, seeds: 3}` to measure "
-        "it."
-    )
+def _config_link(c: Configuration) -> Link:
+    """A configuration's label and seed count, linked to its first run's appendix
+    section (its other seeds follow in the appendix)."""
+    seeds = f" ({c.n} seeds)" if c.n > 1 else ""
+    return Link(f"{c.label}{seeds}", f"#{_run_anchor(c.runs[0])}")
 
 
 def _selection_words(top: list[RunSummary]) -> list[str]:
@@ -334,31 +406,33 @@ def _selection_words(top: list[RunSummary]) -> list[str]:
 
 
 def _effect_blocks(s: StudySummary) -> list[Block]:
-    """Does a parameter matter? Its spread against the noise floor, in words."""
+    """Does a parameter matter? On the objective and on ranking quality, in words."""
     effects = parameter_effects(s)
     if not effects:
         return []
     objective = describe_metric(s.objective, s.threshold)
-    floor = effects[0].floor
+    short = describe_metric(s.objective, s.threshold, short=True)
+    quality = [describe_metric(q.metric, short=True) for q in effects[0].quality]
     return [
         Heading(2, "Does a parameter matter?"),
         Paragraph(
-            f"For each searched parameter: the mean {objective} of the stage's completed "
-            "runs at each value (other parameters and seeds averaged) and its spread "
-            "(largest minus smallest mean). It matters when the paired 95 % interval of "
-            "that difference (the same resampled validation pictures for every run) "
-            "excludes 0 and, with several seeds, the spread exceeds the range over seeds; "
-            f"without per-picture records, against the noise floor. Measured here: "
-            f"{floor.words()}."
+            f"For each searched parameter: the mean {objective} at each value (each "
+            "configuration's mean over seeds, other parameters averaged), and the same for "
+            f"the threshold-free {' and '.join(quality) or 'measures'}. A parameter "
+            "matters for a metric when the 95 % interval of the best minus the worst "
+            "value's mean excludes 0: the same tie rule as the rankings (paired bootstrap "
+            "over the validation pictures, widened by training noise when seeds were "
+            "repeated). A parameter that moves the objective but not the threshold-free "
+            "measures moves the probabilities, not the ranking quality: another threshold "
+            "gives the same trade-off."
         ),
         Table(
-            ["Stage", "Parameter", "Mean per value (runs)", "Spread", "Verdict"],
+            ["Stage", "Parameter", f"{short} per value (configurations)", "Verdict"],
             [
                 [
                     e.stage,
                     e.key,
-                    "; ".join(f"{_fmt(v)}: {m:.4g} ({n})" for v, m, n in e.means),
-                    f"{e.spread:.3g}",
+                    "; ".join(f"{_fmt(v)}: {m:.4g} ({n})" for v, m, n in e.objective.means),
                     e.verdict(),
                 ]
                 for e in effects
@@ -367,110 +441,58 @@ def _effect_blocks(s: StudySummary) -> list[Block]:
     ]
 
 
-def _top_k_blocks(s: StudySummary, keys: list[str]) -> list[Block]:
-    """The top-k table with intervals, the difference to the best, ties and flags, and
-    the words a reviewer needs to read it (what noise was measured, degenerate winners)."""
-    top = s.top()
-    epochs = sorted({r.kept_epoch or r.epochs_done for r in top})
-    epoch = ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(map(str, epochs))
+def _top_blocks(s: StudySummary, ranked: Ranking, keys: list[str]) -> list[Block]:
+    """The top configurations with the interval the tie decision used, and the words
+    a reviewer needs to read them (what noise was measured, degenerate winners)."""
+    top = ranked.configs[: s.top_k]
+    if not top:
+        return []
     objective = describe_metric(s.objective, s.threshold)
-    diffs = s.differences_to_best()
-    tied = s.tied_with_best()
-    blocks: list[Block] = [Heading(2, f"Top {len(top)} runs")]
-    words = _top_k_words(s, top, bool(diffs), len(tied))
-    blocks += [Paragraph(" ".join(words))] if words else []
-    cols = [describe_metric(k, s.threshold, short=True) for k in TOP_COLUMNS]
-    short = describe_metric(s.objective, s.threshold, short=True)
-    with_seeds = bool(s.seed_spreads())
-    rows = [
-        _top_k_row(s, i, r, keys, diffs.get(r.label), any(t is r for t in tied), with_seeds)
-        for i, r in enumerate(top, start=1)
+    words = [
+        f"Ranked by the mean over seeds of {objective}. Tied: the 95 % interval of a "
+        "configuration's difference to #1 contains 0 — the interval shown is the one the "
+        f"decision used ({ranked.noise_words()}; {RESAMPLES} resamples, seed 0).",
+        *_selection_words([c.pick(s.objective) for c in top]),
     ]
-    blocks.append(
-        Table(
-            [
-                "Rank",
-                "Stage",
-                "Trial",
-                *keys,
-                f"{short} [95 % interval]",
-                *([f"{short} over seeds: mean ± sd (runs)"] if with_seeds else []),
-                "Difference to #1 [95 %]",
-                "Tied with #1",
-                "Flag",
-                *cols,
-            ],
-            rows,
-            caption=f"Top {len(top)} by {objective}, {s.kept_words} ({epoch})",
-        )
-    )
-    return blocks
-
-
-def _top_k_words(s: StudySummary, top: list[RunSummary], intervals: bool, tied: int) -> list[str]:
-    """What a reader needs to read the top-k table: how many runs tie with the best,
-    which noise was measured, degenerate winners."""
-    objective = describe_metric(s.objective, s.threshold)
-    words: list[str] = []
-    if top:
-        n = len(top[0].record.pictures) if top[0].record else 0
-        words.append(
-            f"{tied - 1} of the {len(s.ranked()) - 1} other completed runs cannot be "
-            f"told apart from the best by {objective}, so ranking them below it is not a "
-            "finding."
-        )
-        words.append(
-            "Picture-sample noise: the 95 % interval of a run's difference to the best "
-            f"(paired bootstrap over the same {n} validation pictures, {RESAMPLES} "
-            "resamples, seed 0) contains 0 for a tied run."
-            if intervals
-            else "No picture-sample interval is shown: the runs' records hold no "
-            "per-picture counts (recorded from segtune 0.2 on)."
-        )
-        words.append(_noise_words(s, objective))
-        words += _selection_words(top)
     trivial = trivially_maximised(s.objective)
     if trivial is not None:
         words.append(
             f"The objective can be maximised by a degenerate predictor ({trivial}): read "
-            "the ranking with precision, F1 and AP; the Flag column names runs that "
-            f"predict nothing or over-predict (≥ {OVER_PREDICTION:g}× the positive pixels)."
+            "the ranking with precision, F1 and AP; the Flag column names configurations "
+            f"that over-predict (≥ {OVER_PREDICTION:g}× the positive pixels), under-predict "
+            f"or find almost nothing (recall below {ALMOST_NOTHING:g})."
         )
-    return words
-
-
-def _top_k_row(
-    s: StudySummary,
-    rank: int,
-    r: RunSummary,
-    keys: list[str],
-    diff: Interval | None,
-    tied: bool,
-    with_seeds: bool,
-) -> list[Cell]:
-    value = _fmt(r.final.get(s.objective, ""))
-    if s.objective in r.intervals:
-        value += f" {r.intervals[s.objective]}"
-    seeds = s.seed_values(r)
-    over_seeds = (
-        [f"{np.mean(seeds):.4g} ± {np.std(seeds, ddof=1):.2g} ({len(seeds)})"]
-        if with_seeds and len(seeds) > 1
-        else ["one seed"]
-        if with_seeds
-        else []
-    )
-    return [
-        str(rank),
-        r.stages_text,
-        _run_link(r),
-        *_params(r, keys),
-        value,
-        *over_seeds,
-        "—" if rank == 1 or diff is None else str(diff),
-        "best" if rank == 1 else ("yes" if tied else "no"),
-        degenerate(r.final) or "",
-        *[_fmt(r.final.get(k, "")) for k in TOP_COLUMNS],
+    rows = [
+        [
+            str(rank),
+            *_lead_cells(s, c, keys),
+            "—" if rank == 1 else str(ranked.comparison(c).interval or "not measured"),
+            "best" if rank == 1 else _tied_word(ranked.is_tied(c)),
+            *_tail_cells(s, c),
+        ]
+        for rank, c in enumerate(top, start=1)
     ]
+    epochs = sorted({r.kept_epoch or r.epochs_done for c in top for r in c.runs})
+    epoch = ("epoch " if len(epochs) == 1 else "epochs ") + ", ".join(map(str, epochs))
+    return [
+        Heading(2, f"Top {len(top)} configurations"),
+        Paragraph(" ".join(words)),
+        Table(
+            [
+                "Rank",
+                *_lead_headers(s, keys),
+                "Difference to #1 [95 %]",
+                "Tied",
+                *_tail_headers(s),
+            ],
+            rows,
+            caption=f"Top {len(top)} by {objective}, {s.kept_words} ({epoch})",
+        ),
+    ]
+
+
+def _tied_word(tied: bool | None) -> str:
+    return "not judged" if tied is None else "yes" if tied else "no"
 
 
 def write_report(
@@ -483,11 +505,12 @@ def write_report(
     (``summary``: the study's, when the caller has read it already)."""
     summary = summary or load_study_summary(study_dir, storage_url)
     out = out or study_dir / "report"
-    blocks = build_blocks(summary, out / "figures")
+    found = answer(summary)
+    blocks = build_blocks(summary, out / "figures", found=found)
     atomic_write_text(out / "report.md", to_markdown(blocks))
     fault_point("report")
     atomic_write_text(out / "report.html", to_html(blocks, f"segtune study {summary.name}"))
-    write_results(summary, out)
+    write_results(summary, out, found)
     return out
 
 

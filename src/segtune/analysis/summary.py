@@ -130,31 +130,6 @@ class StudySummary:
             ),
         )
 
-    def top(self) -> list[RunSummary]:
-        return self.ranked()[: self.top_k]
-
-    def seed_values(self, run: RunSummary) -> list[float]:
-        """The objective of every completed run (any stage, any seed) of ``run``'s
-        configuration."""
-        return [
-            r.final[self.objective]
-            for r in self.runs
-            if r.status == "completed" and r.config == run.config and self.objective in r.final
-        ]
-
-    def seed_spreads(self) -> list[float]:
-        """max − min of the objective over seeds, per configuration run with several."""
-        seen: set[tuple[tuple[str, str], ...]] = set()
-        spreads = []
-        for r in self.ranked():
-            if r.config in seen:
-                continue
-            seen.add(r.config)
-            values = self.seed_values(r)
-            if len(values) > 1:
-                spreads.append(max(values) - min(values))
-        return spreads
-
     @property
     def kept_words(self) -> str:
         """Which epoch the values come from: "final epoch", or "selected epoch (best by
@@ -174,44 +149,6 @@ class StudySummary:
             some = "" if "none" not in views else "some runs "
             words += f", {some}validated with test-time {' or '.join(named)}"
         return words
-
-    def differences_to_best(self) -> dict[str, Interval]:
-        """Run label → interval of (its objective − the best run's), paired bootstrap
-        over the same validation pictures; empty without per-picture records."""
-        ranked = self.ranked()
-        if not ranked or self.objective not in ranked[0].samples:
-            return {}
-        best = ranked[0].samples[self.objective]
-        return {
-            r.label: interval(r.samples[self.objective] - best)
-            for r in ranked
-            if self.objective in r.samples
-        }
-
-    def tied_with_best(self) -> list[RunSummary]:
-        """Runs (best first, the best included) that cannot be told apart from the best:
-        the interval of their difference to it contains 0 (picture sample), or, with
-        several seeds, their configuration's range over seeds overlaps the best's."""
-        ranked = self.ranked()
-        if not ranked:
-            return []
-        diffs = self.differences_to_best()
-        best_seeds = self.seed_values(ranked[0])
-        tied = []
-        for r in ranked:
-            seeds = self.seed_values(r)
-            overlap = (
-                len(seeds) > 1
-                and len(best_seeds) > 1
-                and min(best_seeds) <= max(seeds)
-                and min(seeds) <= max(best_seeds)
-            )
-            if r is ranked[0] or overlap or (r.label in diffs and diffs[r.label].contains(0.0)):
-                tied.append(r)
-        return tied
-
-    def is_top(self, run: RunSummary) -> bool:
-        return any(r is run for r in self.top())
 
 
 def read_run(

@@ -6,7 +6,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from segtune.core.metrics import describe_metric
 from segtune.data.synthetic import write_demo_data
 
 DEMO_PICTURES, DEMO_SIZE, DEMO_SEED = 40, 128, 0
@@ -18,6 +17,7 @@ def demo_spec_text() -> str:
 
 def run_demo(out: Path, workers: int = 1) -> int:
     """Generate the data (once), run the demo study (resumable), write the report."""
+    from segtune.analysis.answer import answer
     from segtune.analysis.summary import load_study_summary
     from segtune.cli.sweep import finish_sweep
     from segtune.study.run import run_sweep
@@ -45,17 +45,10 @@ def run_demo(out: Path, workers: int = 1) -> int:
     if status != 0:
         return status
     summary = load_study_summary(out / "study")
-    best = summary.top()[0]
-    key = summary.objective
     print()
-    print(
-        f"top configuration ({describe_metric(key, summary.threshold)}): "
-        + ", ".join(f"{k}={v}" for k, v in best.params.items())
-        + f" [{best.label}]"
-    )
-    for k in ("val/recall", "val/precision", "val/f1", "train/recall", "train/f1"):
-        if k in best.final:
-            print(f"  {describe_metric(k, summary.threshold)}: {best.final[k]:.4f}")
+    print("Answer (the report opens with it):")
+    for sentence in answer(summary).sentences:
+        print("  - " + sentence.replace("**", "").replace("`", ""))
     print(f"report: {(out / 'study' / 'report' / 'report.html').resolve()}")
     print(f"study folder: {(out / 'study').resolve()}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

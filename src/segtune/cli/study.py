@@ -126,8 +126,45 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = write_report(
         study_folder(args.study), Path(args.out) if args.out else None, _storage(args)
     )
-    print(f"report: {out / 'report.md'}")
-    print(f"report: {out / 'report.html'}")
+    print(f"report: {(out / 'report.md').resolve()}")
+    print(f"report: {(out / 'report.html').resolve()}")
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    """One scriptable line: the best configuration's model path, threshold and epoch."""
+    from segtune.analysis.answer import choose_model
+    from segtune.analysis.ranking import rank
+    from segtune.analysis.summary import load_study_summary
+    from segtune.core.errors import ConfigError
+    from segtune.core.metrics import split_of
+
+    summary = load_study_summary(study_folder(args.study), _storage(args))
+    key = args.by or summary.objective
+    recorded = sorted({k for r in summary.runs if r.status == "completed" for k in r.final})
+    if args.by is not None:
+        try:
+            split_of(key)
+        except ValueError as exc:
+            raise ConfigError(f"--by: {exc}") from exc
+        if key not in recorded:
+            raise ConfigError(
+                f"--by {key}: no completed run records it (recorded: "
+                f"{', '.join(k for k in recorded if k.startswith('val/'))})"
+            )
+    ranked = rank(summary, key)
+    if ranked.best is None:
+        raise ConfigError(f"{args.study}: no completed run yet (segtune status shows progress)")
+    choice = choose_model(ranked.best, key, args.seed)
+    print(choice.line())
+    if not args.quiet:
+        tied = len(ranked.tied()) - 1
+        print(
+            f"{choice.config.label} by {key}: {choice.run.label} ({choice.seeds}); threshold "
+            f"{choice.threshold_source}; epoch {choice.epoch_source}; {tied} other "
+            "configuration(s) tied with it",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -317,6 +354,7 @@ def add_commands(sub: Any) -> None:
     _add_sweep(sub)
     _add_status(sub)
     _add_report(sub)
+    _add_best(sub)
     _add_predict(sub)
     _add_init(sub)
     _add_plan(sub)
@@ -377,6 +415,29 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--out", help="report folder (default <study>/report)")
     p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
     p.set_defaults(func=_cmd_report)
+
+
+def _add_best(sub: Any) -> None:
+    p = sub.add_parser(
+        "best",
+        help="print the model to use: path, threshold, epoch (tab-separated, one line)",
+        description=(
+            "Print the best configuration's model path, its F1-best validation threshold "
+            "('none' when it collapsed) and its kept epoch, tab-separated on one line; a "
+            "note of where each was chosen goes to stderr (-q: none). Of a configuration's "
+            "seeds, the one whose value is the median of its seeds (not the luckiest)."
+        ),
+    )
+    p.add_argument("study", help="study folder, or its spec file (studies/<name>)")
+    p.add_argument("--by", help="metric key to rank by (default: the objective), e.g. val/ap")
+    p.add_argument(
+        "--seed",
+        choices=("median", "best"),
+        default="median",
+        help="which of the configuration's seeds: median (default) or best",
+    )
+    p.add_argument("--storage", help="storage URL if not the one recorded in study.json")
+    p.set_defaults(func=_cmd_best)
 
 
 def _add_predict(sub: Any) -> None:

@@ -28,7 +28,7 @@ METRIC_WORDS = {
     "fp": "false-positive pixels",
     "fn": "false-negative pixels",
     "tn": "true-negative pixels",
-    "collapsed": "collapsed (no probability reaches the first histogram bin)",
+    "collapsed": "collapsed (no threshold separates the positives: see COLLAPSE_*)",
 }
 THRESHOLD_FREE = {"ap", "best_f1", "best_threshold", "collapsed"}
 LOWER_IS_BETTER = {"loss", "fp", "fn", "no_positive_prediction", "collapsed"}
@@ -100,21 +100,41 @@ def trivially_maximised(key: str) -> str | None:
     return _TRIVIAL.get(key.split("/", 1)[-1])
 
 
-# A run over-predicts when it predicts at least this many times the positive pixels.
-OVER_PREDICTION = 5.0
+# Flags at the threshold a table uses (documented in the README): a run over-predicts
+# when it marks at least OVER_PREDICTION times the true positive pixels, under-predicts
+# when the true positive pixels are at least UNDER_PREDICTION times what it marks, and
+# finds almost nothing when its recall is below ALMOST_NOTHING.
+OVER_PREDICTION = 1.5
+UNDER_PREDICTION = 1.5
+ALMOST_NOTHING = 0.05
+
+
+def flag_counts(tp: float, fp: float, fn: float) -> str | None:
+    """Names what is wrong with predictions of these pixel counts: "all black" (nothing
+    predicted), "finds almost nothing (recall 0.0027)", "over-predicts ×1.6" (predicted
+    / true positive pixels) or "under-predicts ×2.1" (true / predicted); None otherwise."""
+    predicted, positives = tp + fp, tp + fn
+    if positives <= 0:  # nothing to find: no flag says more than the counts
+        return None
+    if predicted == 0:
+        return "all black"
+    recall = tp / positives
+    if recall < ALMOST_NOTHING:
+        return f"finds almost nothing (recall {recall:.2g})"
+    if predicted >= OVER_PREDICTION * positives:
+        return f"over-predicts ×{predicted / positives:.1f}"
+    if positives >= UNDER_PREDICTION * predicted:
+        return f"under-predicts ×{positives / predicted:.1f}"
+    return None
 
 
 def degenerate(final: dict[str, float], split: str = "val") -> str | None:
-    """Names a degenerate run from its final pixel counts of ``split``: "all black" (no
-    positive predicted) or "over-predicts (N× the positive pixels)"; None otherwise."""
+    """:func:`flag_counts` of a run's final pixel counts of ``split`` (None without
+    them)."""
     tp, fp, fn = (final.get(f"{split}/{k}") for k in ("tp", "fp", "fn"))
     if tp is None or fp is None or fn is None:
         return None
-    if tp + fp == 0:
-        return "all black"
-    if tp + fn > 0 and tp + fp >= OVER_PREDICTION * (tp + fn):
-        return f"over-predicts ({(tp + fp) / (tp + fn):.0f}× the positive pixels)"
-    return None
+    return flag_counts(tp, fp, fn)
 
 
 @dataclass
@@ -181,6 +201,9 @@ class PictureCounts:
     positives: int
 
 
+# A collapsed model (ProbabilityHistogram.collapsed) gets no best threshold.
+COLLAPSE_MARKED = 10.0
+COLLAPSE_F1 = 1.1
 LOGIT_RANGE = 16.0  # histogram bins span logits −16 … 16 (probabilities 1.1e-7 … 1 − 1.1e-7)
 
 
@@ -242,23 +265,38 @@ class ProbabilityHistogram:
         """AP from the bins (:func:`binned_average_precision`)."""
         return float(binned_average_precision(self.pos, self.neg))
 
-    def best_f1(self) -> tuple[float | None, float]:
-        """``(threshold, F1)`` maximising F1 over the bin edges above 0 (lowest threshold
-        on ties). Threshold 0 marks every pixel positive, a trivial predictor, and is
-        never selected; when no pixel reaches the first edge (a collapsed model) there is
-        no best threshold: ``(None, 0.0)``."""
-        thresholds, precision, recall = self.curve()
+    def _best(self) -> tuple[int, float, bool]:
+        """The bin edge above 0 maximising F1 (lowest on ties), its F1, and whether the
+        model is collapsed there (:attr:`collapsed`)."""
+        _, precision, recall = self.curve()
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
         if len(f1) < 2 or f1[1:].max() <= 0.0:
-            return None, 0.0
+            return 0, 0.0, True
         best = 1 + int(np.argmax(f1[1:]))
-        return float(thresholds[best]), float(f1[best])
+        positives = float(self.pos.sum())
+        total = positives + float(self.neg.sum())
+        marked = float(self.pos[best:].sum() + self.neg[best:].sum())
+        share = positives / total  # π: F1 of marking every pixel positive is 2π/(1+π)
+        trivial = 2 * share / (1 + share)
+        collapsed = marked > COLLAPSE_MARKED * positives or f1[best] <= COLLAPSE_F1 * trivial
+        return best, float(f1[best]), collapsed
+
+    def best_f1(self) -> tuple[float | None, float]:
+        """``(threshold, F1)`` maximising F1 over the bin edges above 0 (lowest threshold
+        on ties). Threshold 0 marks every pixel positive, a trivial predictor, and is
+        never selected; a collapsed model (:attr:`collapsed`) has no best threshold:
+        ``(None, its best F1)``."""
+        best, f1, collapsed = self._best()
+        return (None, f1) if collapsed else (float(self.thresholds()[best]), f1)
 
     @property
     def collapsed(self) -> bool:
-        """No probability reached the first bin edge: the model predicts background only."""
-        return bool(self.pos[1:].sum() + self.neg[1:].sum() == 0)
+        """The model separates nothing: no probability reaches the first bin edge, or
+        thresholding at its best-F1 edge marks more than ``COLLAPSE_MARKED`` times the
+        positive pixels, or that best F1 is at most ``COLLAPSE_F1`` times the F1 of
+        marking every pixel positive (2π/(1+π), π the positive fraction)."""
+        return self._best()[2]
 
 
 def binned_average_precision(

@@ -77,7 +77,7 @@ def write_previews(
 
 
 def overlay(
-    folder: Path, picture: PictureCounts, threshold: float, size: int = OVERLAY_SIZE
+    folder: Path, picture: PictureCounts, threshold: float, size: int | None = OVERLAY_SIZE
 ) -> NDArray[np.uint8]:
     """RGB overlay of one preview picture kept in ``folder``: the picture in grey, TP / FP
     / FN coloured at ``threshold``.
@@ -90,7 +90,7 @@ def overlay(
     mask = np.asarray(Image.open(folder / f"{base}-mask.png")) > 0
     image = Image.open(folder / f"{base}-image.png").convert("L")
     h, w = mask.shape
-    scale = size / max(h, w)
+    scale = 1.0 if size is None else size / max(h, w)  # None: full resolution
     shape = (max(1, round(w * scale)), max(1, round(h * scale)))
     grey = np.asarray(image.resize(shape, Image.Resampling.BILINEAR), dtype=np.float32) * 0.6
     out = np.repeat(grey[:, :, None], 3, axis=2)

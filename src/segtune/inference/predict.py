@@ -156,8 +156,9 @@ class Predictor:
             if self.best_threshold is None:
                 raise ConfigError(
                     "--threshold best: the checkpoint records no validation F1-best threshold "
-                    "(its model collapsed: no probability reached the first bin; or it "
-                    "predates segtune 0.2)"
+                    "(its model collapsed on validation: its best F1 is within 1.1x of "
+                    "marking every pixel, or reaching it marks over 10x the positive pixels; "
+                    "or it predates segtune 0.2); give --threshold a number"
                 )
             if self.augmentation_changed:
                 ran = tta_words(self.config.eval.tta, self.config.eval.tta_scales)
