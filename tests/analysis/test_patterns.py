@@ -5,9 +5,8 @@ from pathlib import Path
 from segtune.analysis.document import to_html, to_markdown
 from segtune.analysis.patterns import MAX_GROUPS, fp_word, group_configurations, tp_word
 from segtune.analysis.ranking import rank
-from segtune.core.metrics import flag_counts
 from segtune.analysis.report import build_blocks
-from segtune.core.metrics import PictureCounts
+from segtune.core.metrics import PictureCounts, flag_counts
 from tests.analysis.fakes import fake_run, fake_summary
 
 

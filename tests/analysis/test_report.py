@@ -236,7 +236,7 @@ def test_runs_csv_and_results_json_match_the_run_records(finished_study: Path) -
     assert results["best"] == best.label and best.label in results["tied_with_best"]
     assert results["answer"]["model"]["path"] == str((best.run_dir / "model.pt").resolve())
     assert results["intervals"]["training_noise_measured"] is False
-    assert [c["configuration"] for c in results["configurations"]][0] == best.label
+    assert results["configurations"][0]["configuration"] == best.label
 
 
 def test_every_run_records_per_picture_histograms_that_sum_to_its_values(

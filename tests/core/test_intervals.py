@@ -99,9 +99,7 @@ def test_two_evaluations_of_the_same_pictures_are_compared_pairwise() -> None:
 
 def test_degenerate_runs_are_named() -> None:
     assert degenerate({"val/tp": 0, "val/fp": 0, "val/fn": 50}) == "all black"
-    assert degenerate({"val/tp": 90, "val/fp": 900, "val/fn": 10}) == (
-        "over-predicts (10× the positive pixels)"
-    )
+    assert degenerate({"val/tp": 90, "val/fp": 900, "val/fn": 10}) == "over-predicts ×9.9"
     assert degenerate({"val/tp": 90, "val/fp": 30, "val/fn": 10}) is None
     assert degenerate({"val/recall": 0.5}) is None
     assert trivially_maximised("val/recall") is not None

@@ -90,7 +90,7 @@ def test_a_collapsed_model_has_no_best_threshold_and_is_flagged() -> None:
     target = np.zeros((8, 8), bool)
     target[:2] = True
     hist.add(prob, target)
-    assert hist.collapsed and hist.best_f1()[0] is None
+    assert hist.collapsed and hist.best_f1() == (None, 0.0)
     values = split_metrics("val", Counts(0, 0, 16, 48), hist)
     assert "val/best_threshold" not in values and values["val/collapsed"] == 1.0
     hist.add(np.where(target, 0.9, 0.1), target)  # a model that finds something
@@ -110,16 +110,16 @@ def test_a_model_that_separates_nothing_is_collapsed_however_small_its_probabili
     prob = rng.uniform(1e-6, 5e-4, target.shape)  # the same for positives and negatives
     hist = ProbabilityHistogram()
     hist.add(prob, target)
-    assert hist.collapsed and hist.best_f1()[0] is None
+    assert hist.collapsed and hist.best_f1() == (None, 0.0)
     # Marking more than 10x the positives at the best edge collapses too, even with a
     # best F1 above the trivial one: a weakly separating, hugely over-marking model.
     weak = np.where(target, rng.uniform(2e-4, 5e-4, target.shape), prob)
     hist = ProbabilityHistogram()
     hist.add(weak, target)
-    threshold, f1 = hist.best_f1()
+    _, f1, _ = hist._best()
     share = target.mean()
     assert f1 > 1.1 * 2 * share / (1 + share)  # above the trivial F1: the marking rule
-    assert hist.collapsed and threshold is None
+    assert hist.collapsed and hist.best_f1() == (None, 0.0)
     # A confident model, rare positives: not collapsed, a threshold well above 0.
     good = np.where(target, rng.uniform(0.6, 1.0, target.shape), rng.uniform(0, 0.5, target.shape))
     hist = ProbabilityHistogram()

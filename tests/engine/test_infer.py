@@ -18,7 +18,7 @@ from segtune.engine.infer import VIEWS, predict_at_scales, predict_probabilities
 from segtune.engine.model import build_model
 from segtune.engine.train import train_run
 from segtune.inference.predict import Predictor
-from tests.conftest import tiny_config
+from tests.conftest import learning_config, tiny_config
 
 DEVICE = torch.device("cpu")
 
@@ -110,7 +110,7 @@ def test_validation_and_evaluate_agree_with_scales_and_transposes(
 ) -> None:
     """What a run records on validation is what ``segtune evaluate`` measures on the same
     pictures with the same test-time views and scales, and the threshold matches."""
-    config = tiny_config(
+    config = learning_config(
         demo_data,
         pages={"page_size": 32, "patch_overlap": 8, "resize": {"scale": 0.75}},
         eval={"preview_pictures": 0, "tta": "dihedral", "tta_scales": [1.0, 1.25]},

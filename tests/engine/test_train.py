@@ -18,7 +18,15 @@ from segtune.core.config import build_run_config
 from segtune.core.records import RunFolder, RunRecord
 from segtune.data.synthetic import make_picture
 from segtune.engine.train import train_run
-from tests.conftest import DEEPCRACK, ROOT, TINY_MODEL, in_ci, tiny_config, tiny_tree
+from tests.conftest import (
+    DEEPCRACK,
+    ROOT,
+    TINY_MODEL,
+    in_ci,
+    learning_config,
+    tiny_config,
+    tiny_tree,
+)
 
 RECORD_FILES = (
     "config.yaml",
@@ -285,7 +293,7 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_its_results(
     optim: dict[str, Any] = {"epochs": 4 if stop else 2, "early_stop_patience": stop}
     # With val/collapsed (0 every epoch) as the select key, epoch 1 is kept and the
     # early-stopped run ends after epoch 2.
-    config = tiny_config(
+    config = learning_config(
         demo_data,
         optim=optim,
         eval={"preview_pictures": 1, "select_key": "val/collapsed"},
@@ -547,7 +555,7 @@ def test_the_selected_epoch_is_kept_with_its_weights_threshold_and_counts(
 
 def test_early_stopping_ends_a_run_that_stops_improving(demo_data: Path, tmp_path: Path) -> None:
     # val/collapsed is 0 every epoch: it never improves after epoch 1.
-    config = tiny_config(
+    config = learning_config(
         demo_data,
         optim={"epochs": 5, "early_stop_patience": 1},
         eval={"preview_pictures": 0, "select_key": "val/collapsed"},
@@ -576,7 +584,7 @@ def test_a_kept_earlier_epoch_has_training_metrics_of_its_own_weights(
     from segtune.inference.evaluate import evaluate_checkpoint
     from segtune.inference.predict import Predictor
 
-    config = tiny_config(
+    config = learning_config(
         demo_data,
         optim={"epochs": 2, "early_stop_patience": 1},
         eval={"preview_pictures": 0, "select_key": "val/collapsed", "train_eval_pictures": "all"},

@@ -11,13 +11,13 @@ import pytest
 from segtune.cli.main import main
 from segtune.core.records import RunFolder
 from segtune.engine.train import train_run
-from tests.conftest import tiny_config
+from tests.conftest import learning_config, tiny_config
 
 
 @pytest.fixture(scope="module")
 def run(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scored") / "run"
-    train_run(tiny_config(demo_data, optim={"epochs": 2}), out, progress=False)
+    train_run(learning_config(demo_data), out, progress=False)
     return out
 
 

@@ -44,12 +44,12 @@ def test_counts_and_warnings_name_the_keys_and_numbers(demo_data: Path) -> None:
     plan = make_plan(_spec(demo_data), measure=False)
     assert [(s.name, s.runs) for s in plan.stages] == [
         ("grid", 8),
-        ("fine", 2 * 9 * 2),
+        ("fine", 2 * 4 * 2),  # 2 best × (2 values each: its own + 1 midpoint)² × 2 seeds
         ("noise", 6),
     ]
     text = "\n".join(plan.lines())
     assert "stage grid (grid): 8 run(s) (4 points × 2 seeds)" in text
-    assert "up to 36, known when grid finishes" in text
+    assert "up to 16, known when grid finishes" in text
     smooth = next(w for w in plan.warnings if w.startswith("loss.dice_smooth"))
     assert "the values 1e-07, 1e-06 cannot change the loss of a batch holding positive" in smooth
     assert "batch of 16 pages of 64 px" in smooth and "float32 resolves steps of" in smooth

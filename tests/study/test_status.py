@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from segtune.study.monitor import RunningPoint
@@ -29,3 +31,35 @@ def test_eta_is_done_when_nothing_is_left_and_unknown_before_any_run_finished() 
     assert "ETA: done" in _status(StageStatus("grid", total=2, done=2)).lines()
     assert _status(StageStatus("grid", total=2)).eta_seconds() is None
     assert "ETA: unknown" in _status(StageStatus("grid", total=2)).lines()
+
+
+def test_eta_counts_the_planned_runs_of_stages_still_to_come() -> None:
+    """A refine stage whose points are not known yet counts its plan (an upper bound),
+    in `status` and in the sweep's study line alike (both read expected_total)."""
+    grid = StageStatus("grid", total=4, done=2, run_seconds=[60.0, 60.0])
+    refine = StageStatus("refine", total=None)
+    status = StudyStatus([grid, refine], None, "val/recall", 0.5, planned={"refine": 4})
+    assert status.expected_total == 8
+    assert status.eta_seconds() == pytest.approx((2 + 4) * 60.0)
+    lines = status.lines()
+    assert "stage refine: 0/≤4 done (0 pruned), 0 running, 0 failed, ? pending, 0 duplicates" in (
+        lines
+    )
+    assert "ETA: 6.0 min (counting ≤4 planned runs of later stages)" in lines
+    # Without the plan the refine stage would not count: 2 runs left, 2 min.
+    assert _status(grid).eta_seconds() == pytest.approx(2 * 60.0)
+
+
+def test_a_planned_refine_stage_counts_its_local_grid(demo_data: Path) -> None:
+    """The demo's shape: a 2×2×2 grid refined around its best with one key fixed: 2
+    values for each of the 2 free keys, 4 runs (the demo ran exactly 4)."""
+    import yaml
+
+    from segtune.cli.demo import demo_spec_text
+    from segtune.study.plan import stage_plans
+    from segtune.study.spec import build_spec
+
+    tree = yaml.safe_load(demo_spec_text())
+    tree["data"] = {"train": str(demo_data / "train"), "val": str(demo_data / "val")}
+    plans = {p.name: p.runs for p in stage_plans(build_spec(tree, "demo.yaml"))}
+    assert plans == {"grid": 8, "refine": 4}

@@ -127,11 +127,27 @@ def group_configurations(configs: Sequence[Configuration]) -> list[Group]:
     for g in found:
         g.configs, g.profiles = _sorted(g, order)
     found.sort(key=lambda g: (-float(g.mean().found.mean()), float(g.mean().false.mean())))
-    groups = [*found, *(special[k] for k in ("almost nothing", "all black") if k in special)]
-    everyone = [p for g in groups for p in g.profiles]
-    for g in groups:
-        g.title = _title(g, [p for p in everyone if not any(p is q for q in g.profiles)])
-    return groups
+    specials = [special[k] for k in ("almost nothing", "all black") if k in special]
+    while True:  # two groups set apart by the same thing are one group
+        groups = [*found, *specials]
+        everyone = [p for g in groups for p in g.profiles]
+        signs = {}
+        for g in groups:
+            others = [p for p in everyone if not any(p is q for q in g.profiles)]
+            g.title, signs[id(g)] = _title(g, others)
+        same = [
+            (a, b)
+            for i, a in enumerate(found)
+            for b in found[i + 1 :]
+            if signs[id(a)] is not None and signs[id(a)] == signs[id(b)]
+        ]
+        if not same:
+            return groups
+        a, b = same[0]
+        a.configs, a.profiles = _sorted(
+            Group(a.configs + b.configs, a.profiles + b.profiles, a.kind), order
+        )
+        found.remove(b)
 
 
 def _sorted(g: Group, order: dict[str, int]) -> tuple[list[Configuration], list[Profile]]:
@@ -154,13 +170,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
-def _title(g: Group, others: list[Profile]) -> str:
+Sign = tuple[str, int] | None  # what sets a group apart: (measure and direction, picture)
+
+
+def _title(g: Group, others: list[Profile]) -> tuple[str, Sign]:
     n = len(g.configs)
     count = f"{n} configuration{'s' if n > 1 else ''}"
     if g.kind == "all black":
-        return f"All black: no positive pixel predicted ({count})"
+        return f"All black: no positive pixel predicted ({count})", None
     if g.kind == "almost nothing":
-        return f"Finds almost nothing: recall below {_pct(ALMOST_NOTHING)} ({count})"
+        return f"Finds almost nothing: recall below {_pct(ALMOST_NOTHING)} ({count})", None
     mine = g.mean()
     if not others:
         return (
@@ -168,40 +187,42 @@ def _title(g: Group, others: list[Profile]) -> str:
             f"{_pct(float(mine.found.max()))} of each preview picture's positives, false "
             f"positives {_pct(float(mine.false.min()))}–{_pct(float(mine.false.max()))} "
             f"of them ({count})"
-        )
+        ), None
     rest = Profile(
         np.mean([p.found for p in others], axis=0), np.mean([p.false for p in others], axis=0)
     )
-    return f"{_difference(mine, rest)} ({count})"
+    words, sign = _difference(mine, rest)
+    return f"{words} ({count})", sign
 
 
-def _difference(mine: Profile, rest: Profile) -> str:
-    """The largest difference of ``mine`` to ``rest`` in a short phrase."""
+def _difference(mine: Profile, rest: Profile) -> tuple[str, Sign]:
+    """The largest difference of ``mine`` to ``rest`` in a short phrase, and what it
+    is (measure and direction, picture)."""
     found = mine.found - rest.found
     capped = (np.minimum(mine.false, FP_CAP) - np.minimum(rest.false, FP_CAP)) / FP_CAP
     i, j = int(np.argmax(np.abs(found))), int(np.argmax(np.abs(capped)))
     if max(abs(found[i]), abs(capped[j])) < NOTHING:
-        return "Like the others on every preview picture"
+        return "Like the others on every preview picture", ("alike", 0)
     if abs(found[i]) >= abs(capped[j]):
         pic, share, other = i + 1, _pct(mine.found[i]), _pct(rest.found[i])
         if found[i] > 0:
-            return f"Finds more on picture {pic}: {share} of its positives, the others {other}"
+            words = f"Finds more on picture {pic}: {share} of its positives, the others {other}"
+            return words, ("found+", pic)
         if mine.found[i] < NOTHING:
-            return f"Misses picture {pic}: finds {share} of its positives, the others {other}"
+            words = f"Misses picture {pic}: finds {share} of its positives, the others {other}"
+            return words, ("found-", pic)
         verb = "Misses most of" if mine.found[i] < 0.5 else "Finds less on"
-        return f"{verb} picture {pic}: {share} of its positives, the others {other}"
+        return f"{verb} picture {pic}: {share} of its positives, the others {other}", (
+            "found-",
+            pic,
+        )
     pic = j + 1
     ratio = mine.false[j] / rest.false[j] if rest.false[j] > 0 else float("inf")
     times = "" if not np.isfinite(ratio) else f", ×{ratio:.1f} the others"
+    shares = f"({_pct(mine.false[j])} of its positives, the others {_pct(rest.false[j])})"
     if capped[j] > 0:
-        return (
-            f"False positives on picture {pic}{times} ({_pct(mine.false[j])} of its "
-            f"positives, the others {_pct(rest.false[j])})"
-        )
-    return (
-        f"Fewer false positives on picture {pic}{times} ({_pct(mine.false[j])} of its "
-        f"positives, the others {_pct(rest.false[j])})"
-    )
+        return f"False positives on picture {pic}{times} {shares}", ("fp+", pic)
+    return f"Fewer false positives on picture {pic}{times} {shares}", ("fp-", pic)
 
 
 def share_words(p: Profile, picture: int) -> str:

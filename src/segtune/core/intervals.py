@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from segtune.core.metrics import binned_average_precision
+from segtune.core.metrics import COLLAPSE_F1, COLLAPSE_MARKED, binned_average_precision
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -119,9 +119,22 @@ def histogram_samples(
     recall = _ratio(tp, np.broadcast_to(positives, tp.shape))
     ap = binned_average_precision(p, n)
     f1 = _ratio(2 * precision * recall, precision + recall)
-    # Threshold 0 (every pixel positive) is never a best threshold, as in the split's own.
-    best = f1[:, 1:].max(axis=1) if f1.shape[1] > 1 else np.zeros(len(f1))
-    return {"ap": ap, "best_f1": best}
+    if f1.shape[1] < 2:
+        return {"ap": ap, "best_f1": np.zeros(len(f1))}
+    # Threshold 0 (every pixel positive) is never a best threshold, as in the split's own;
+    # a resample collapsed at its best edge scores 0 (ProbabilityHistogram.collapsed).
+    at = 1 + np.argmax(f1[:, 1:], axis=1)
+    rows = np.arange(len(f1))
+    best = f1[rows, at]
+    total = positives[:, 0] + n.sum(axis=1)
+    share = _ratio(positives[:, 0], total)
+    marked = tp[rows, at] + fp[rows, at]
+    collapsed = (
+        (best <= 0)
+        | (marked > COLLAPSE_MARKED * positives[:, 0])
+        | (best <= COLLAPSE_F1 * _ratio(2 * share, 1 + share))
+    )
+    return {"ap": ap, "best_f1": np.where(collapsed, 0.0, best)}
 
 
 def metric_samples(

@@ -285,10 +285,11 @@ class ProbabilityHistogram:
     def best_f1(self) -> tuple[float | None, float]:
         """``(threshold, F1)`` maximising F1 over the bin edges above 0 (lowest threshold
         on ties). Threshold 0 marks every pixel positive, a trivial predictor, and is
-        never selected; a collapsed model (:attr:`collapsed`) has no best threshold:
-        ``(None, its best F1)``."""
+        never selected; a collapsed model (:attr:`collapsed`) has no best threshold and
+        no usable F1: ``(None, 0.0)`` (so selecting an epoch by best F1 never prefers
+        one that separates nothing)."""
         best, f1, collapsed = self._best()
-        return (None, f1) if collapsed else (float(self.thresholds()[best]), f1)
+        return (None, 0.0) if collapsed else (float(self.thresholds()[best]), f1)
 
     @property
     def collapsed(self) -> bool:

@@ -171,9 +171,11 @@ def stage_plans(spec: StudySpec) -> list[StagePlan]:
             out.append(StagePlan(stage.name, "tpe", runs))
         elif stage.refine is not None:
             source = spec.stage(stage.refine.from_)
-            keys = list(source.grid or {}) if source.grid else []
-            free = [k for k in keys if k not in stage.refine.fixed]
-            runs = stage.refine.top_k * 3 ** len(free) * spec.repeats
+            grid = source.grid or {}
+            free = [k for k in grid if k not in stage.refine.fixed]
+            # each free key: its value and the midpoints to its neighbours (≤ 3 values)
+            local = math.prod(min(3, len(grid[k])) for k in free)
+            runs = stage.refine.top_k * local * spec.repeats
             note = (
                 f": up to {runs}, known when {source.name} finishes (identical points are "
                 "reused, not retrained)"

@@ -202,7 +202,7 @@ def _run_points(
     from segtune.study.workers import start_workers, wait_workers
 
     status = study_status(runner)
-    total = sum(s.total or 0 for s in status.stages)
+    total = status.expected_total  # later stages' planned runs too: one ETA with status
     settled = sum(s.done + s.pruned + s.failed for s in status.stages)
     name, folder = runner.spec.name, runner.dir
     if total and settled == total and all(s.total is not None for s in status.stages):
@@ -213,7 +213,7 @@ def _run_points(
 
     def tick() -> None:
         st = study_status(runner)
-        bar.set_total(sum(s.total or 0 for s in st.stages))
+        bar.set_total(st.expected_total)
         now = sum(s.done + s.pruned + s.failed for s in st.stages)
         if now > bar.done:
             bar.update(now - bar.done)

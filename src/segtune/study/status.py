@@ -15,6 +15,7 @@ from segtune.core.metrics import better, describe_metric
 from segtune.data.cache import cache_size, default_cache_dir
 from segtune.study.attrs import TrialAttrs
 from segtune.study.monitor import RunningPoint, remaining_s, running_points
+from segtune.study.plan import stage_plans
 from segtune.study.view import StudyView
 
 
@@ -46,6 +47,14 @@ class StudyStatus:
     threshold: float
     cache: tuple[Path, int, int, float | None] | None = None  # folder, entries, bytes, cap GB
     running_points: list[RunningPoint] = field(default_factory=list)  # from progress.json
+    # Runs the spec plans for stages whose points are not known yet (a refine or repeat
+    # stage before its source finishes: the plan's upper bound): counted in the ETA.
+    planned: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def expected_total(self) -> int:
+        """Runs of the whole study: known stages' points plus the later stages' plan."""
+        return sum(s.total or 0 for s in self.stages) + sum(self.planned.values())
 
     @property
     def duplicates(self) -> int:
@@ -58,8 +67,10 @@ class StudyStatus:
         runs, over as many workers as points are running."""
         times = [t for s in self.stages for t in s.run_seconds]
         running = sum(s.running for s in self.stages)
-        pending = sum(s.pending or 0 for s in self.stages) + max(
-            running - len(self.running_points), 0
+        pending = (
+            sum(s.pending or 0 for s in self.stages)
+            + sum(self.planned.values())
+            + max(running - len(self.running_points), 0)
         )
         per_run = sum(times) / len(times) if times else None
         workers = max(running, len(self.running_points), 1)
@@ -68,7 +79,7 @@ class StudyStatus:
     def lines(self) -> list[str]:
         out = []
         for s in self.stages:
-            total = "?" if s.total is None else str(s.total)
+            total = str(s.total) if s.total is not None else f"≤{self.planned.get(s.name, '?')}"
             pending = "?" if s.pending is None else str(s.pending)
             out.append(
                 f"stage {s.name}: {s.done + s.pruned}/{total} done ({s.pruned} pruned"
@@ -90,8 +101,11 @@ class StudyStatus:
             capped = f" of {cap:g} GB" if cap is not None else " (no cap: data.cache_max_gb)"
             out.append(f"cache: {entries} decoded pictures, {size / 1e9:.2f} GB{capped} ({folder})")
         eta = self.eta_seconds()
+        later = f" (counting ≤{sum(self.planned.values())} planned runs of later stages)"
         out.append(
-            "ETA: " + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min")
+            "ETA: "
+            + ("unknown" if eta is None else "done" if eta == 0 else f"{eta / 60:.1f} min")
+            + (later if self.planned and eta else "")
         )
         out += [f"running {point.words(width=80)}" for point in self.running_points]
         return out
@@ -143,13 +157,21 @@ def study_status(runner: StudyView) -> StudyStatus:
                     "value": t.value,
                     "stage": stage.name,
                     "params": t.params,
-                    "run_dir": TrialAttrs.of(t).run_dir,
+                    "run_dir": runner.dir.resolve() / str(TrialAttrs.of(t).run_dir),
                 }
         stages.append(st)
     base = spec.run_config({})
     root = base.data.cache_dir or default_cache_dir()
     entries, size = cache_size(root)
     cache = (root, entries, size, base.data.cache_max_gb)
+    plans = {p.name: p.runs for p in stage_plans(spec)}
+    planned = {s.name: plans[s.name] for s in stages if s.total is None and s.name in plans}
     return StudyStatus(
-        stages, best, spec.objective.metric, base.eval.threshold, cache, running_points(runner.dir)
+        stages,
+        best,
+        spec.objective.metric,
+        base.eval.threshold,
+        cache,
+        running_points(runner.dir),
+        planned,
     )
