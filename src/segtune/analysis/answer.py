@@ -194,10 +194,8 @@ def _tied_sentence(r: Ranking) -> str:
         return f"It is the only configuration with a completed run ({noise})."
     if not tied:
         return f"Every other configuration ({others}) is worse beyond noise ({noise})."
-    return (
-        f"{len(tied)} of the {others} other configurations cannot be told apart from it "
-        f"({noise}): {_labels(tied)}."
-    )
+    count = f"All {others}" if len(tied) == others else f"{len(tied)} of the {others}"
+    return f"{count} other configurations cannot be told apart from it ({noise}): {_labels(tied)}."
 
 
 def _quality_sentence(quality: list[Ranking]) -> str:
@@ -252,7 +250,7 @@ def _disagreement(
     else:
         verdict = f"by {names} it is among the best" if quality else ""
     if not faults and (not behind or not quality):
-        return [f"It is also among the best by {names}; {verdict}."] if all_tied else []
+        return [verdict[0].upper() + verdict[1:] + "."] if all_tied else []
     short = describe_metric(s.objective, s.threshold, short=True)
     which = " and ".join(faults) if faults else "ranks differently"
     return [f"By {short} the best is {best.label}, which {which}; {verdict}."]

@@ -145,7 +145,8 @@ def parameter_effects(s: StudySummary) -> list[Effect]:
     every = configurations(s.runs)
     noises = {m: pooled_seed_noise([c.evidence(m) for c in every]) for m in (s.objective, *QUALITY)}
     effects = []
-    for stage, grid in s.searched.items():
+    for stage in s.compared_stages():
+        grid = s.searched[stage]
         configs = [c for c in every if any(r.in_stage(stage) for r in c.runs)]
         for key in grid:
             if key == SEED_KEY:

@@ -75,12 +75,12 @@ def topk_grid(summary: StudySummary) -> Figure | None:
         return None
     k = max(len(r.pictures) for _, r in top)
     fig, axes = plt.subplots(len(top), k, figsize=(2.0 * k + 2.4, 2.1 * len(top)), squeeze=False)
-    for row, (config, run) in zip(axes, top, strict=True):
+    for i, (row, (config, run)) in enumerate(zip(axes, top, strict=True)):
         for col, ax in enumerate(row):
             ax.axis("off")
             if col < len(run.pictures):
                 ax.imshow(overlay(run.run_dir / "previews", run.pictures[col], run.threshold, 192))
-                if row is axes[0]:
+                if i == 0:
                     ax.set_title(f"{col + 1}: {run.pictures[col].stem}", fontsize=6)
         seeds = f", {config.n} seeds" if config.n > 1 else ""
         label = row[0].text(
@@ -225,7 +225,8 @@ def heatmap_data(summary: StudySummary) -> list[Heatmap]:
     out = []
     ranked = rank(summary)
     tied = {c.label for c in ranked.tied()}
-    for stage, grid in summary.searched.items():
+    for stage in summary.compared_stages():
+        grid = summary.searched[stage]
         names = [k for k, v in grid.items() if len(v) > 1 and k != SEED_KEY]
         configs = [c for c in ranked.configs if any(r.in_stage(stage) for r in c.runs)]
         if len(names) < 2 or not configs:
@@ -291,7 +292,7 @@ def draw_heatmap(h: Heatmap, summary: StudySummary) -> Figure:
                 # white on the colour map's dark half (viridis: low values)
                 dark = (v - h.low) / (h.high - h.low) < 0.5
                 colour = "white" if dark else "black"
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=colour)
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color=colour)
         ax.set_xticks(range(len(h.b_values)), [tick_label(v) for v in h.b_values], fontsize=7)
         ax.set_yticks(range(len(h.a_values)), [tick_label(v) for v in h.a_values], fontsize=7)
         ax.set_xlabel(h.b, fontsize=8)

@@ -104,6 +104,13 @@ class StudySummary:
     # Validation pictures whose image file is also a training picture's (same bytes):
     # "val stem = train stem", scores on them inflated (empty: none, or unknown).
     val_also_trained: list[str] = field(default_factory=list)
+    # Stages that re-run earlier configurations with new seeds (``repeat``): they add
+    # seeds, not parameter values (no effect or heatmap of their own).
+    repeat_stages: list[str] = field(default_factory=list)
+
+    def compared_stages(self) -> list[str]:
+        """The stages whose searched values are compared (all but repeat stages)."""
+        return [name for name in self.searched if name not in self.repeat_stages]
 
     @property
     def searched_keys(self) -> list[str]:
@@ -274,6 +281,7 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         searched=searched,
         runs=runs,
         epochs=base.optim.epochs,
+        repeat_stages=[st.name for st in spec.stages if st.repeat is not None],
         val_also_trained=[
             f"{v.stem} = {t.stem}" for v, t in shared_pictures(subsets.train, subsets.val)
         ]
