@@ -49,7 +49,9 @@ def main(out: Path) -> None:
     print(f"configurations tied with the best: {tied}")
 
     model = answer.model.path  # the median seed of the best configuration
-    result = segtune.evaluate_run(model, [out / "data" / "val"], threshold="best")
+    # its validation F1-best threshold; a model that collapsed on validation has none
+    threshold = answer.model.threshold if answer.model.threshold is not None else 0.5
+    result = segtune.evaluate_run(model, [out / "data" / "val"], threshold=threshold)
     print(f"test F1 {result.metrics['test/f1']:.3f} at threshold {result.threshold:.3f}")
     masks = segtune.predict_masks(model, [out / "data" / "val"], out / "masks")
     print(f"wrote {len(masks)} masks")

@@ -29,7 +29,8 @@ def test_the_api_example_runs(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith("run completed: validation F1 ")
-    assert any(line.startswith("best of 2: ") for line in lines)
+    assert any(line.startswith("Best configuration by Validation F1") for line in lines)
+    assert any(line.startswith("configurations tied with the best: ['grid#") for line in lines)
     assert any(line.startswith("model to use: ") and "model.pt" in line for line in lines)
     assert "[grid]" not in out.stderr  # run_study(quiet=True): no per-point lines
     records = [json.loads(p.read_text()) for p in (tmp_path / "study").rglob("summary.json")]

@@ -49,7 +49,11 @@ def test_repeats_and_a_repeat_stage_train_each_seed_once(demo_data: Path, tmp_pa
     assert main(["sweep", str(spec), "--dir", str(study)]) == 0
     assert trial_states(sqlite_url(study), "rep", "grid") == {"COMPLETE": 4}
     md = (study / "report" / "report.md").read_text()
-    assert "over seeds" in md and "Training noise measured" in md
+    # Two configurations, one row each (4 seeds and 2): never six rows.
+    top = md.split("## Top", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in top.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))]
+    assert len(rows) == 2 and any("(4 seeds)" in r for r in rows)
+    assert "widened by training noise: sd over seeds" in md
 
 
 def test_repeats_and_a_searched_seed_are_refused() -> None:

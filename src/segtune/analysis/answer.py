@@ -192,8 +192,14 @@ def _tied_sentence(r: Ranking) -> str:
         return f"Whether others can be told apart from it cannot be judged: {noise}."
     if others == 0:
         return f"It is the only configuration with a completed run ({noise})."
+    add = (
+        ""
+        if r.seeds_measured
+        else " To measure training noise, add `repeats: 3` or a stage `race: {from: "
+        "<stage>}` to the spec and run the same sweep again (finished runs are kept)."
+    )
     if not tied:
-        return f"Every other configuration ({others}) is worse beyond noise ({noise})."
+        return f"Every other configuration ({others}) is worse beyond noise ({noise}).{add}"
     count = f"All {others}" if len(tied) == others else f"{len(tied)} of the {others}"
     return f"{count} other configurations cannot be told apart from it ({noise}): {_labels(tied)}."
 

@@ -97,6 +97,7 @@ def build_blocks(
         *_answer_blocks(s, found),
         Contents(),
         *_top_blocks(s, found.objective, keys),
+        *_race_blocks(s),
         *_effect_blocks(s),
         *_observation_blocks(s, found.objective, keys),
         Heading(2, "Figures"),
@@ -489,6 +490,58 @@ def _top_blocks(s: StudySummary, ranked: Ranking, keys: list[str]) -> list[Block
             caption=f"Top {len(top)} by {objective}, {s.kept_words} ({epoch})",
         ),
     ]
+
+
+def _race_blocks(s: StudySummary) -> list[Block]:
+    """Each race: who was dropped, when, against whom, by which interval; the
+    survivors."""
+    blocks: list[Block] = []
+    short = describe_metric(s.objective, s.threshold, short=True)
+    for race in s.races:
+        rows: list[list[Cell]] = []
+        for c in race["configurations"]:
+            d = c["dropped"]
+            sd = "" if c["sd"] is None else f" ± {c['sd']:.2g}"
+            rows.append(
+                [
+                    c["configuration"],
+                    str(len(c["values"])),
+                    f"{c['mean']:.4g}{sd}",
+                    "racing"
+                    if d is None and not race["ended"]
+                    else "survivor"
+                    if d is None
+                    else f"round {d['round']}",
+                    "" if d is None else d["lost_to"],
+                    ""
+                    if d is None
+                    else f"[{d['interval'][0]:.4g}, {d['interval'][1]:.4g}] at "
+                    f"{100 * d['level']:.4g} %",
+                ]
+            )
+        survivors = ", ".join(race["survivors"]) or "none"
+        state = "ended" if race["ended"] else "still running"
+        blocks += [
+            Heading(2, f"Race {race['stage']}"),
+            Paragraph(
+                f"Race of stage {race['stage']} ({state}; up to {race['max_seeds']} seeds, "
+                f"confidence {race['confidence']:g} over the whole race: "
+                f"{race['error_control']}). Survivors: {survivors}."
+            ),
+            Table(
+                [
+                    "Configuration",
+                    "Seeds",
+                    f"{short} (mean ± sd)",
+                    "Dropped at",
+                    "Lost to",
+                    "Its difference to it [interval at the corrected level]",
+                ],
+                rows,
+                caption=f"{describe_metric(s.objective, s.threshold)}, {s.kept_words}",
+            ),
+        ]
+    return blocks
 
 
 def _tied_word(tied: bool | None) -> str:

@@ -109,6 +109,7 @@ def write_results(s: StudySummary, out: Path, found: Answer | None = None) -> No
         "answer": _json(found.to_json()),
         "best": ranked.best.label if ranked.best else None,
         "tied_with_best": [c.label for c in ranked.tied()],
+        "races": [_json(race) for race in s.races],
         "configurations": [
             {k: _json(v) for k, v in row.items()} for row in configuration_rows(s, ranked)
         ],

@@ -107,6 +107,7 @@ class StudySummary:
     # Stages that re-run earlier configurations with new seeds (``repeat``): they add
     # seeds, not parameter values (no effect or heatmap of their own).
     repeat_stages: list[str] = field(default_factory=list)
+    races: list[dict[str, Any]] = field(default_factory=list)  # study.race.race_summary
 
     def compared_stages(self) -> list[str]:
         """The stages whose searched values are compared (all but repeat stages)."""
@@ -281,13 +282,28 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         searched=searched,
         runs=runs,
         epochs=base.optim.epochs,
-        repeat_stages=[st.name for st in spec.stages if st.repeat is not None],
+        repeat_stages=[
+            st.name for st in spec.stages if st.repeat is not None or st.race is not None
+        ],
+        races=_races(spec, study_dir, storage_url or info["storage"]),
         val_also_trained=[
             f"{v.stem} = {t.stem}" for v, t in shared_pictures(subsets.train, subsets.val)
         ]
         if subsets
         else [],
     )
+
+
+def _races(spec: StudySpec, study_dir: Path, url: str | None) -> list[dict[str, Any]]:
+    """What each race stage decided (read-only), once its points exist."""
+    stages = [st for st in spec.stages if st.race is not None]
+    if not stages:
+        return []
+    from segtune.study.race import race_summary
+    from segtune.study.view import StudyView
+
+    view = StudyView(spec, study_dir, url)
+    return [race_summary(view, st) for st in stages if view.stage_points(st).points is not None]
 
 
 def mask_words(data: DataConfig, subsets: Subsets | None) -> str:

@@ -18,10 +18,14 @@ pictures. Two noise sources separate a measured difference from a real one:
   interval is widened on both sides by ``t · s_seed · √(1/n_c + 1/n_b)`` (Student's t at
   the same level).
 
-c is tied with b when that interval contains 0. With one seed everywhere training noise
-is unmeasured: the interval is the picture part alone, and :attr:`Comparison.seeds_measured`
-says so (every reader of it prints that). Without per-picture records but with seeds,
-the interval is the seed part alone around the difference of means.
+c is tied with b when that interval contains 0. At levels whose tails hold fewer than
+``MIN_TAIL`` resamples (a race's corrected levels), the picture part is the normal
+interval from the resamples' standard deviation (:func:`picture_interval`).
+
+With one seed everywhere training noise is unmeasured: the interval is the picture part
+alone, and :attr:`Comparison.seeds_measured` says so (every reader of it prints that).
+Without per-picture records but with seeds, the interval is the seed part alone around
+the difference of means.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from segtune.core.intervals import LEVEL, Interval, interval
+
+MIN_TAIL = 5  # resamples a percentile tail needs; beyond: the normal interval
 
 
 @dataclass(frozen=True)
@@ -114,15 +120,19 @@ class Comparison:
         return " and ".join(parts) if parts else "no noise measured"
 
 
-def compare(c: Evidence, b: Evidence, noise: SeedNoise | None, level: float = LEVEL) -> Comparison:
-    """The tie rule (module docstring): the ``level`` interval of ``mean_c − mean_b``."""
+def compare(
+    c: Evidence, b: Evidence, noise: SeedNoise | None, level: float = LEVEL, normal: bool = False
+) -> Comparison:
+    """The tie rule (module docstring): the ``level`` interval of ``mean_c − mean_b``
+    (``normal``: the picture part always the normal interval, as a race's many
+    corrected levels use it, see :func:`pair_p_values`)."""
     difference = c.mean - b.mean
     sc, sb = c.mean_samples(), b.mean_samples()
     widen = 0.0
     if noise is not None:
         widen = noise.t(level) * noise.sd * math.sqrt(1 / c.n + 1 / b.n)
     if sc is not None and sb is not None:
-        picture = interval(sc - sb, level)
+        picture = picture_interval(sc - sb, level, normal)
         # The bootstrap interval is of the resampled difference; the point estimate is
         # the difference of the recorded values (identical when the records agree).
         found = Interval(picture.low - widen, picture.high + widen)
@@ -130,6 +140,62 @@ def compare(c: Evidence, b: Evidence, noise: SeedNoise | None, level: float = LE
     if noise is not None:
         return Comparison(difference, Interval(difference - widen, difference + widen), True, False)
     return Comparison(difference, None, False, False)
+
+
+def picture_interval(samples: NDArray[np.float64], level: float, normal: bool = False) -> Interval:
+    """The bootstrap percentile interval; beyond what the resamples resolve (fewer than
+    ``MIN_TAIL`` resamples in a tail: the multiple-comparison levels of a race), the
+    normal interval from their mean and standard deviation instead of their extremes."""
+    tail = (1.0 - level) / 2
+    if not normal and tail * len(samples) >= MIN_TAIL:
+        return interval(samples, level)
+    from scipy.stats import norm
+
+    half = float(norm.ppf(1 - tail)) * float(np.std(samples, ddof=1))
+    centre = float(np.mean(samples))
+    return Interval(centre - half, centre + half)
+
+
+def pair_p_values(
+    evidence: Sequence[Evidence], pairs: Sequence[tuple[int, int]], noise: SeedNoise | None
+) -> NDArray[np.float64]:
+    """The two-sided p-value of every pair ``(a, b)``: the smallest ``1 − level`` at
+    which :func:`compare`'s interval (``normal=True``) of ``a − b`` excludes 0, for all
+    pairs at once (bisection on the level, vectorised)."""
+    from scipy.stats import norm, t
+
+    if not pairs:
+        return np.zeros(0)
+    a = np.array([i for i, _ in pairs])
+    b = np.array([j for _, j in pairs])
+    means = [e.mean_samples() for e in evidence]
+    with_samples = all(m is not None for m in means)
+    if with_samples:
+        stacked = np.stack([m for m in means if m is not None])
+        diffs = stacked[a] - stacked[b]
+        centre = diffs.mean(axis=1)
+        sd = diffs.std(axis=1, ddof=1)
+    else:
+        centre = np.array([evidence[i].mean - evidence[j].mean for i, j in pairs])
+        sd = np.zeros(len(pairs))
+    n = np.array([e.n for e in evidence], dtype=np.float64)
+    unit = 0.0 if noise is None else noise.sd * np.sqrt(1 / n[a] + 1 / n[b])
+    low, high = np.full(len(pairs), 1e-16), np.ones(len(pairs))  # alpha bounds
+    gap = np.abs(centre)
+
+    def excludes(alpha: NDArray[np.float64]) -> NDArray[np.bool_]:
+        half = norm.isf(alpha / 2) * sd
+        if noise is not None:
+            half = half + t.isf(alpha / 2, noise.dof) * unit
+        return gap > half
+
+    never = ~excludes(np.full(len(pairs), 1.0 - 1e-12))
+    for _ in range(60):
+        mid = np.sqrt(low * high)  # geometric: p-values span many decades
+        ok = excludes(mid)
+        high = np.where(ok, mid, high)
+        low = np.where(ok, low, mid)
+    return np.where(never, 1.0, high)
 
 
 def ties_with(evidence: Sequence[Evidence], best: int, level: float = LEVEL) -> list[Comparison]:

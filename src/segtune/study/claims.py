@@ -49,6 +49,19 @@ IDENTITIES = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
 )
 
+# A race's drops (segtune.core.racing): one row per dropped configuration, written once
+# (the first worker to insert it wins; every worker computes the same drop from the same
+# finished runs), with the runs the look used.
+RACE_DROPS = sa.Table(
+    "segtune_race_drops",
+    _METADATA,
+    sa.Column("study", sa.String(255), primary_key=True),
+    sa.Column("stage", sa.String(255), primary_key=True),
+    sa.Column("config", sa.String(1024), primary_key=True),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("decision", sa.Text, nullable=False),  # JSON: lost_to, interval, level, p, runs
+)
+
 
 def worker_id() -> str:
     """``host:pid:random`` — unique per worker process."""
@@ -263,6 +276,38 @@ class ClaimBoard:
                 .values(attempts=0, reason="retry requested")
             )
         return int(result.rowcount or 0)
+
+    # --- race drops ----------------------------------------------------------------------
+    def record_drop(self, stage: str, config: str, round_: int, decision: dict[str, Any]) -> None:
+        """Record a race's drop once (a concurrent identical insert is a no-op)."""
+
+        def write() -> None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        RACE_DROPS.insert().values(
+                            study=self.study,
+                            stage=stage,
+                            config=config,
+                            round=round_,
+                            decision=json.dumps(decision, sort_keys=True),
+                        )
+                    )
+            except IntegrityError:  # recorded by another worker
+                pass
+
+        _retry(write)
+
+    def drops(self, stage: str) -> dict[str, dict[str, Any]]:
+        """The recorded drops of a race stage: config key → decision (with its round)."""
+        if RACE_DROPS.name not in set(sa.inspect(self.engine).get_table_names()):
+            return {}
+        query = sa.select(RACE_DROPS).where(
+            RACE_DROPS.c.study == self.study, RACE_DROPS.c.stage == stage
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        return {r.config: {**json.loads(r.decision), "round": r.round} for r in rows}
 
     # --- identities ----------------------------------------------------------------------
     def record_identity(self, ident: PointIdentity) -> None:

@@ -181,12 +181,24 @@ def stage_plans(spec: StudySpec) -> list[StagePlan]:
                 "reused, not retrained)"
             )
             out.append(StagePlan(stage.name, "refine", runs, note))
-        else:
-            assert stage.repeat is not None
+        elif stage.repeat is not None:
             runs = stage.repeat.top_k * stage.repeat.seeds
             r = stage.repeat
             note = f" (the {r.top_k} best of {r.from_} × {r.seeds} new seeds)"
             out.append(StagePlan(stage.name, "repeat", runs, note))
+        else:
+            assert stage.race is not None
+            race = stage.race
+            origin = next(p for p in out if p.name == race.from_)
+            configs = origin.runs // (spec.repeats if origin.kind in ("grid", "refine") else 1)
+            runs = configs * (race.max_seeds - 1)
+            if race.budget_runs is not None:
+                runs = min(runs, race.budget_runs)
+            note = (
+                f": up to {runs} ({configs} configurations of {race.from_} × up to "
+                f"{race.max_seeds - 1} new seeds; fewer as configurations are dropped)"
+            )
+            out.append(StagePlan(stage.name, "race", runs, note))
     return out
 
 

@@ -74,30 +74,53 @@ class RepeatSpec(_Frozen):
     seeds: int = Field(3, ge=1)
 
 
+class RaceSpec(_Frozen):
+    """Race the configurations of an earlier stage (segtune.core.racing): its runs are
+    round 1; new seeds go only to configurations still racing, and one is dropped once
+    it is worse than another with ``confidence`` (over the whole race)."""
+
+    from_: str = Field(alias="from")
+    max_seeds: int = Field(5, ge=2, le=50)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    budget_runs: int | None = Field(None, ge=1)  # runs beyond round 1, at most
+
+
+def point_key(params: dict[str, ParamValue]) -> str:
+    """Canonical, exact text of a configuration (used as the claim key)."""
+    return ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
+
+
 SEED_KEY = "runtime.seed"
-STAGE_KINDS = ("grid", "refine", "tpe", "repeat")
+STAGE_KINDS = ("grid", "refine", "tpe", "repeat", "race")
 
 
 class Stage(_Frozen):
-    """One stage: exactly one of ``grid``, ``refine``, ``tpe`` or ``repeat``."""
+    """One stage: exactly one of ``grid``, ``refine``, ``tpe``, ``repeat`` or ``race``."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
     grid: dict[str, list[ParamValue]] | None = None
     refine: RefineSpec | None = None
     tpe: TpeStage | None = None
     repeat: RepeatSpec | None = None
+    race: RaceSpec | None = None
 
     @property
     def source(self) -> str | None:
-        """The earlier stage a refine or repeat stage derives its points from."""
-        derived = self.refine or self.repeat
+        """The earlier stage a refine, repeat or race stage derives its points from."""
+        derived = self.refine or self.repeat or self.race
         return derived.from_ if derived is not None else None
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STAGE_KINDS if getattr(self, k) is not None)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Stage:
         kinds = [k for k in STAGE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"stage {self.name!r} needs exactly one of grid, refine, tpe, repeat")
+            raise ValueError(
+                f"stage {self.name!r} needs exactly one of grid, refine, tpe, repeat, race"
+            )
         if self.grid is not None:
             if not self.grid:
                 raise ValueError(f"stage {self.name!r}: grid needs at least one key")
@@ -152,7 +175,7 @@ class StudySpec(_Frozen):
         for stage in self.stages:
             if stage.name in seen:
                 raise ValueError(f"stages: duplicate stage name {stage.name!r}")
-            kind = "refine" if stage.refine is not None else "repeat"
+            kind = stage.kind
             if stage.source is not None and stage.source not in seen:
                 raise ValueError(
                     f"stages.{stage.name}.{kind}.from: {stage.source!r} is not an earlier stage"
@@ -192,7 +215,7 @@ class StudySpec(_Frozen):
                 keys.update(stage.tpe.ranges)
             elif stage.refine is not None:
                 keys.update(stage.refine.fixed)
-            if stage.repeat is not None or self.repeats > 1:
+            if stage.repeat is not None or stage.race is not None or self.repeats > 1:
                 keys.add(SEED_KEY)
         return keys
 

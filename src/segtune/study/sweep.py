@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -45,6 +45,9 @@ from segtune.study.folders import PointFolder, point_folder_name
 from segtune.study.identity import fingerprint, run_identity
 from segtune.study.spec import ParamValue, Range, Stage, StudySpec
 from segtune.study.view import StagePoints, StudyView, point_key, stage_distributions
+
+if TYPE_CHECKING:
+    from segtune.study.race import Race
 
 log = logging.getLogger("segtune.sweep")
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM}
@@ -145,7 +148,10 @@ class StudyRunner(StudyView):
 
     def _claim_next(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> Claim | None:
         states = self.board.states(stage.name)
+        skipped = self.race_skipped(stage, points) if stage.race is not None else set()
         for key in self.run_order(stage, points):
+            if key in skipped:
+                continue
             row = states.get(key)
             if row is not None and (
                 self._point_settled(row)
@@ -200,7 +206,9 @@ class StudyRunner(StudyView):
         self.board.record_identity(ident)
         attempt = folder.prepare(ident.fingerprint)
         folder.write_info(claim.point, params, ident.fingerprint, self.spec.name)
-        outcome = self._train(stage, study, trial, claim, config, folder, attempt.resume)
+        outcome = self._train(
+            stage, study, trial, claim, config, folder, attempt.resume, params=params
+        )
         self._say(stage, claim, outcome.line, trial.number)
 
     def _identity(
@@ -355,12 +363,15 @@ class StudyRunner(StudyView):
         config: RunConfig,
         folder: PointFolder,
         resume: bool,
+        params: dict[str, ParamValue] | None = None,
     ) -> Outcome:
         from segtune.engine.train import RunAbandoned, StudyContext, train_run
 
         config = self._local(config)
         metric = self.spec.objective.metric
         report = _pruning_reporter(trial, folder.path, metric, config.optim.epochs, resume)
+        if stage.race is not None and params:
+            report = _race_stopper(report, self.race(stage), params)
         heartbeat = Heartbeat(self.board, claim, self.spec.heartbeat.interval_s)
 
         def guard() -> None:
@@ -508,6 +519,21 @@ def _pruning_reporter(
             raise RunPruned(f"pruned at epoch {epoch}")
 
     return report
+
+
+def _race_stopper(
+    report: Callable[[int, dict[str, float]], None], race: Race, params: dict[str, ParamValue]
+) -> Callable[[int, dict[str, float]], None]:
+    """The reporter, plus a stop at the epoch boundary once the race has dropped this
+    run's configuration (recorded as pruned, "stopped by the race")."""
+    from segtune.engine.train import RunPruned
+
+    def report_or_stop(epoch: int, values: dict[str, float]) -> None:
+        report(epoch, values)
+        if race.is_dropped(params):
+            raise RunPruned(f"stopped by the race at epoch {epoch}: its configuration was dropped")
+
+    return report_or_stop
 
 
 def _contains(dist: BaseDistribution, value: ParamValue) -> bool:

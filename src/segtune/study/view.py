@@ -13,7 +13,7 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import (
@@ -38,7 +38,18 @@ from segtune.study.identity import (
     run_identity,
 )
 from segtune.study.refine import refine_points
-from segtune.study.spec import SEED_KEY, ParamValue, Range, Stage, StudySpec, grid_points
+from segtune.study.spec import (
+    SEED_KEY,
+    ParamValue,
+    Range,
+    Stage,
+    StudySpec,
+    grid_points,
+    point_key,
+)
+
+if TYPE_CHECKING:
+    from segtune.study.race import Race
 from segtune.study.storage import (
     accept_fixed_pictures,
     default_storage,
@@ -57,11 +68,6 @@ from segtune.study.storage import (
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger("segtune.study")
 DONE_STATES = ("complete", "pruned")
-
-
-def point_key(params: dict[str, ParamValue]) -> str:
-    """Canonical, exact text of a configuration (used as the claim key)."""
-    return ",".join(f"{k}={v!r}" for k, v in sorted(params.items()))
 
 
 @dataclass
@@ -228,17 +234,26 @@ class StudyView:
             grid = {k: v for k, v in self.stage_grid(source).items() if k != SEED_KEY}
             points = self.spec.with_seeds(refine_points(grid, best, dict(stage.refine.fixed)))
             record = {"from": source.name, "top_k": stage.refine.top_k, "points": points}
-        else:
-            assert stage.repeat is not None
+        elif stage.repeat is not None:
             best = _distinct_configs([t.params for t in ranked], stage.repeat.top_k)
-            used = [int(t.params.get(SEED_KEY, self.spec.base_seed())) for t in ranked]
-            first = max([*used, self.spec.base_seed()]) + 1
-            seeds = range(first, first + stage.repeat.seeds)
+            seeds = self._new_seeds(ranked, stage.repeat.seeds)
             points = [{**config, SEED_KEY: seed} for config in best for seed in seeds]
             record = {"from": source.name, "top_k": stage.repeat.top_k, "points": points}
+        else:  # a race: every configuration of the source, each seed one round
+            assert stage.race is not None
+            configs = _distinct_configs([t.params for t in ranked], len(ranked))
+            seeds = self._new_seeds(ranked, stage.race.max_seeds - 1)
+            points = [{**config, SEED_KEY: seed} for seed in seeds for config in configs]
+            record = {"from": source.name, "max_seeds": stage.race.max_seeds, "points": points}
         if self.writable:
             write_json(saved, record)
         return StagePoints(stage, {point_key(p): p for p in points})
+
+    def _new_seeds(self, ranked: list[FrozenTrial], count: int) -> range:
+        """``count`` seeds no run of the source used."""
+        used = [int(t.params.get(SEED_KEY, self.spec.base_seed())) for t in ranked]
+        first = max([*used, self.spec.base_seed()]) + 1
+        return range(first, first + count)
 
     def stage_grid(self, stage: Stage) -> dict[str, list[ParamValue]]:
         """Per-key values of a grid-like stage (used to find neighbours)."""
@@ -272,7 +287,19 @@ class StudyView:
         if sp.points is None:
             return False
         states = self.board.states(stage.name)
-        return all(self._point_settled(states.get(k)) for k in sp.points)
+        skipped = self.race_skipped(stage, sp.points) if stage.race is not None else set()
+        return all(k in skipped or self._point_settled(states.get(k)) for k in sp.points)
+
+    def race(self, stage: Stage) -> Race:
+        """The race of a race stage, as its finished runs decide it (drops recorded)."""
+        from segtune.study.race import Race
+
+        return Race(self, stage)
+
+    def race_skipped(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> set[str]:
+        """Points of a race no worker should start: their configuration was dropped, or
+        the race has ended (one left, max_seeds reached, or budget_runs spent)."""
+        return self.race(stage).skipped(points)
 
     def _point_settled(self, row: PointState | None) -> bool:
         if row is None:
@@ -288,6 +315,9 @@ class StudyView:
         """
         keys = list(points)
         random.Random(f"{self.spec.name}:{stage.name}:{self.spec.data.seed}").shuffle(keys)
+        if stage.race is not None:  # the fewest seeds first: a round before the next
+            order = sorted({int(p.get(SEED_KEY, 0)) for p in points.values()})
+            keys.sort(key=lambda k: order.index(int(points[k].get(SEED_KEY, 0))))
         return keys
 
     def _told_trial(self, stage: str, point: str) -> FrozenTrial | None:
@@ -433,7 +463,7 @@ class StudyView:
                         )
             if not (self.dir / "stages" / f"{stage.name}.json").exists():
                 continue
-            for kind in ("refine", "repeat"):
+            for kind in ("refine", "repeat", "race"):
                 now = getattr(stage, kind)
                 if now is None:
                     continue
