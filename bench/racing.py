@@ -37,6 +37,7 @@ import optuna
 from _common import machine, parse, parser  # isort: skip
 from segtune.analysis.ranking import configurations, rank
 from segtune.analysis.summary import StudySummary, load_study_summary
+from segtune.core import racing
 from segtune.core.racing import Contender, RaceState, run_race
 from segtune.data.synthetic import write_demo_data
 from segtune.study.spec import SEED_KEY, build_spec
@@ -92,6 +93,21 @@ def contenders(s: StudySummary, key: str) -> list[Contender]:
 def truncated(c: Contender, seeds: int) -> Contender:
     assert c.samples is not None
     return Contender(c.name, c.values[:seeds], c.samples[:seeds])
+
+
+def memoise_looks() -> None:
+    """A look depends only on its round and the configurations still racing (their
+    first r seeds are fixed records here): decide each once across all replays."""
+    real = racing.race_look
+    looks: dict[tuple[int, tuple[str, ...]], list[racing.Drop]] = {}
+
+    def look(contenders: Any, rounds: int, alpha: float, direction: Any) -> list[racing.Drop]:
+        key = (rounds, tuple(c.name for c in contenders))
+        if key not in looks:
+            looks[key] = real(contenders, rounds, alpha, direction)
+        return looks[key]
+
+    racing.race_look = look
 
 
 def replay(
@@ -195,6 +211,7 @@ def main() -> None:
     print(f"oracle (1 seed per worse configuration, {a.seeds} per tied): {oracle / total:.1%}")
     rows = []
     t0 = time.perf_counter()
+    memoise_looks()
     for r in range(a.replays):
         out = replay(full, a.seeds, 0.95, a.workers, seed=r)
         state, spent = out["state"], out["spent"]

@@ -114,3 +114,27 @@ def test_curves_never_join_measurements_across_unmeasured_epochs() -> None:
     assert values[0] == 0.5 and values[3] == 0.9
     assert all(v != v for v in values[1:3])  # NaN: a gap in the line
     assert epoch_series(history, "val/recall")[1] == [0.4, 0.6, 0.7, 0.8]
+
+
+def test_the_race_figure_names_what_it_draws(tmp_path: Path) -> None:
+    run = fake_run(tmp_path, 0, 0.3, [(1, 0, 4), (0, 2, 5), (3, 0, 2)])
+    race = {
+        "stage": "race",
+        "error_control": "Holm over every pair at each look",
+        "configurations": [
+            {
+                "configuration": "a",
+                "dropped": None,
+                "rounds": [[1, 0.8, 0.7, 0.9], [2, 0.8, 0.75, 0.85]],
+            },
+            {
+                "configuration": "b",
+                "dropped": {"round": 2},
+                "rounds": [[1, 0.5, 0.4, 0.6], [2, 0.5, 0.45, 0.55]],
+            },
+        ],
+    }
+    fig = F.race_figure(race, fake_summary([run]))
+    assert fig is not None and set(fig.keys) == {"val/recall"}
+    assert _keys_named(fig.caption) == {"val/recall"}
+    assert "dropped configurations in grey" in fig.caption and "final epoch" in fig.caption

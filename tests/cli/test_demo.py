@@ -12,7 +12,7 @@ from segtune.study.spec import build_spec, grid_points
 def test_embedded_demo_spec_has_the_reference_shape(tmp_path: Path) -> None:
     tree = yaml.safe_load(demo_spec_text())
     spec = build_spec(tree, "demo")
-    grid, refine = spec.stages
+    grid, race, refine = spec.stages
     assert grid.grid is not None and set(grid.grid) == {
         "loss.bce_weight",
         "loss.dice_smooth",
@@ -20,6 +20,7 @@ def test_embedded_demo_spec_has_the_reference_shape(tmp_path: Path) -> None:
     }
     assert len(grid_points(grid.grid)) == 8
     assert refine.refine is not None and refine.refine.from_ == "grid"
+    assert race.race is not None and race.race.from_ == "grid"  # noise measured by default
     config = spec.run_config({})
     assert config.pages.patch_overlap > 0 and config.optim.epochs >= 2
     assert spec.objective.metric == "val/recall"

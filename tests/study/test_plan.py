@@ -235,7 +235,11 @@ def test_init_writes_a_commented_spec_from_the_data_that_plans(
     assert main(["init", str(demo_data / "train"), str(demo_data / "val"), "--out", str(out)]) == 2
     assert "exists (use --force" in capsys.readouterr().err
     assert main(["plan", str(out), "--no-probe"]) == 0
-    assert "stage noise (repeat): 6 run(s)" in capsys.readouterr().out
+    planned = capsys.readouterr().out
+    # The start measures training noise by default: it races the grid (12 configurations
+    # × up to 3 new seeds).
+    assert spec.stages[1].race is not None and spec.stages[1].race.from_ == "grid"
+    assert "stage race (race): 36 run(s): up to 36 (12 configurations of grid" in planned
 
 
 def test_init_with_an_ignore_value(

@@ -77,10 +77,14 @@ def test_a_dropped_configuration_is_never_trained_again(
     assert drop["interval"][1] < 0  # wholly below 0: worse with the stated confidence
     md = (study / "report" / "report.md").read_text()
     race = md.split("## Race race", 1)[1].split("\n## ", 1)[0]
-    assert "Survivors: optim.learning_rate=0.01." in race
-    assert "| optim.learning_rate=1e-07 | 2 |" in race and "| round 2 |" in race
     results = json.loads((study / "report" / "results.json").read_text())
-    assert results["races"][0]["survivors"] == ["optim.learning_rate=0.01"]
+    (winner,) = results["races"][0]["survivors"]  # named as every table names it
+    entries = {c["configuration"]: c for c in results["races"][0]["configurations"]}
+    assert entries["optim.learning_rate=0.01"]["label"] == winner
+    loser = entries["optim.learning_rate=1e-07"]
+    assert loser["dropped"]["round"] == 2 and loser["dropped"]["lost_to"] == winner
+    assert f"Survivors: {winner}." in race
+    assert f"| {loser['label']} | 2 |" in race and "| round 2 |" in race
     # Resuming trains nothing and records nothing twice.
     capsys.readouterr()
     assert main(["sweep", str(spec), "--dir", str(study)]) == 0
@@ -103,3 +107,41 @@ def test_changing_a_started_race_is_refused(demo_data: Path, tmp_path: Path) -> 
     assert StudyView(load_spec(changed), study).stage_setting_changes() == [
         "stage race: race.max_seeds 3 → 4"
     ]
+
+
+@pytest.mark.slow
+def test_three_workers_race_each_point_once_and_record_what_the_runs_decide(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three worker processes on one SQLite race: every (configuration, seed) trained at
+    most once, none lost; the recorded drops are exactly what a single replay of the
+    finished runs decides (a pure function of them)."""
+    from segtune.study.claims import ClaimBoard
+    from segtune.study.race import Race
+    from segtune.study.spec import load_spec
+    from segtune.study.view import StudyView
+    from tests.study.helpers import finished_per_point
+
+    spec = _race_spec(tmp_path, demo_data)
+    tree = yaml.safe_load(spec.read_text())
+    tree["stages"][0]["grid"] = {"optim.learning_rate": [1e-7, 0.003, 0.01]}
+    spec.write_text(yaml.safe_dump(tree))
+    study = tmp_path / "study"
+    assert main(["sweep", str(spec), "--dir", str(study), "--workers", "3"]) == 0
+    assert "duplicates: 0" in capsys.readouterr().out
+    counts = finished_per_point(sqlite_url(study), "race", "race")
+    assert set(counts.values()) <= {1}
+    states = trial_states(sqlite_url(study), "race", "race")
+    assert set(states) <= {"COMPLETE", "PRUNED"}  # pruned: stopped by the race
+    view = StudyView(load_spec(spec), study)
+    race_stage = view.spec.stage("race")
+    replayed = Race(view, race_stage).state(record=False)
+    recorded = ClaimBoard(sqlite_url(study), "race", create=False).drops("race")
+    assert sorted(recorded) == sorted(d.name for d in replayed.drops)
+    for d in replayed.drops:
+        assert recorded[d.name]["round"] == d.round and recorded[d.name]["lost_to"] == d.lost_to
+    # Every point not trained was skipped for a reason: dropped, or the race ended.
+    points = view.stage_points(race_stage).points or {}
+    untrained = set(points) - set(counts)
+    assert untrained <= view.race_skipped(race_stage, points)
+    assert replayed.ended

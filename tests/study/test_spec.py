@@ -29,6 +29,18 @@ def test_reference_study_example_is_valid() -> None:
     assert spec.objective.metric == "val/recall" and spec.preview_pictures == 5
 
 
+def test_the_raced_reference_study_races_the_reference_grid() -> None:
+    from segtune.study.plan import stage_plans
+
+    spec = load_spec(ROOT / "examples" / "reference-study-raced.yaml")
+    grid, race, refined = spec.stages
+    assert race.race is not None and race.race.from_ == grid.name == "grid"
+    assert race.race.max_seeds == 5 and race.race.confidence == 0.95
+    reference = load_spec(ROOT / "examples" / "reference-study.yaml")
+    assert (grid, refined) == tuple(reference.stages)
+    assert {p.name: p.runs for p in stage_plans(spec)}["race"] == 72 * 4  # an upper bound
+
+
 def _spec(tmp_path: Path, **changes: object) -> Path:
     tree = yaml.safe_load((ROOT / "examples" / "reference-study.yaml").read_text())
     tree.update(changes)

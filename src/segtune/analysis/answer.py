@@ -145,6 +145,7 @@ def answer(s: StudySummary, which: Literal["median", "best"] = "median") -> Answ
     out.sentences = [
         _best_sentence(s, objective),
         _tied_sentence(objective),
+        *[_race_sentence(race) for race in s.races],
         *([_quality_sentence(quality)] if quality else []),
         *_disagreement(s, objective, quality, configs),
         _model_sentence(s, model),
@@ -202,6 +203,36 @@ def _tied_sentence(r: Ranking) -> str:
         return f"Every other configuration ({others}) is worse beyond noise ({noise}).{add}"
     count = f"All {others}" if len(tied) == others else f"{len(tied)} of the {others}"
     return f"{count} other configurations cannot be told apart from it ({noise}): {_labels(tied)}."
+
+
+def _race_sentence(race: dict[str, Any]) -> str:
+    """A race's outcome: how many were dropped, and the survivors as its answer."""
+    configs = race["configurations"]
+    dropped = sum(c["dropped"] is not None for c in configs)
+    survivors = race["survivors"]
+    seeds = sorted({len(c["values"]) for c in configs if c["dropped"] is None})
+    each = (
+        f"{seeds[0]} seeds each"
+        if len(seeds) == 1
+        else f"{seeds[0]}–{seeds[-1]} seeds"
+        if seeds
+        else "no seeds"
+    )
+    state = "the race ended" if race["ended"] else "the race is still running"
+    head = f"Race {race['stage']} (confidence {race['confidence']:g} over the whole race): "
+    if not dropped:
+        return (
+            f"{head}no configuration was worse than another beyond noise; all "
+            f"{len(configs)} survived ({each}; {state})."
+        )
+    names = ", ".join(survivors[:6]) + (
+        f" and {len(survivors) - 6} more" if len(survivors) > 6 else ""
+    )
+    return (
+        f"{head}{dropped} of {len(configs)} configurations dropped, each worse than "
+        f"another; {len(survivors)} survivor{'s' if len(survivors) != 1 else ''} ({each}; "
+        f"{state}): {names}."
+    )
 
 
 def _quality_sentence(quality: list[Ranking]) -> str:

@@ -406,6 +406,52 @@ def split_pr_curve(
     return _finish(fig, f"pr-curve-{split}", title, caption)
 
 
+def race_figure(race: dict[str, Any], summary: StudySummary) -> Figure | None:
+    """A race: each configuration's mean with its 95 % interval after each round it ran;
+    dropped configurations in grey, ending at the round they left; survivors coloured."""
+    configs = [c for c in race["configurations"] if c.get("rounds")]
+    if not configs:
+        return None
+    key = summary.objective
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    colours = itertools.cycle(LINE_COLOURS)
+    for i, c in enumerate(configs):
+        rounds = np.array(c["rounds"], dtype=np.float64)
+        dropped = c["dropped"] is not None
+        colour = "#bbbbbb" if dropped else next(colours)
+        x = rounds[:, 0] + (i - len(configs) / 2) * 0.02  # side by side, not on top
+        ax.errorbar(
+            x,
+            rounds[:, 1],
+            yerr=[rounds[:, 1] - rounds[:, 2], rounds[:, 3] - rounds[:, 1]],
+            color=colour,
+            marker="o",
+            markersize=3,
+            linewidth=1,
+            capsize=2,
+            zorder=1 if dropped else 2,
+            label=None if dropped else c.get("label", c["configuration"]),
+            gid=key,
+        )
+        if dropped:
+            ax.plot(x[-1], rounds[-1, 1], "x", color="#888888", markersize=6)
+    ax.set_xlabel("round (seeds per configuration)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(describe_metric(key, summary.threshold, short=True))
+    if any(c["dropped"] is None for c in configs):
+        ax.legend(fontsize=6, title="survivors", title_fontsize=7)
+    words = describe_metric(key, summary.threshold)
+    title = f"Race {race['stage']}: {words}, mean over seeds per round"
+    ax.set_title(title, fontsize=8)
+    caption = (
+        f"{title}, {summary.kept_words}: each configuration's mean of its first r seeds "
+        "with its 95 % interval (picture bootstrap widened by the training noise); dropped "
+        "configurations in grey, their last point (×) the round they left; survivors in "
+        f"colour. {race['error_control']}."
+    )
+    return _finish(fig, f"race-{race['stage']}", title, caption)
+
+
 def save(fig: Figure, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{fig.name}.png"

@@ -97,7 +97,7 @@ def build_blocks(
         *_answer_blocks(s, found),
         Contents(),
         *_top_blocks(s, found.objective, keys),
-        *_race_blocks(s),
+        *_race_blocks(s, draw),
         *_effect_blocks(s),
         *_observation_blocks(s, found.objective, keys),
         Heading(2, "Figures"),
@@ -492,7 +492,7 @@ def _top_blocks(s: StudySummary, ranked: Ranking, keys: list[str]) -> list[Block
     ]
 
 
-def _race_blocks(s: StudySummary) -> list[Block]:
+def _race_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
     """Each race: who was dropped, when, against whom, by which interval; the
     survivors."""
     blocks: list[Block] = []
@@ -504,7 +504,7 @@ def _race_blocks(s: StudySummary) -> list[Block]:
             sd = "" if c["sd"] is None else f" ± {c['sd']:.2g}"
             rows.append(
                 [
-                    c["configuration"],
+                    c.get("label", c["configuration"]),
                     str(len(c["values"])),
                     f"{c['mean']:.4g}{sd}",
                     "racing"
@@ -540,6 +540,7 @@ def _race_blocks(s: StudySummary) -> list[Block]:
                 rows,
                 caption=f"{describe_metric(s.objective, s.threshold)}, {s.kept_words}",
             ),
+            *(draw([F.race_figure(race, s)]) if draw else []),
         ]
     return blocks
 

@@ -285,7 +285,7 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
         repeat_stages=[
             st.name for st in spec.stages if st.repeat is not None or st.race is not None
         ],
-        races=_races(spec, study_dir, storage_url or info["storage"]),
+        races=_races(spec, study_dir, storage_url or info["storage"], runs),
         val_also_trained=[
             f"{v.stem} = {t.stem}" for v, t in shared_pictures(subsets.train, subsets.val)
         ]
@@ -294,16 +294,35 @@ def load_study_summary(study_dir: Path, storage_url: str | None = None) -> Study
     )
 
 
-def _races(spec: StudySpec, study_dir: Path, url: str | None) -> list[dict[str, Any]]:
-    """What each race stage decided (read-only), once its points exist."""
+def _races(
+    spec: StudySpec, study_dir: Path, url: str | None, runs: list[RunSummary]
+) -> list[dict[str, Any]]:
+    """What each race stage decided (read-only), once its points exist; configurations
+    named by their first run's label (``grid#3``), as every table names them."""
     stages = [st for st in spec.stages if st.race is not None]
     if not stages:
         return []
-    from segtune.study.race import race_summary
+    from segtune.study.race import config_key, race_summary
     from segtune.study.view import StudyView
 
+    labels: dict[str, str] = {}
+    for r in runs:
+        labels.setdefault(config_key(r.params), r.label)
     view = StudyView(spec, study_dir, url)
-    return [race_summary(view, st) for st in stages if view.stage_points(st).points is not None]
+    out = []
+    for st in stages:
+        if view.stage_points(st).points is None:
+            continue
+        race = race_summary(view, st)
+        for c in race["configurations"]:
+            c["label"] = labels.get(c["configuration"], c["configuration"])
+            if c["dropped"] is not None:
+                c["dropped"]["lost_to"] = labels.get(
+                    c["dropped"]["lost_to"], c["dropped"]["lost_to"]
+                )
+        race["survivors"] = [labels.get(n, n) for n in race["survivors"]]
+        out.append(race)
+    return out
 
 
 def mask_words(data: DataConfig, subsets: Subsets | None) -> str:

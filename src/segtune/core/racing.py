@@ -151,3 +151,29 @@ def next_round(state: RaceState, contenders: Sequence[Contender]) -> int:
     (a worker takes those first)."""
     alive = [c for c in contenders if c.name in state.survivors]
     return 1 + min((len(c.values) for c in alive), default=0)
+
+
+def round_intervals(
+    contenders: Sequence[Contender], level: float = 0.95
+) -> dict[str, list[tuple[int, float, float, float]]]:
+    """Each contender's ``(round, mean, low, high)`` after each round it reached: the
+    mean of its first r seeds and its ``level`` interval (picture bootstrap of that
+    mean, widened by t·s_seed/√r with s_seed pooled over the contenders at round r) —
+    what the race figure draws."""
+    out: dict[str, list[tuple[int, float, float, float]]] = {c.name: [] for c in contenders}
+    for rounds in range(1, max((len(c.values) for c in contenders), default=0) + 1):
+        at = [c for c in contenders if len(c.values) >= rounds]
+        evidence = {c.name: c.first(rounds) for c in at}
+        noise = pooled_seed_noise(list(evidence.values()))
+        widen = 0.0 if noise is None else noise.t(level) * noise.sd / np.sqrt(rounds)
+        for c in at:
+            e = evidence[c.name]
+            samples = e.mean_samples()
+            tail = (1 - level) / 2 * 100
+            low, high = (
+                (e.mean, e.mean)
+                if samples is None
+                else tuple(float(x) for x in np.percentile(samples, [tail, 100 - tail]))
+            )
+            out[c.name].append((rounds, e.mean, low - widen, high + widen))
+    return out

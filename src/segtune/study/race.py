@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from optuna.trial import FrozenTrial, TrialState
 
 from segtune.core.intervals import metric_samples, resample_weights
-from segtune.core.racing import Contender, RaceState, run_race
+from segtune.core.racing import Contender, RaceState, round_intervals, run_race
 from segtune.core.records import RunFolder
 from segtune.study.attrs import TrialAttrs
 from segtune.study.spec import SEED_KEY, ParamValue, Stage, point_key
@@ -45,8 +45,15 @@ class RaceHost(Protocol):
 
 
 def config_key(params: dict[str, ParamValue]) -> str:
-    """A configuration's key: its point key without the seed."""
-    return point_key({k: v for k, v in params.items() if k != SEED_KEY})
+    """A configuration's key: its point key without the seed, whole numbers as floats
+    (a grid lists pos_weight 1, a run's config.yaml may hold 1.0: one configuration)."""
+    return point_key(
+        {
+            k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in params.items()
+            if k != SEED_KEY
+        }
+    )
 
 
 @dataclass
@@ -186,6 +193,7 @@ def race_summary(view: RaceHost, stage: Stage) -> dict[str, Any]:
     race = Race(view, stage)
     contenders = race.contenders()
     state = race.state(record=False)
+    rounds = round_intervals(contenders)
     return {
         "stage": stage.name,
         "max_seeds": stage.race.max_seeds if stage.race else None,
@@ -200,6 +208,7 @@ def race_summary(view: RaceHost, stage: Stage) -> dict[str, Any]:
                 "values": list(c.values),
                 "mean": float(np.mean(c.values)),
                 "sd": float(np.std(c.values, ddof=1)) if len(c.values) > 1 else None,
+                "rounds": [list(r) for r in rounds[c.name]],  # round, mean, 95 % low, high
                 "dropped": None
                 if (d := state.dropped(c.name)) is None
                 else {
