@@ -78,3 +78,12 @@ def test_equal_configurations_are_rarely_dropped_over_the_whole_race() -> None:
         ever += bool(state.drops)
     bound = (1 - confidence) + 3 * np.sqrt(0.2 * 0.8 / races)
     assert ever / races <= bound, (ever, races)
+
+
+def test_a_spent_budget_ends_the_race() -> None:
+    """budget_runs counts the runs beyond round 1: 3 configurations with 2 seeds each
+    have spent 3; a budget of 3 ends the race, 4 does not."""
+    rng = np.random.default_rng(6)
+    racers = _contenders([0.7, 0.7, 0.7], seeds=2, seed_sd=0.02, rng=rng)
+    assert run_race(racers, 5, 0.95, "maximize", budget_runs=3).ended
+    assert not run_race(racers, 5, 0.95, "maximize", budget_runs=4).ended

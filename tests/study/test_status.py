@@ -51,8 +51,9 @@ def test_eta_counts_the_planned_runs_of_stages_still_to_come() -> None:
 
 
 def test_a_planned_refine_stage_counts_its_local_grid(demo_data: Path) -> None:
-    """The demo's shape: a 2×2×2 grid refined around its best with one key fixed: 2
-    values for each of the 2 free keys, 4 runs (the demo ran exactly 4)."""
+    """The demo's shape: a 2×2×2 grid, raced (8 configurations × up to 2 new seeds), and
+    refined around its best with one key fixed: 2 values for each of the 2 free keys, 4
+    runs (the demo ran exactly 4)."""
     import yaml
 
     from segtune.cli.demo import demo_spec_text
@@ -62,4 +63,4 @@ def test_a_planned_refine_stage_counts_its_local_grid(demo_data: Path) -> None:
     tree = yaml.safe_load(demo_spec_text())
     tree["data"] = {"train": str(demo_data / "train"), "val": str(demo_data / "val")}
     plans = {p.name: p.runs for p in stage_plans(build_spec(tree, "demo.yaml"))}
-    assert plans == {"grid": 8, "refine": 4}
+    assert plans == {"grid": 8, "race": 16, "refine": 4}
