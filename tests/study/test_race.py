@@ -110,33 +110,40 @@ def test_changing_a_started_race_is_refused(demo_data: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_three_workers_race_each_point_once_and_record_what_the_runs_decide(
-    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
-    """Three worker processes on one SQLite race: every (configuration, seed) trained at
-    most once, none lost; the recorded drops are exactly what a single replay of the
-    finished runs decides (a pure function of them)."""
+    """Three worker processes on one study database (SQLite; PostgreSQL): every
+    (configuration, seed) trained at most once, none lost; the recorded drops are exactly
+    what a single replay of the finished runs decides (a pure function of them)."""
     from segtune.study.claims import ClaimBoard
     from segtune.study.race import Race
     from segtune.study.spec import load_spec
     from segtune.study.view import StudyView
     from tests.study.helpers import finished_per_point
 
+    url = request.getfixturevalue("fresh_postgres")() if backend == "postgres" else None
     spec = _race_spec(tmp_path, demo_data)
     tree = yaml.safe_load(spec.read_text())
-    tree["stages"][0]["grid"] = {"optim.learning_rate": [1e-7, 0.003, 0.01]}
+    tree["fixed"]["optim"]["epochs"] = 1  # what is tested is who trains what, once
     spec.write_text(yaml.safe_dump(tree))
     study = tmp_path / "study"
-    assert main(["sweep", str(spec), "--dir", str(study), "--workers", "3"]) == 0
+    storage = ["--storage", url] if url else []
+    assert main(["sweep", str(spec), "--dir", str(study), "--workers", "3", *storage]) == 0
     assert "duplicates: 0" in capsys.readouterr().out
-    counts = finished_per_point(sqlite_url(study), "race", "race")
+    db = url or sqlite_url(study)
+    counts = finished_per_point(db, "race", "race")
     assert set(counts.values()) <= {1}
-    states = trial_states(sqlite_url(study), "race", "race")
-    assert set(states) <= {"COMPLETE", "PRUNED"}  # pruned: stopped by the race
-    view = StudyView(load_spec(spec), study)
+    assert set(trial_states(db, "race", "race")) <= {"COMPLETE", "PRUNED"}  # pruned: stopped
+    view = StudyView(load_spec(spec), study, url)
     race_stage = view.spec.stage("race")
     replayed = Race(view, race_stage).state(record=False)
-    recorded = ClaimBoard(sqlite_url(study), "race", create=False).drops("race")
+    recorded = ClaimBoard(db, "race", create=False).drops("race")
     assert sorted(recorded) == sorted(d.name for d in replayed.drops)
     for d in replayed.drops:
         assert recorded[d.name]["round"] == d.round and recorded[d.name]["lost_to"] == d.lost_to
@@ -145,3 +152,35 @@ def test_three_workers_race_each_point_once_and_record_what_the_runs_decide(
     untrained = set(points) - set(counts)
     assert untrained <= view.race_skipped(race_stage, points)
     assert replayed.ended
+
+
+@pytest.mark.slow
+def test_a_run_whose_configuration_is_dropped_stops_at_its_next_epoch_boundary(
+    demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if another worker's look had dropped learning rate 1e-7 while this worker
+    trains one of its seeds: the run stops after its first epoch, is recorded as pruned
+    "stopped by the race at epoch 1" (not failed) and is never restarted."""
+    import optuna
+
+    from segtune.study.claims import ClaimBoard
+    from segtune.study.race import Race
+
+    monkeypatch.setattr(
+        Race, "is_dropped", lambda self, params: params.get("optim.learning_rate") == 1e-7
+    )
+    spec = _race_spec(tmp_path, demo_data)
+    study = tmp_path / "study"
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0
+    trials = optuna.load_study(study_name="race:race", storage=sqlite_url(study)).get_trials()
+    stopped = [t for t in trials if t.params.get("optim.learning_rate") == 1e-7]
+    assert stopped and {t.state.name for t in stopped} == {"PRUNED"}
+    assert {t.user_attrs["stopped_by"] for t in stopped} == {"stopped by the race at epoch 1"}
+    rows = ClaimBoard(sqlite_url(study), "race", create=False).states("race")
+    assert {rows[t.user_attrs["point"]].reason for t in stopped} == {
+        "stopped by the race at epoch 1"
+    }
+    # Resuming restarts none of them.
+    assert main(["sweep", str(spec), "--dir", str(study)]) == 0
+    again = optuna.load_study(study_name="race:race", storage=sqlite_url(study)).get_trials()
+    assert len(again) == len(trials)

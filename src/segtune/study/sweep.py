@@ -370,8 +370,9 @@ class StudyRunner(StudyView):
         config = self._local(config)
         metric = self.spec.objective.metric
         report = _pruning_reporter(trial, folder.path, metric, config.optim.epochs, resume)
+        stopped: list[str] = []  # why the race stopped this run, when it did
         if stage.race is not None and params:
-            report = _race_stopper(report, self.race(stage), params)
+            report = _race_stopper(report, self.race(stage), params, stopped, config.optim.epochs)
         heartbeat = Heartbeat(self.board, claim, self.spec.heartbeat.interval_s)
 
         def guard() -> None:
@@ -414,7 +415,7 @@ class StudyRunner(StudyView):
         except Exception as exc:
             return self._failed(study, trial, claim, folder, f"{type(exc).__name__}: {exc}")
         fault_point("summary_written")
-        return self._tell_run(study, trial, claim, folder, summary, resume)
+        return self._tell_run(study, trial, claim, folder, summary, resume, *stopped[:1])
 
     def _tell_run(
         self,
@@ -424,8 +425,10 @@ class StudyRunner(StudyView):
         folder: PointFolder,
         summary: RunRecord,
         resume: bool,
+        pruned_by: str | None = None,
     ) -> Outcome:
-        """Tell the study how the point's run ended and settle its claim."""
+        """Tell the study how the point's run ended and settle its claim (``pruned_by``:
+        why a run that was stopped early was, e.g. "stopped by the race at epoch 2")."""
         metric = self.spec.objective.metric
         status = summary.status
         value = summary.value(metric)
@@ -439,9 +442,12 @@ class StudyRunner(StudyView):
             self._finish(claim, "complete")
             return Outcome("complete", line)
         if status == "pruned":
+            if pruned_by is not None:
+                trial.set_user_attr("stopped_by", pruned_by)
+                line = f"{pruned_by} ({seconds:.1f} s)"
             study.tell(trial, state=TrialState.PRUNED)
             fault_point("told")
-            self._finish(claim, "pruned")
+            self._finish(claim, "pruned", pruned_by)
             return Outcome("pruned", line)
         reason = summary.failure.reason if summary.failure else f"run ended {status}"
         return self._failed(study, trial, claim, folder, reason, line)
@@ -522,16 +528,24 @@ def _pruning_reporter(
 
 
 def _race_stopper(
-    report: Callable[[int, dict[str, float]], None], race: Race, params: dict[str, ParamValue]
+    report: Callable[[int, dict[str, float]], None],
+    race: Race,
+    params: dict[str, ParamValue],
+    stopped: list[str],
+    epochs: int,
 ) -> Callable[[int, dict[str, float]], None]:
     """The reporter, plus a stop at the epoch boundary once the race has dropped this
-    run's configuration (recorded as pruned, "stopped by the race")."""
+    run's configuration (recorded as pruned, "stopped by the race at epoch N", in
+    ``stopped``, the claim's reason and the trial's ``stopped_by``)."""
     from segtune.engine.train import RunPruned
 
     def report_or_stop(epoch: int, values: dict[str, float]) -> None:
         report(epoch, values)
-        if race.is_dropped(params):
-            raise RunPruned(f"stopped by the race at epoch {epoch}: its configuration was dropped")
+        # A run at its last epoch has done its work: keep it (another seed of a dropped
+        # configuration; the race never looks at it again).
+        if epoch < epochs and race.is_dropped(params):
+            stopped.append(f"stopped by the race at epoch {epoch}")
+            raise RunPruned(stopped[-1])
 
     return report_or_stop
 
