@@ -35,6 +35,7 @@ import numpy as np
 import optuna
 
 from _common import machine, parse, parser  # isort: skip
+import sweep_cost  # isort: skip
 from segtune.analysis.ranking import configurations, rank
 from segtune.analysis.summary import StudySummary, load_study_summary
 from segtune.core import racing
@@ -52,32 +53,12 @@ SMOKE_GRID = {"loss.bce_weight": [0.0, 1.0], "loss.pos_weight": [1, 25]}
 
 
 def spec_tree(data: Path, epochs: int, seeds: int, grid: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": "racing",
-        "data": {
-            "train": str(data / "train"),
-            "val": str(data / "val"),
-            "seed": 0,
-            "train_subset": 24,
-            "val_subset": 16,
-        },
-        "fixed": {
-            "pages": {"page_size": 48, "patch_overlap": 0},
-            "model": {
-                "encoder": "mobilenet_v2",
-                "encoder_depth": 3,
-                "decoder_channels": [32, 16, 8],
-            },
-            "optim": {"epochs": epochs, "batch_size": 8, "learning_rate": 0.003},
-            "sampling": {"positive_fraction": 0.5},
-            "eval": {"preview_pictures": 0},
-            "runtime": {"device": "cpu"},
-        },
-        "stages": [{"name": "grid", "grid": grid}],
-        "objective": {"metric": "val/f1", "direction": "maximize"},
-        "repeats": seeds,
-        "max_retries": 0,
-    }
+    """sweep_cost's study (no pruner) with every configuration trained ``seeds`` times
+    and 16 validation pictures."""
+    tree = sweep_cost.spec_tree(data, "racing", "none", "val/f1", epochs, grid)
+    tree["data"].update(train_subset=24, val_subset=16)
+    tree["repeats"] = seeds
+    return tree
 
 
 def contenders(s: StudySummary, key: str) -> list[Contender]:

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from segtune.analysis.ranking import Configuration, Ranking, configurations, rank
+from segtune.analysis.ranking import QUALITY, Configuration, Ranking, configurations, rank
 from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.core.metrics import describe_metric
 from segtune.core.records import RunFolder
 from segtune.study.spec import SEED_KEY
-
-QUALITY = ("val/ap", "val/best_f1")  # threshold-free: ranking quality, not calibration
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ def answer(s: StudySummary, which: Literal["median", "best"] = "median") -> Answ
     return out
 
 
-def value_words(c: Configuration, key: str, r: Ranking | None = None) -> str:
+def value_words(c: Configuration, key: str) -> str:
     """``0.912 ± 0.012 (3 seeds)`` or ``0.912 (one seed)``."""
     sd = c.sd(key)
     if sd is None:

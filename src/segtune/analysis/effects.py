@@ -21,13 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segtune.analysis.ranking import Configuration, configurations
+from segtune.analysis.ranking import QUALITY, Configuration, configurations
 from segtune.analysis.summary import StudySummary
 from segtune.core.metrics import describe_metric, direction_of
 from segtune.core.ties import Comparison, Evidence, SeedNoise, compare, pooled_seed_noise
 from segtune.study.spec import SEED_KEY, ParamValue
-
-QUALITY = ("val/ap", "val/best_f1")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from segtune.core.ties import Comparison, Evidence, pooled_seed_noise, ties_with
 from segtune.study.spec import SEED_KEY, ParamValue
 
 ConfigKey = tuple[tuple[str, str], ...]
+# Threshold-free measures: ranking quality, not calibration (the Answer and the verdicts).
+QUALITY = ("val/ap", "val/best_f1")
 
 
 @dataclass

@@ -146,13 +146,6 @@ def run_race(
     return state
 
 
-def next_round(state: RaceState, contenders: Sequence[Contender]) -> int:
-    """The round a new seed of a survivor would be: the fewest seeds among survivors + 1
-    (a worker takes those first)."""
-    alive = [c for c in contenders if c.name in state.survivors]
-    return 1 + min((len(c.values) for c in alive), default=0)
-
-
 def round_intervals(
     contenders: Sequence[Contender], level: float = 0.95
 ) -> dict[str, list[tuple[int, float, float, float]]]:

@@ -72,6 +72,8 @@ class Race:
         self.view, self.stage, self.spec = view, stage, stage.race
         self.metric = view.spec.objective.metric
         self._weights: NDArray[np.float64] | None = None
+        # A finished run's records never change: its samples, read once per trial.
+        self._read: dict[int, NDArray[np.float64] | None] = {}
 
     def runs(self) -> dict[str, list[RaceRun]]:
         """Finished runs per configuration (source and race stage), in seed order."""
@@ -92,6 +94,11 @@ class Race:
         return out
 
     def _samples(self, t: FrozenTrial) -> NDArray[np.float64] | None:
+        if t._trial_id not in self._read:
+            self._read[t._trial_id] = self._read_samples(t)
+        return self._read[t._trial_id]
+
+    def _read_samples(self, t: FrozenTrial) -> NDArray[np.float64] | None:
         run_dir = TrialAttrs.of(t).run_dir
         if run_dir is None:
             return None

@@ -141,6 +141,7 @@ class StudyView:
         self.url = storage_url or default_storage(study_dir)
         self.writable = create
         self._subsets: Subsets | None = None
+        self._races: dict[str, Race] = {}
         self._data_fp: str | None = None
         self._overrides = overrides
         if create:
@@ -291,10 +292,13 @@ class StudyView:
         return all(k in skipped or self._point_settled(states.get(k)) for k in sp.points)
 
     def race(self, stage: Stage) -> Race:
-        """The race of a race stage, as its finished runs decide it (drops recorded)."""
+        """The race of a race stage, as its finished runs decide it (drops recorded): one
+        per stage, so each finished run's records are read once."""
         from segtune.study.race import Race
 
-        return Race(self, stage)
+        if stage.name not in self._races:
+            self._races[stage.name] = Race(self, stage)
+        return self._races[stage.name]
 
     def race_skipped(self, stage: Stage, points: dict[str, dict[str, ParamValue]]) -> set[str]:
         """Points of a race no worker should start: their configuration was dropped, or
