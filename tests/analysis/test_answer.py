@@ -151,3 +151,34 @@ def test_best_prints_a_path_that_works_from_another_folder(
     assert (tmp_path / "elsewhere" / "masks" / f"{pictures.stem}.png").is_file()
     assert main(["best", str(finished_study), "--by", "val/nope"]) == 2
     assert "--by val/nope: no completed run records it" in capsys.readouterr().err
+
+
+def test_configurations_that_train_identically_are_named_as_such(tmp_path: Path) -> None:
+    """bce_weight 0 multiplies the BCE term (pos_weight's only use) by 0: its two
+    pos_weights are one training under two names; at 0.5 they are not."""
+    counts = [(5, 1, 1), (4, 2, 2), (6, 0, 1)]
+    runs = [
+        fake_run(tmp_path, t, 0.7, counts, {"loss.bce_weight": bce, "loss.pos_weight": pw})
+        for t, (bce, pw) in enumerate([(0.0, 1.0), (0.0, 10.0), (0.5, 1.0), (0.5, 10.0)])
+    ]
+    found = answer(fake_summary(runs))
+    (group,) = found.same_training
+    assert [c.label for c in group.configs] == ["grid#0", "grid#1"]
+    sentence = next(s for s in found.sentences if s.startswith("Identical by construction"))
+    assert "grid#0 = grid#1 (loss.bce_weight 0 makes loss.pos_weight irrelevant)" in sentence
+    assert found.to_json()["same_training"] == [
+        {
+            "configurations": ["grid#0", "grid#1"],
+            "reason": "loss.bce_weight 0 makes loss.pos_weight irrelevant",
+        }
+    ]
+    # A fixed bce_weight of 1 makes a searched dice_smooth irrelevant.
+    for r, smooth in zip(runs[2:], (1e-5, 1.0), strict=True):
+        r.params = {"loss.dice_smooth": smooth}
+    summary = fake_summary(runs[:2])
+    summary.runs = runs[2:]
+    summary.fixed["loss.bce_weight"] = 1.0
+    (group,) = answer(summary).same_training
+    assert group.reason == "loss.bce_weight 1 makes loss.dice_smooth irrelevant"
+    summary.fixed["loss.bce_weight"] = 0.9
+    assert answer(summary).same_training == []

@@ -86,3 +86,32 @@ def test_half_precision_logits_give_float32_loss() -> None:
         logits.to(torch.bfloat16), target, valid, bce_weight=0.5, dice_smooth=1e-5, pos_weight=1.0
     )
     assert loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("bce_weight", "key", "values"),
+    [(0.0, "pos_weight", (1.0, 10.0)), (1.0, "dice_smooth", (1e-5, 1.0))],
+)
+def test_the_settings_called_inert_change_neither_loss_nor_gradient(
+    bce_weight: float, key: str, values: tuple[float, float]
+) -> None:
+    """What inert_loss_settings claims, bit for bit: the report names such
+    configurations as identical."""
+    from segtune.engine.loss import inert_loss_settings
+
+    assert f"loss.{key}" in inert_loss_settings(bce_weight)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=g)
+    target = torch.rand(2, 1, 8, 8, generator=g) > 0.8
+    valid = torch.ones_like(target)
+    results = []
+    for v in values:
+        z = logits.clone().requires_grad_(True)
+        settings = {"bce_weight": bce_weight, "dice_smooth": 1e-5, "pos_weight": 1.0, key: v}
+        loss = segmentation_loss(z, target, valid, **settings)
+        loss.backward()
+        assert z.grad is not None
+        results.append((loss.detach(), z.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+    assert inert_loss_settings(0.5) == {}

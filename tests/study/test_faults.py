@@ -160,3 +160,69 @@ def test_four_commands_started_together_on_a_new_postgres_database(
 ) -> None:
     spec = write_spec(tmp_path / "s.yaml", demo_data, "together", GRID_2X2)
     _four_at_once(spec, tmp_path / "study", fresh_postgres())
+
+
+def _kill_in_a_race(spec: Path, study: Path, storage: str) -> None:
+    """A worker killed in every window of a race point's life, then a clean sweep: no
+    (configuration, seed) trained twice or lost, and the recorded drops are exactly what
+    one replay of the finished runs decides."""
+    from segtune.study.race import Race
+    from segtune.study.spec import load_spec
+    from segtune.study.view import StudyView
+
+    sweep = ["sweep", str(spec), "--dir", str(study), "--storage", storage]
+    worker = [*sweep, "--worker"]
+    first = _segtune(worker, "claimed:3")  # the grid's 2 points, then the race's first
+    assert first.returncode == KILLED, first.stderr
+    board = ClaimBoard(storage, "race", create=False)
+    assert [row.state for row in board.states("race").values()] == ["running"]
+    boundaries = ("asked", "params_set", "mid_epoch", "checkpoint_write")
+    for boundary in (*boundaries, "summary_written", "told"):
+        result = _segtune(worker, boundary)
+        assert result.returncode == KILLED, (boundary, result.stderr)
+
+    result = _segtune(sweep)
+    assert result.returncode == 0, result.stderr
+    assert "duplicates: 0" in result.stdout
+    counts = finished_per_point(storage, "race", "race")
+    assert counts and set(counts.values()) == {1}
+    assert "RUNNING" not in trial_states(storage, "race", "race")
+    view = StudyView(load_spec(spec), study, storage)
+    stage = view.spec.stage("race")
+    replayed = Race(view, stage).state(record=False)
+    recorded = board.drops("race")
+    assert sorted(recorded) == sorted(d.name for d in replayed.drops)
+    for d in replayed.drops:
+        assert (recorded[d.name]["round"], recorded[d.name]["lost_to"]) == (d.round, d.lost_to)
+    points = view.stage_points(stage).points or {}
+    assert set(points) - set(counts) <= view.race_skipped(stage, points)  # none lost
+    assert replayed.ended
+    status = _segtune(["status", str(study), "--storage", storage])
+    assert "duplicates: 0" in status.stdout
+
+
+def _two_epoch_race(tmp_path: Path, demo_data: Path) -> Path:
+    import yaml
+
+    from tests.study.test_race import _race_spec
+
+    spec = _race_spec(tmp_path, demo_data)
+    tree = yaml.safe_load(spec.read_text())
+    tree["fixed"]["optim"]["epochs"] = 2  # mid_epoch needs a second epoch
+    spec.write_text(yaml.safe_dump(tree))
+    return spec
+
+
+@pytest.mark.slow
+def test_kill_in_every_window_of_a_race_on_sqlite(demo_data: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    _kill_in_a_race(_two_epoch_race(tmp_path, demo_data), study, sqlite_url(study))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_kill_in_every_window_of_a_race_on_postgres(
+    demo_data: Path, tmp_path: Path, fresh_postgres: Callable[[], str]
+) -> None:
+    spec = _two_epoch_race(tmp_path, demo_data)
+    _kill_in_a_race(spec, tmp_path / "study", fresh_postgres())

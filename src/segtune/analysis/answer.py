@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from segtune.analysis.ranking import QUALITY, Configuration, Ranking, configurations, rank
+from segtune.analysis.ranking import (
+    QUALITY,
+    Configuration,
+    Ranking,
+    SameTraining,
+    configurations,
+    rank,
+    same_training,
+)
 from segtune.analysis.summary import RunSummary, StudySummary
 from segtune.core.metrics import describe_metric
 from segtune.core.records import RunFolder
@@ -81,6 +89,7 @@ class Answer:
     quality: list[Ranking]  # by val/ap and val/best_f1, when the runs record them
     model: ModelChoice | None
     sentences: list[str] = field(default_factory=list)
+    same_training: list[SameTraining] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def ranking_json(r: Ranking) -> dict[str, Any]:
@@ -97,6 +106,10 @@ class Answer:
             "sentences": self.sentences,
             "by_objective": ranking_json(self.objective),
             "by_quality": [ranking_json(r) for r in self.quality],
+            "same_training": [
+                {"configurations": [c.label for c in g.configs], "reason": g.reason}
+                for g in self.same_training
+            ],
             "model": None
             if model is None
             else {
@@ -139,10 +152,12 @@ def answer(s: StudySummary, which: Literal["median", "best"] = "median") -> Answ
     if best is None:
         return Answer(objective, quality, None, ["No configuration has completed a run yet."])
     model = choose_model(best, s.objective, which)
-    out = Answer(objective, quality, model)
+    same = same_training(configs, s.fixed)
+    out = Answer(objective, quality, model, same_training=same)
     out.sentences = [
         _best_sentence(s, objective),
         _tied_sentence(objective),
+        *([_same_sentence(same)] if same else []),
         *[_race_sentence(race) for race in s.races],
         *([_quality_sentence(quality)] if quality else []),
         *_disagreement(s, objective, quality, configs),
@@ -201,6 +216,17 @@ def _tied_sentence(r: Ranking) -> str:
         return f"Every other configuration ({others}) is worse beyond noise ({noise}).{add}"
     count = f"All {others}" if len(tied) == others else f"{len(tied)} of the {others}"
     return f"{count} other configurations cannot be told apart from it ({noise}): {_labels(tied)}."
+
+
+def _same_sentence(groups: list[SameTraining]) -> str:
+    """Configurations that are one training under two names: a tie between them is no
+    evidence about the setting that tells them apart."""
+    return (
+        "Identical by construction (their runs train the same network, so ties between "
+        "them say nothing about the setting that differs): "
+        + "; ".join(g.line for g in groups)
+        + "."
+    )
 
 
 def _race_sentence(race: dict[str, Any]) -> str:

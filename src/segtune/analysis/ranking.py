@@ -9,20 +9,23 @@ configuration can be told apart from the best is :func:`segtune.core.ties.compar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from segtune.analysis.summary import RunSummary, StudySummary
+from segtune.core.config import LossConfig
 from segtune.core.metrics import Direction, direction_of, flag_counts, ranking
 from segtune.core.ties import Comparison, Evidence, pooled_seed_noise, ties_with
+from segtune.engine.loss import inert_loss_settings
 from segtune.study.spec import SEED_KEY, ParamValue
 
 ConfigKey = tuple[tuple[str, str], ...]
 # Threshold-free measures: ranking quality, not calibration (the Answer and the verdicts).
 QUALITY = ("val/ap", "val/best_f1")
+LOSS_DEFAULT = LossConfig().bce_weight
 
 
 @dataclass
@@ -96,6 +99,32 @@ def configurations(runs: Sequence[RunSummary]) -> list[Configuration]:
         if r.status == "completed":
             groups.setdefault(r.config, Configuration(r.config)).runs.append(r)
     return list(groups.values())
+
+
+@dataclass
+class SameTraining:
+    """Configurations that train identically: they differ only in settings the loss
+    ignores at their other values (:func:`segtune.engine.loss.inert_loss_settings`)."""
+
+    configs: list[Configuration]
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"{' = '.join(c.label for c in self.configs)} ({self.reason})"
+
+
+def same_training(configs: Sequence[Configuration], fixed: Mapping[str, Any]) -> list[SameTraining]:
+    """Groups of two or more configurations whose runs are identical by construction,
+    in the configurations' order; ``fixed`` holds the study's flat fixed settings."""
+    groups: dict[tuple[tuple[str, str], ...], SameTraining] = {}
+    for c in configs:
+        bce = c.params.get("loss.bce_weight", fixed.get("loss.bce_weight", LOSS_DEFAULT))
+        inert = inert_loss_settings(float(bce)) if isinstance(bce, int | float) else {}
+        key = tuple(sorted((k, repr(v)) for k, v in c.params.items() if k not in inert))
+        group = groups.setdefault(key, SameTraining([], "; ".join(inert.values())))
+        group.configs.append(c)
+    return [g for g in groups.values() if len(g.configs) > 1 and g.reason]
 
 
 @dataclass

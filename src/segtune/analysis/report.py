@@ -30,7 +30,7 @@ from segtune.analysis.document import (
 )
 from segtune.analysis.effects import parameter_effects
 from segtune.analysis.patterns import fp_word, group_configurations, share_words, tp_word
-from segtune.analysis.ranking import Configuration, Ranking
+from segtune.analysis.ranking import Configuration, Ranking, configurations, same_training
 from segtune.analysis.results import write_results
 from segtune.analysis.summary import RunSummary, StudySummary, load_study_summary
 from segtune.core.faults import fault_point
@@ -497,7 +497,10 @@ def _race_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
     survivors."""
     blocks: list[Block] = []
     short = describe_metric(s.objective, s.threshold, short=True)
+    same = same_training(configurations(s.runs), s.fixed)
     for race in s.races:
+        labels = {c.get("label", c["configuration"]) for c in race["configurations"]}
+        twins = [g.line for g in same if labels & {c.label for c in g.configs}]
         rows: list[list[Cell]] = []
         for c in race["configurations"]:
             d = c["dropped"]
@@ -527,6 +530,7 @@ def _race_blocks(s: StudySummary, draw: FigureDrawer | None) -> list[Block]:
                 f"Race of stage {race['stage']} ({state}; up to {race['max_seeds']} seeds, "
                 f"confidence {race['confidence']:g} over the whole race: "
                 f"{race['error_control']}). Survivors: {survivors}."
+                + (f" Identical by construction: {'; '.join(twins)}." if twins else "")
             ),
             Table(
                 [

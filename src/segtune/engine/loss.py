@@ -99,3 +99,15 @@ def bce_sum(
     pw = torch.tensor(pos_weight, dtype=torch.float32, device=z.device)
     bce_map = F.binary_cross_entropy_with_logits(z, target.float(), pos_weight=pw, reduction="none")
     return (bce_map * valid.float()).sum()
+
+
+def inert_loss_settings(bce_weight: float) -> dict[str, str]:
+    """The loss settings that cannot change training at this ``bce_weight``, each with
+    why: at ``w = 0`` the BCE term (and so ``pos_weight``) is multiplied by 0, at
+    ``w = 1`` the Dice term (and so ``dice_smooth``). Two configurations that differ only
+    in these train identically."""
+    if bce_weight == 0.0:
+        return {"loss.pos_weight": "loss.bce_weight 0 makes loss.pos_weight irrelevant"}
+    if bce_weight == 1.0:
+        return {"loss.dice_smooth": "loss.bce_weight 1 makes loss.dice_smooth irrelevant"}
+    return {}
