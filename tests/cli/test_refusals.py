@@ -558,3 +558,20 @@ def test_output_piped_into_a_reader_that_stops_ends_quietly() -> None:
     proc.stdout.close()  # `segtune … | head -1`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_bare_segtune_prints_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: segtune") and "split" in out and "sweep" in out
+
+
+def test_a_bad_set_names_the_study_without_empty_brackets(
+    demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.study.helpers import write_spec
+
+    spec = write_spec(tmp_path / "s.yaml", demo_data, "named", {"loss.bce_weight": [0.5]})
+    args = ["sweep", str(spec), "--dir", str(tmp_path / "st"), "--set", "foo=1"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == "error: study named: foo: unknown key"

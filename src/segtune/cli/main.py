@@ -194,6 +194,7 @@ def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str |
 
 def build_parser() -> argparse.ArgumentParser:
     from segtune.cli import study as cli_study
+    from segtune.cli.split import add_split
     from segtune.core.version import VERSION as __version__
 
     parser = argparse.ArgumentParser(
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     cli_study.add_missing_masks_option(p, "refuse", "empty: listed with an empty mask field")
     p.set_defaults(func=_cmd_manifest)
+
+    add_split(sub)
 
     p = sub.add_parser("make-demo-data", help="generate the demo dataset")
     p.add_argument("out", help="folder to write train/ and val/ into")
@@ -305,6 +308,9 @@ def _stdout_closed() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    if not words:  # bare `segtune`: the help, not an error
+        parser.print_help()
+        return 0
     unknown = _unknown_command(parser, words)
     if unknown is not None:
         print(f"error: {unknown}", file=sys.stderr)

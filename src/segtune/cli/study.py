@@ -337,10 +337,34 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", out.stem) or "study"
     masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
-    text = starting_spec(Path(args.train), Path(args.val), name, masks, args.missing_masks)
+    train, val = Path(args.train), Path(args.val) if args.val else None
+    if val is None:  # one folder: make the validation split, and say so
+        train, val = _split_for_init(train, out.parent / f"{name}-split", masks, args)
+    text = starting_spec(train, val, name, masks, args.missing_masks)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
     return 0
+
+
+def _split_for_init(
+    data: Path, folder: Path, masks: Any, args: argparse.Namespace
+) -> tuple[Path, Path]:
+    """``segtune split DATA --val 0.1 --seed 0 --out FOLDER`` for an ``init`` given one
+    folder: the manifests it writes, and a line saying what was done."""
+    from segtune.cli.split import gather, make_split, write_split
+    from segtune.data.splits import share_words
+
+    pictures = gather([data], args.missing_masks)
+    val = 0.1 if len(pictures) >= 20 else 2
+    splits = make_split(pictures, val, None, [], [], 0, masks, quiet=args.quiet)
+    train_csv, val_csv = write_split(folder, splits, args.force)
+    print(
+        f"no validation folder given: split {data} (seed 0, stratified by positive share; "
+        f"`segtune split` for other choices):"
+    )
+    for name, path in (("train", train_csv), ("val", val_csv)):
+        print(f"  {name}: {share_words(splits[name])} → {path}")
+    return train_csv, val_csv
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -467,7 +491,12 @@ def _add_predict(sub: Any) -> None:
 def _add_init(sub: Any) -> None:
     p = sub.add_parser("init", help="write a commented starting spec from the data's statistics")
     p.add_argument("train", help="training folder (images/ + masks/) or CSV manifest")
-    p.add_argument("val", help="validation folder or CSV manifest")
+    p.add_argument(
+        "val",
+        nargs="?",
+        help="validation folder or CSV manifest (omitted: 10 %% of TRAIN, stratified by "
+        "positive share, as `segtune split` makes it)",
+    )
     p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     add_mask_options(p, written=True)

@@ -234,7 +234,8 @@ class StudySpec(_Frozen):
         for key, value in params.items():
             set_dotted(tree, key, value)
         key_list = ", ".join(f"{k}={v}" for k, v in params.items())
-        return build_run_config(tree, f"study {self.name} ({key_list})")
+        where = f"study {self.name}" + (f" ({key_list})" if key_list else "")
+        return build_run_config(tree, where)
 
 
 def grid_points(grid: dict[str, list[ParamValue]]) -> list[dict[str, ParamValue]]:
