@@ -197,3 +197,67 @@ def test_crediting_a_bins_positives_at_its_lower_edge_was_off_on_mid_range_score
     _, precision, recall = hist.curve()
     lower_edge = float(np.sum((recall - np.append(recall[1:], 0.0)) * precision))
     assert abs(lower_edge - _exact_ap(p.astype(np.float64), y)) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["confident", "mid-range", "weak", "resized"])
+def test_binned_roc_auc_is_within_1e_4_of_sklearn(kind: str) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from segtune.core.metrics import ProbabilityHistogram
+
+    p, y = _scores(kind, np.random.default_rng(2))
+    hist = ProbabilityHistogram(1000)
+    hist.add(p, y)
+    exact = float(roc_auc_score(y, p.astype(np.float64)))
+    assert abs(hist.roc_auc() - exact) < 1e-4, (hist.roc_auc(), exact)
+
+
+def test_roc_auc_without_positives_or_negatives_is_one_half() -> None:
+    from segtune.core.metrics import ProbabilityHistogram
+
+    hist = ProbabilityHistogram(100)
+    hist.add(np.array([0.2, 0.9], np.float32), np.array([False, False]))
+    assert hist.roc_auc() == 0.5
+
+
+def _near_brute_force(pred: np.ndarray, truth: np.ndarray, k: int) -> tuple[int, int, int, int]:
+    """Every predicted pixel against every true one, and back (no distance transform)."""
+    p = np.argwhere(pred)
+    t = np.argwhere(truth)
+
+    def near(a: np.ndarray, b: np.ndarray) -> int:
+        if len(a) == 0 or len(b) == 0:
+            return 0
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+        return int((d2.min(axis=1) <= k * k).sum())
+
+    return near(p, t), len(p), near(t, p), len(t)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_tolerance_counts_match_a_brute_force_count(k: int) -> None:
+    from segtune.core.metrics import near_counts, near_metrics
+
+    rng = np.random.default_rng(k)
+    truth = np.zeros((40, 50), bool)
+    truth[10, 5:45] = True  # a one-pixel crack
+    truth[5:35, 30] = True
+    pred = np.roll(truth, 2, axis=0) | (rng.random(truth.shape) < 0.01)  # shifted by 2
+    got = near_counts(pred, truth, k, None)
+    assert (got.correct, got.marked, got.found, got.positives) == _near_brute_force(pred, truth, k)
+    metrics = near_metrics(got, k)
+    assert set(metrics) == {f"precision_{k}px", f"recall_{k}px", f"f1_{k}px"}
+    if k >= 2:  # a 2-px shift is within tolerance: most of the crack is found
+        assert metrics[f"recall_{k}px"] > 0.9
+    # Pixels outside the valid region count neither way.
+    valid = np.ones_like(truth)
+    valid[:, :25] = False
+    masked = near_counts(pred, truth, k, valid)
+    assert masked == near_counts(pred & valid, truth & valid, k, None)
+
+
+def test_tolerance_metrics_are_named_with_their_tolerance() -> None:
+    from segtune.core.metrics import describe_metric
+
+    assert describe_metric("test/f1_2px") == "Test F1, 2-px tolerance, pixel-level, threshold 0.5"
+    assert describe_metric("val/auc") == "Validation ROC AUC, pixel-level, threshold-free"

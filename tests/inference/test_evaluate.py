@@ -154,3 +154,41 @@ def test_evaluate_and_predict_say_when_the_runs_precision_is_not_computed_here(
     assert note in capsys.readouterr().err
     assert main(["predict", str(run), images, "--out", str(out), "--quiet"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_evaluate_prints_a_summary_and_saves_what_predict_writes_in_the_same_pass(
+    run: Path, demo_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    val = str(demo_data / "val")
+    out, masks = tmp_path / "e.json", tmp_path / "masks"
+    args = ["evaluate", str(run), val, "--threshold", "best", "-q", "--tolerance-px", "2"]
+    assert main([*args, "--out", str(out), "--save-masks", str(masks), "--save-probabilities"]) == 0
+    printed = capsys.readouterr().out
+    assert "picture  positives" not in printed  # per-picture rows go to the file
+    assert "Test F1, 2-px tolerance, pixel-level" in printed and "Test ROC AUC" in printed
+    result = json.loads(out.read_text())
+    pictures = result["pictures"]
+    assert sum(p["near_correct"] for p in pictures) <= sum(p["near_marked"] for p in pictures)
+    found = sum(p["near_found"] for p in pictures) / sum(p["positives"] for p in pictures)
+    assert result["metrics"]["test/recall_2px"] == pytest.approx(found)
+    assert result["metrics"]["test/recall_2px"] >= result["metrics"]["test/recall"]
+    # The masks are byte for byte what `segtune predict` writes at the same threshold.
+    predicted = tmp_path / "predicted"
+    assert main(["predict", str(run), val, "--out", str(predicted), "--threshold", "best",
+                 "--save-probabilities", "-q"]) == 0  # fmt: skip
+    names = sorted(p.name for p in predicted.iterdir())
+    assert names == sorted(p.name for p in masks.iterdir()) and len(names) == 2 * len(pictures)
+    for name in names:
+        assert (masks / name).read_bytes() == (predicted / name).read_bytes(), name
+    assert main(["evaluate", str(run), val, "--per-picture", "-q"]) == 0
+    assert "picture  positives  TP  FP  FN" in capsys.readouterr().out
+
+
+def test_a_run_scores_f1_with_a_pixel_tolerance_when_asked(demo_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tolerant"
+    train_run(tiny_config(demo_data, eval={"tolerance_px": 2}), out, progress=False)
+    record = RunFolder(out).read_record()
+    assert {"val/precision_2px", "val/recall_2px", "val/f1_2px"} <= set(record.kept)
+    assert all(p.near_marked is not None for p in record.pictures)
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/f1_2px" in header and "val/auc" in header

@@ -7,6 +7,7 @@ writes ``report.md``, ``report.html`` and ``figures/*.png`` into ``<study>/repor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +56,7 @@ RUN_COLUMNS = (
     "val/ap",
     "val/best_f1",
     "val/best_threshold",
+    "val/auc",
     "train/recall",
     "train/f1",
     "train/loss",
@@ -63,6 +65,7 @@ RUN_COLUMNS = (
 # Beside the objective in the configuration tables: what a degenerate winner cannot
 # fake (the rest of a run's values are in the appendix, so a table fits 1400 px).
 TABLE_COLUMNS = ("val/precision", "val/f1", "val/ap", "val/best_f1")
+_TOLERANT_F1 = re.compile(r"val/f1_\d+px")
 
 
 def _fmt(v: object) -> str:
@@ -256,7 +259,9 @@ def _lead_cells(s: StudySummary, c: Configuration, keys: list[str]) -> list[Cell
 
 
 def _tail_keys(s: StudySummary) -> list[str]:
-    return [k for k in TABLE_COLUMNS if k != s.objective]
+    """TABLE_COLUMNS, and F1 with a pixel tolerance when the runs score one."""
+    tolerant = sorted({k for r in s.runs for k in r.final if _TOLERANT_F1.fullmatch(k)})
+    return [k for k in (*TABLE_COLUMNS, *tolerant) if k != s.objective]
 
 
 def _tail_cells(s: StudySummary, c: Configuration) -> list[Cell]:

@@ -245,7 +245,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from segtune.core.config import check_device
-    from segtune.core.records import atomic_write_text, check_out_file
+    from segtune.core.records import atomic_write_text, check_out_dir, check_out_file
     from segtune.inference.evaluate import evaluate_checkpoint, find_labelled
     from segtune.inference.predict import Predictor
 
@@ -253,6 +253,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for option, value in (("--out", args.out), ("--pr-curve", args.pr_curve)):
         if value:
             check_out_file(Path(value), option)
+    if args.save_masks:
+        check_out_dir(Path(args.save_masks), "--save-masks")
     predictor = Predictor.load(Path(args.checkpoint), args.device)
     _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)
@@ -271,12 +273,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         threshold=threshold,
         threshold_source=source,
         progress=not args.quiet,
+        tolerance_px=args.tolerance_px,
+        save_masks=Path(args.save_masks) if args.save_masks else None,
+        save_probabilities=args.save_probabilities,
     )
-    for line in result.lines():
+    for line in result.lines(per_picture=args.per_picture):
         print(line)
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result.to_json(), indent=1) + "\n")
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} (with the counts of each of the {len(pictures)} pictures)")
+    elif not args.per_picture:
+        print("  per-picture counts: --per-picture, or --out FILE.json")
+    if args.save_masks:
+        print(f"wrote {len(pictures)} masks to {args.save_masks} (as segtune predict writes them)")
     if args.pr_curve and result.histogram is not None:
         from segtune.analysis.figures import split_pr_curve
         from segtune.core.records import atomic_write_bytes, tta_words
@@ -528,6 +537,27 @@ def _add_evaluate(sub: Any) -> None:
     )
     add_missing_masks_option(p, None, "data.missing_masks")
     p.add_argument("--out", help="also write the metrics, intervals and per-picture counts (JSON)")
+    p.add_argument("--per-picture", action="store_true", help="also print one line per picture")
+    p.add_argument(
+        "--tolerance-px",
+        type=int,
+        choices=range(1, 51),
+        metavar="K",
+        help="also F1 with a K-px tolerance (default: the run's eval.tolerance_px)",
+    )
+    p.add_argument(
+        "--save-masks",
+        metavar="DIR",
+        help="also write <name>.png masks as segtune predict would, from the same pass",
+    )
+    p.add_argument(
+        "--save-probabilities",
+        type=int,
+        choices=(8, 16),
+        nargs="?",
+        const=16,
+        help="with --save-masks: also <name>-prob.png (8- or 16-bit; default 16)",
+    )
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_evaluate)

@@ -217,6 +217,9 @@ class EvalConfig(_Frozen):
     train_eval_pictures: Annotated[int, Field(ge=1)] | Literal["val", "all"] = "val"
     train_every: int = Field(0, ge=0)
     histogram_bins: int = Field(1000, ge=10, le=100000)
+    # F1, precision and recall with a pixel tolerance (thin structures: CrackForest's
+    # 2 px) beside the exact ones: val/f1_2px. None: not scored.
+    tolerance_px: int | None = Field(None, ge=1, le=50)
     # Which epoch a run keeps (weights, threshold, reported values): the last, or the
     # best by select_key (ties: the earliest). Never by a metric an over-predicting model
     # maximises (recall) unless asked: the default is threshold-free best F1.

@@ -7,6 +7,7 @@ positive when its probability is >= the threshold.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +21,7 @@ METRIC_WORDS = {
     "f1": "F1",
     "iou": "IoU",
     "ap": "average precision",
+    "auc": "ROC AUC",
     "best_f1": "best F1 over thresholds",
     "best_threshold": "threshold of best F1",
     "loss": "loss",
@@ -30,7 +32,9 @@ METRIC_WORDS = {
     "tn": "true-negative pixels",
     "collapsed": "collapsed (no threshold separates the positives: see COLLAPSE_*)",
 }
-THRESHOLD_FREE = {"ap", "best_f1", "best_threshold", "collapsed"}
+THRESHOLD_FREE = {"ap", "auc", "best_f1", "best_threshold", "collapsed"}
+# F1 with a pixel tolerance: "f1_2px" (eval.tolerance_px: 2), as precision_2px, recall_2px.
+_TOLERANT = re.compile(r"(precision|recall|f1)_(\d+)px")
 LOWER_IS_BETTER = {"loss", "fp", "fn", "no_positive_prediction", "collapsed"}
 Direction = Literal["maximize", "minimize"]
 COUNT_METRICS = ("tp", "fp", "fn", "tn")
@@ -73,6 +77,9 @@ def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = Fa
     split = split_of(key)
     name = key.split("/", 1)[1]
     words = f"{SPLIT_WORDS[split]} {METRIC_WORDS.get(name, name)}"
+    if tolerant := _TOLERANT.fullmatch(name):
+        base, k = tolerant.groups()
+        words = f"{SPLIT_WORDS[split]} {METRIC_WORDS[base]}, {k}-px tolerance"
     if short:
         return words
     if name == "loss":
@@ -190,8 +197,60 @@ def derived_metrics(c: Counts) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class NearCounts:
+    """Pixel counts with a tolerance of ``k`` px (the CrackForest convention): a
+    predicted positive is ``correct`` when a true positive lies within Euclidean distance
+    k of it, a true positive is ``found`` when a predicted positive lies within k."""
+
+    correct: int = 0
+    marked: int = 0  # predicted positives
+    found: int = 0
+    positives: int = 0
+
+    def __add__(self, other: NearCounts) -> NearCounts:
+        return NearCounts(
+            self.correct + other.correct,
+            self.marked + other.marked,
+            self.found + other.found,
+            self.positives + other.positives,
+        )
+
+
+def near_counts(
+    pred: NDArray[np.bool_], truth: NDArray[np.bool_], k: int, valid: NDArray[np.bool_] | None
+) -> NearCounts:
+    """:class:`NearCounts` of a thresholded picture (no thinning); pixels outside
+    ``valid`` count neither as predictions nor as positives."""
+    from scipy.ndimage import distance_transform_edt
+
+    if valid is not None:
+        pred, truth = pred & valid, truth & valid
+
+    def within(marks: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        if not marks.any():
+            return np.zeros_like(marks)
+        return np.asarray(distance_transform_edt(~marks) <= k)
+
+    return NearCounts(
+        correct=int(np.count_nonzero(pred & within(truth))),
+        marked=int(np.count_nonzero(pred)),
+        found=int(np.count_nonzero(truth & within(pred))),
+        positives=int(np.count_nonzero(truth)),
+    )
+
+
+def near_metrics(c: NearCounts, k: int) -> dict[str, float]:
+    """``precision_{k}px``, ``recall_{k}px``, ``f1_{k}px`` (0 where undefined)."""
+    precision = c.correct / c.marked if c.marked else 0.0
+    recall = c.found / c.positives if c.positives else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {f"precision_{k}px": precision, f"recall_{k}px": recall, f"f1_{k}px": f1}
+
+
+@dataclass(frozen=True)
 class PictureCounts:
-    """TP/FP/FN pixels of one preview picture (numbered 1..K in the subset's order)."""
+    """TP/FP/FN pixels of one preview picture (numbered 1..K in the subset's order),
+    and its counts with a pixel tolerance when the run scores one."""
 
     index: int
     stem: str
@@ -199,6 +258,7 @@ class PictureCounts:
     fp: int
     fn: int
     positives: int
+    near: NearCounts | None = None
 
 
 # A collapsed model (ProbabilityHistogram.collapsed) gets no best threshold.
@@ -264,6 +324,10 @@ class ProbabilityHistogram:
     def average_precision(self) -> float:
         """AP from the bins (:func:`binned_average_precision`)."""
         return float(binned_average_precision(self.pos, self.neg))
+
+    def roc_auc(self) -> float:
+        """ROC AUC from the bins (:func:`binned_roc_auc`)."""
+        return float(binned_roc_auc(self.pos, self.neg))
 
     def _best(self) -> tuple[int, float, bool]:
         """The bin edge above 0 maximising F1 (lowest on ties), its F1, and whether the
@@ -332,11 +396,36 @@ def binned_average_precision(
     return np.divide(total, positives, out=np.zeros_like(total), where=positives > 0)
 
 
-def split_metrics(split: str, counts: Counts, hist: ProbabilityHistogram) -> dict[str, float]:
-    """All metric values of one split, keyed ``<split>/<name>``."""
+def binned_roc_auc(
+    pos: NDArray[np.floating] | NDArray[np.int64], neg: NDArray[np.floating] | NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """ROC AUC (the probability that a random positive pixel outscores a random negative
+    one, ties counting one half, as sklearn's ``roc_auc_score``) from per-bin counts (last
+    axis: bins in ascending probability). A positive and a negative in the same bin are
+    taken as tied: the expected value of their order when both are spread evenly over the
+    bin. 0.5 where a split has no positive or no negative pixel."""
+    p = np.asarray(pos, np.float64)
+    n = np.asarray(neg, np.float64)
+    below = np.cumsum(n, axis=-1) - n  # negatives in lower bins
+    pairs = (p * (below + 0.5 * n)).sum(axis=-1)
+    total = p.sum(axis=-1) * n.sum(axis=-1)
+    return np.divide(pairs, total, out=np.full_like(pairs, 0.5), where=total > 0)
+
+
+def split_metrics(
+    split: str,
+    counts: Counts,
+    hist: ProbabilityHistogram,
+    near: tuple[NearCounts, int] | None = None,
+) -> dict[str, float]:
+    """All metric values of one split, keyed ``<split>/<name>`` (``near``: counts with a
+    pixel tolerance and its k)."""
     values: dict[str, float] = {name: float(getattr(counts, name)) for name in COUNT_METRICS}
     values.update(derived_metrics(counts))
+    if near is not None:
+        values.update(near_metrics(*near))
     values["ap"] = hist.average_precision()
+    values["auc"] = hist.roc_auc()
     threshold, values["best_f1"] = hist.best_f1()
     if threshold is not None:
         values["best_threshold"] = threshold

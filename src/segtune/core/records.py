@@ -42,6 +42,7 @@ _SPLIT_METRICS = (
     "f1",
     "iou",
     "ap",
+    "auc",
     "best_threshold",
     "best_f1",
     "no_positive_prediction",
@@ -107,6 +108,11 @@ class PictureRecord(_Record):
     fp: int
     fn: int
     positives: int
+    # With eval.tolerance_px: predicted positives near a true one, predicted positives,
+    # true positives near a prediction (segtune.core.metrics.NearCounts).
+    near_correct: int | None = None
+    near_marked: int | None = None
+    near_found: int | None = None
 
 
 class SelectionMargin(_Record):
@@ -351,10 +357,12 @@ class RunFolder:
     def write_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
         """One row per epoch: ``{"epoch": 1, "train/loss": …, "val/recall": …}``."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        extra = sorted({k for row in rows for k in row} - set(METRIC_COLUMNS))  # val/f1_2px
+        columns = (*METRIC_COLUMNS, *extra)
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt(row.get(k, "")) for k in METRIC_COLUMNS})
+            writer.writerow({k: _fmt(row.get(k, "")) for k in columns})
         atomic_write_text(self.metrics_path, buf.getvalue())
 
     def write_record(self, record: RunRecord) -> None:

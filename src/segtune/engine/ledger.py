@@ -191,6 +191,15 @@ def selection_margin(
 
 def picture_records(pictures: Sequence[PictureCounts]) -> list[PictureRecord]:
     return [
-        PictureRecord(stem=p.stem, tp=p.tp, fp=p.fp, fn=p.fn, positives=p.positives)
+        PictureRecord(
+            stem=p.stem,
+            tp=p.tp,
+            fp=p.fp,
+            fn=p.fn,
+            positives=p.positives,
+            near_correct=None if p.near is None else p.near.correct,
+            near_marked=None if p.near is None else p.near.marked,
+            near_found=None if p.near is None else p.near.found,
+        )
         for p in pictures
     ]

@@ -431,6 +431,7 @@ def _evaluate(
         batch_pages=config.optim.micro_batch_size or config.optim.batch_size,
         tta=config.eval.tta,
         tta_scales=config.eval.tta_scales,
+        tolerance_px=config.eval.tolerance_px,
         on_picture=lambda: bar.update(1),
     )
     bar.close()

@@ -16,11 +16,15 @@ selection).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from segtune.core.config import RunConfig
 from segtune.core.errors import DataError
 from segtune.core.intervals import interval, picture_samples
 from segtune.core.metrics import (
@@ -103,16 +107,18 @@ class Evaluation:
             )
         return out
 
-    def lines(self) -> list[str]:
+    def lines(self, per_picture: bool = False) -> list[str]:
         """The summary a person reads: key metrics in words, how the masks compare with
-        validation's, then one line per picture."""
+        validation's (and, with ``per_picture``, one line per picture)."""
         out = [
             f"{self.split}: {len(self.pictures)} pictures, threshold {self.threshold:g} "
             f"({self.threshold_source}), test-time augmentation: "
             f"{tta_words(self.tta, self.tta_scales)}"
         ]
-        for name in ("precision", "recall", "f1", "iou", "ap", "best_f1"):
-            key = f"{self.split}/{name}"
+        tolerant = sorted(k for k in self.metrics if k.endswith("px"))
+        named = [f"{self.split}/{n}" for n in ("precision", "recall", "f1", "iou")]
+        named += [*tolerant, *(f"{self.split}/{n}" for n in ("ap", "auc", "best_f1"))]
+        for key in named:
             if key in self.metrics:
                 ci = self.intervals.get(key)
                 extra = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
@@ -120,11 +126,12 @@ class Evaluation:
                     f"  {describe_metric(key, self.threshold)}: {self.metrics[key]:.4f}{extra}"
                 )
         out += self.shift_lines()
-        out.append("  picture  positives  TP  FP  FN")
-        out += [
-            f"  {p['stem']}  {p['positives']}  {p['tp']}  {p['fp']}  {p['fn']}"
-            for p in self.pictures
-        ]
+        if per_picture:
+            out.append("  picture  positives  TP  FP  FN")
+            out += [
+                f"  {p['stem']}  {p['positives']}  {p['tp']}  {p['fp']}  {p['fn']}"
+                for p in self.pictures
+            ]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -163,15 +170,25 @@ def evaluate_checkpoint(
     threshold: float,
     threshold_source: str,
     progress: bool = True,
+    tolerance_px: int | None = None,
+    save_masks: Path | None = None,
+    save_probabilities: int | None = None,
 ) -> Evaluation:
     """Score ``pictures`` exactly as a run's validation is scored (the same
     :func:`segtune.engine.validate.evaluate_split`, reading, regions of interest and ignore
-    value), at ``threshold``."""
+    value), at ``threshold``; ``tolerance_px`` (default: the run's ``eval.tolerance_px``)
+    adds F1 with a pixel tolerance; ``save_masks`` writes what ``segtune predict`` would
+    (``<name>.png``, with ``save_probabilities`` ``<name>-prob.png``) from the same
+    pass."""
     from segtune.core.runtime import autocast_dtype
     from segtune.data.cache import open_cache
     from segtune.engine.validate import evaluate_split
 
     config = predictor.config
+    tolerance = config.eval.tolerance_px if tolerance_px is None else tolerance_px
+    on_map = None
+    if save_masks is not None:
+        on_map = _mask_writer(save_masks, pictures, threshold, save_probabilities, config)
     bar = Progress(len(pictures), f"evaluate {split}", "pictures", enabled=progress)
     scored = evaluate_split(
         predictor.model,
@@ -187,10 +204,13 @@ def evaluate_checkpoint(
         on_picture=lambda: bar.update(1),
         tta=predictor.tta,
         tta_scales=predictor.tta_scales,
+        tolerance_px=tolerance,
+        on_map=on_map,
     )
     bar.close()
     rows = [
         {"stem": p.stem, "positives": p.positives, "tp": p.tp, "fp": p.fp, "fn": p.fn}
+        | ({} if p.near is None else {f"near_{k}": v for k, v in asdict(p.near).items()})
         for p in scored.pictures
     ]
     result = Evaluation(
@@ -209,3 +229,29 @@ def evaluate_checkpoint(
         ci = interval(values)
         result.intervals[f"{split}/{name}"] = (ci.low, ci.high)
     return result
+
+
+def _mask_writer(
+    out: Path,
+    pictures: Sequence[Picture],
+    threshold: float,
+    bits: int | None,
+    config: RunConfig,
+) -> Callable[[Picture, NDArray[np.float32]], None]:
+    """Writes each scored picture's mask (and probabilities) as ``segtune predict``
+    does: named by :func:`~segtune.inference.predict.output_names`, nothing predicted
+    outside a region of interest."""
+    from segtune.data.io import MaskReading, read_mask
+    from segtune.inference.predict import encoded, output_names, write_outputs
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = output_names([p.image for p in pictures])
+    roi_reading = MaskReading(threshold=config.data.mask_threshold)
+
+    def write(pic: Picture, prob: NDArray[np.float32]) -> None:
+        mask, probabilities = encoded(prob, threshold, bits)
+        if pic.roi is not None:
+            mask[~read_mask(pic.roi, roi_reading)] = 0
+        write_outputs(out, names[pic.image], mask, probabilities)
+
+    return write

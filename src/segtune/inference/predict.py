@@ -304,16 +304,41 @@ def predict_files(
                 print(f"error: {exc}", file=sys.stderr)
                 bar.update(1)
                 continue
-        target = out / f"{names[path]}.png"
-        _write_png(target, Image.fromarray(mask))
+        target = write_outputs(out, names[path], mask, prob, image if overlays else None)
         result.written.append(target)
-        if prob is not None:
-            _write_png(out / f"{names[path]}-prob.png", Image.fromarray(prob))
-        if overlays:
-            _write_png(out / f"{names[path]}-overlay.png", Image.fromarray(_overlay(image, mask)))
         bar.update(1)
     bar.close()
     return result
+
+
+def encoded(
+    band: NDArray[np.float32], threshold: float, bits: int | None
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | NDArray[np.uint16] | None]:
+    """A probability band as written: the mask (0/255) and, with ``bits``, the 8- or
+    16-bit probabilities."""
+    mask = (band >= threshold) * np.uint8(255)
+    if bits == 8:
+        return mask, (band * 255 + 0.5).astype(np.uint8)
+    if bits == 16:
+        return mask, (np.clip(band, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return mask, None
+
+
+def write_outputs(
+    out: Path,
+    name: str,
+    mask: NDArray[np.uint8],
+    prob: NDArray[np.uint8] | NDArray[np.uint16] | None,
+    overlay_of: NDArray[np.uint8] | None = None,
+) -> Path:
+    """``<name>.png`` (and ``<name>-prob.png``, ``<name>-overlay.png``) under ``out``."""
+    target = out / f"{name}.png"
+    _write_png(target, Image.fromarray(mask))
+    if prob is not None:
+        _write_png(out / f"{name}-prob.png", Image.fromarray(prob))
+    if overlay_of is not None:
+        _write_png(out / f"{name}-overlay.png", Image.fromarray(_overlay(overlay_of, mask)))
+    return target
 
 
 def _predicted(
@@ -330,11 +355,9 @@ def _predicted(
     prob = None if depth is None else np.empty(image.shape[:2], depth)
     for y, band in predictor.bands(image, batch_pages):
         rows = slice(y, y + band.shape[0])
-        mask[rows] = (band >= threshold) * np.uint8(255)
-        if prob is not None and bits == 8:
-            prob[rows] = (band * 255 + 0.5).astype(np.uint8)
-        elif prob is not None:
-            prob[rows] = (np.clip(band, 0, 1) * 65535 + 0.5).astype(np.uint16)
+        mask[rows], part = encoded(band, threshold, bits)
+        if prob is not None and part is not None:
+            prob[rows] = part
     return mask, prob
 
 
