@@ -122,3 +122,19 @@ def test_progress_file_eta_counts_this_attempt_only(tmp_path: Path) -> None:
     watch.step(3, 5)
     data = json.loads((tmp_path / PROGRESS_FILE).read_text())
     assert data["eta_s"] == pytest.approx(10.0 / 5 * 15, rel=0.01)
+
+
+def test_a_heartbeat_speaks_while_a_silent_step_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from segtune.core.progress import Heartbeat
+
+    with Heartbeat("exporting to onnx", every_s=0.05):
+        time.sleep(0.3)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("exporting to onnx… ") for line in lines)
+    with Heartbeat("quiet", enabled=False, every_s=0.05):
+        time.sleep(0.15)
+    with Heartbeat("quick", every_s=5):
+        pass
+    assert capsys.readouterr().err == ""

@@ -18,7 +18,7 @@ from segtune.data.layout import load_pictures
 from segtune.engine.train import train_run
 from segtune.inference.export import PageProbabilities, export_model, read_metadata
 from segtune.inference.predict import Predictor
-from tests.conftest import tiny_config
+from tests.conftest import learning_config, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,18 @@ def test_exported_model_matches_pytorch(
     assert meta["pages"]["patch_overlap"] == predictor.config.pages.patch_overlap
     assert meta["best_threshold"] == predictor.best_threshold
     assert meta["input"]["normalisation"]["mean"] == [0.485, 0.456, 0.406]
+    # Self-contained: the window itself, the placement rule, the threshold and its source.
+    from segtune.data.tiles import blend_window
+
+    window = meta["pages"]["window"]
+    rebuilt = np.maximum(np.outer(window["profile"], window["profile"]), window["floor"])
+    blend = predictor.config.pages.blend
+    assert np.array_equal(
+        rebuilt.astype(np.float32), blend_window(size, blend, meta["pages"]["patch_overlap"])
+    )
+    assert "flush with the border" in meta["pages"]["origins"]
+    assert meta["threshold"]["best"] == predictor.best_threshold
+    assert meta["segtune_version"] and meta["reading"]["to_rgb"]
 
 
 def test_export_refusals(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +89,53 @@ def test_export_refusals(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.M
     assert not list(tmp_path.iterdir())  # nothing half-written
     missing = tmp_path / "nope" / "model.pt"
     assert main(["export", str(missing), "--format", "onnx", "--out", str(tmp_path / "m")]) == 2
+
+
+SCRIPT = Path(__file__).parents[2] / "docs" / "examples" / "onnx_predict.py"
+
+
+def test_the_docs_onnxruntime_script_reproduces_predict_without_segtune(
+    demo_data: Path, tmp_path: Path
+) -> None:
+    """docs/examples/onnx_predict.py, run where `import segtune` fails, on a run with
+    overlapping Gaussian-blended pages, a resize, flips and two test-time scales, on a
+    square and a ragged picture (one side shorter than a page): within 1e-5 of
+    `segtune predict`'s probabilities, and the same mask."""
+    import subprocess
+
+    from PIL import Image
+
+    config = learning_config(
+        demo_data,
+        pages={"page_size": 32, "patch_overlap": 8, "blend": "gaussian", "resize": {"scale": 0.75}},
+        eval={"tta": "flips", "tta_scales": [1.0, 1.25]},
+    )
+    run = tmp_path / "run"
+    assert train_run(config, run, progress=False).status == "completed"
+    model = tmp_path / "model.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(model), "-q"]) == 0
+    square = load_pictures(demo_data / "val")[0].image
+    ragged = tmp_path / "ragged.png"
+    Image.fromarray(read_image(square)[:50, :37]).save(ragged)
+    predictor = Predictor.load(run / "model.pt", "cpu")
+    blocked = (
+        "import runpy, sys; sys.modules['segtune'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    for picture in (square, ragged):
+        mask, npy = tmp_path / f"{picture.stem}-mask.png", tmp_path / f"{picture.stem}.npy"
+        args = [str(SCRIPT), str(model), str(picture), str(mask), "--npy", str(npy)]
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *args], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        got = np.load(npy)
+        expected = predictor.probabilities(read_image(picture))
+        assert got.shape == expected.shape
+        assert float(np.abs(got - expected).max()) < 1e-5
+        threshold = predictor.threshold("best")
+        undecided = np.abs(expected - threshold) < 1e-5
+        written = np.asarray(Image.open(mask)) > 0
+        assert np.array_equal(written[~undecided], (expected >= threshold)[~undecided])
+    source = SCRIPT.read_text()
+    assert "import segtune" not in source and "from segtune" not in source

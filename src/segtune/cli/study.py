@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segtune.core.progress import Heartbeat
 from segtune.study import STORAGE_ENV
 
 if TYPE_CHECKING:
@@ -186,6 +187,14 @@ def study_folder(given: str) -> Path:
     return folder
 
 
+def _load(args: argparse.Namespace, device: str) -> Predictor:
+    """The checkpoint's model, with a heartbeat while torch and the network load."""
+    from segtune.inference.predict import Predictor
+
+    with Heartbeat(f"loading {args.checkpoint}", not args.quiet):
+        return Predictor.load(Path(args.checkpoint), device)
+
+
 def _say_precision(predictor: Predictor, quiet: bool) -> None:
     """One line when the run's runtime.precision is not what this device computes."""
     from segtune.core.runtime import precision_note
@@ -198,11 +207,11 @@ def _say_precision(predictor: Predictor, quiet: bool) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from segtune.core.config import check_device
     from segtune.core.records import check_out_dir
-    from segtune.inference.predict import Predictor, collect_inputs, find_rois, predict_files
+    from segtune.inference.predict import collect_inputs, find_rois, predict_files
 
     check_device(args.device)
     check_out_dir(Path(args.out))
-    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    predictor = _load(args, args.device)
     _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
@@ -247,7 +256,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segtune.core.config import check_device
     from segtune.core.records import atomic_write_text, check_out_dir, check_out_file
     from segtune.inference.evaluate import evaluate_checkpoint, find_labelled
-    from segtune.inference.predict import Predictor
 
     check_device(args.device)
     for option, value in (("--out", args.out), ("--pr-curve", args.pr_curve)):
@@ -255,7 +263,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             check_out_file(Path(value), option)
     if args.save_masks:
         check_out_dir(Path(args.save_masks), "--save-masks")
-    predictor = Predictor.load(Path(args.checkpoint), args.device)
+    predictor = _load(args, args.device)
     _say_precision(predictor, args.quiet)
     predictor.augment(args.tta, args.tta_scales)
     threshold = predictor.threshold(args.threshold)
@@ -307,11 +315,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from segtune.core.records import check_out_dir
     from segtune.inference.export import export_model
-    from segtune.inference.predict import Predictor
 
     check_out_dir(Path(args.out).parent, "--out")
-    predictor = Predictor.load(Path(args.checkpoint), "cpu")
-    meta = export_model(predictor, args.format, Path(args.out))
+    predictor = _load(args, "cpu")
+    with Heartbeat(f"exporting to {args.format} (tracing the network)", not args.quiet):
+        meta = export_model(predictor, args.format, Path(args.out))
     size = meta["pages"]["page_size"]
     where = "metadata property 'segtune'" if args.format == "onnx" else "extra file segtune.json"
     print(

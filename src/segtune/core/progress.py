@@ -198,3 +198,42 @@ def read_progress(run_dir: Path) -> dict[str, Any] | None:
         return dict(json.loads((run_dir / PROGRESS_FILE).read_text()))
     except (OSError, ValueError):
         return None
+
+
+HEARTBEAT_S = float(os.environ.get("SEGTUNE_HEARTBEAT_S", "5"))
+
+
+class Heartbeat:
+    """A line on stderr every ``every_s`` seconds while a step that shows no progress of
+    its own runs (exporting, loading a model, probing a step's time), so no command is
+    silent for long: ``with Heartbeat("exporting to ONNX"): ...`` prints ``exporting to
+    ONNX… 5 s``, ``… 10 s``; nothing when disabled or when the step is quick."""
+
+    def __init__(self, desc: str, enabled: bool = True, every_s: float | None = None) -> None:
+        self.desc = desc
+        self.enabled = enabled
+        self.every_s = HEARTBEAT_S if every_s is None else every_s
+        self._stop: Any = None
+        self._thread: Any = None
+
+    def __enter__(self) -> Heartbeat:
+        import threading
+
+        if not self.enabled:
+            return self
+        self._stop = threading.Event()
+        start = time.perf_counter()
+
+        def beat() -> None:
+            while not self._stop.wait(self.every_s):
+                elapsed = time.perf_counter() - start
+                print(f"{self.desc}… {duration(elapsed)}", file=sys.stderr, flush=True)
+
+        self._thread = threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()

@@ -77,29 +77,43 @@ def extract_page(
     return page, valid
 
 
+GAUSSIAN_FLOOR = 1e-3  # no pixel of a page weighs less: its border still counts a little
+
+BLEND_FORMULAS = {
+    "mean": "profile_i = 1",
+    "gaussian": "profile_i = exp(-(i - (P - 1)/2)^2 / (2 sigma^2)), sigma = P/8, i = 0..P-1, "
+    "divided by its maximum",
+    "linear": "profile_i = clip(min(i + 1, P - i) / max(overlap, 1), 0, 1), i = 0..P-1",
+}
+
+
+def blend_profile(
+    page_size: int, blend: Blend, overlap: int = 0
+) -> tuple[NDArray[np.float64], float]:
+    """The window's 1-D profile and floor: the window is ``max(outer(profile, profile),
+    floor)`` (:func:`blend_window`; ``BLEND_FORMULAS`` in words, as exports record it)."""
+    idx = np.arange(page_size, dtype=np.float64)
+    if blend == "mean":
+        return np.ones(page_size), 0.0
+    if blend == "gaussian":
+        sigma = page_size / 8.0
+        g = np.exp(-((idx - (page_size - 1) / 2.0) ** 2) / (2 * sigma * sigma))
+        return g / g.max(), GAUSSIAN_FLOOR
+    if blend == "linear":
+        edge = np.minimum(idx + 1, page_size - idx)
+        return np.clip(edge / max(overlap, 1), 0.0, 1.0), 0.0
+    raise ConfigError(f"pages.blend must be one of mean, gaussian, linear (got {blend!r})")
+
+
 def blend_window(page_size: int, blend: Blend, overlap: int = 0) -> NDArray[np.float32]:
     """Per-pixel weight of a page's prediction when pages overlap (all weights > 0).
 
     ``mean`` weighs every pixel 1; ``gaussian`` uses sigma = page/8 around the centre
-    (as MONAI's default); ``linear`` ramps from the border up to 1 over ``overlap`` pixels.
+    (as MONAI's default), never below ``GAUSSIAN_FLOOR``; ``linear`` ramps from the
+    border up to 1 over ``overlap`` pixels.
     """
-    if blend == "mean":
-        return np.ones((page_size, page_size), dtype=np.float32)
-    idx = np.arange(page_size, dtype=np.float64)
-    if blend == "gaussian":
-        sigma = page_size / 8.0
-        centre = (page_size - 1) / 2.0
-        g = np.exp(-((idx - centre) ** 2) / (2 * sigma * sigma))
-        w2 = np.outer(g, g)
-        w2 = w2 / w2.max()
-        w2 = np.maximum(w2, 1e-3)
-        return w2.astype(np.float32)
-    if blend == "linear":
-        ramp = max(overlap, 1)
-        edge = np.minimum(idx + 1, page_size - idx)
-        r = np.clip(edge / ramp, 0.0, 1.0)
-        return np.outer(r, r).astype(np.float32)
-    raise ConfigError(f"pages.blend must be one of mean, gaussian, linear (got {blend!r})")
+    profile, floor = blend_profile(page_size, blend, overlap)
+    return np.maximum(np.outer(profile, profile), floor).astype(np.float32)
 
 
 class _Blender:

@@ -39,13 +39,48 @@ class PageProbabilities(nn.Module):
         return torch.sigmoid(self.model(normalise(pages)))
 
 
+ORIGINS = (
+    "per axis of length L: [0] when L <= P; otherwise 0, S, 2S, ... (each < L - P), then "
+    "L - P: the last page sits flush with the border (S = P - overlap); pages row by row"
+)
+PADDING = (
+    "a page reaching past the border (only when a side is shorter than P) is zero-padded "
+    "to P x P; the padding's predictions are cut before stitching"
+)
+STITCH = (
+    "probability = sum over the pages covering a pixel of window * page probability, "
+    "divided by the sum of their windows"
+)
+TO_RGB = (
+    "channels chosen (reading.channels: indices, or 'mean'), alpha dropped; then 8-bit "
+    "values as they are, 16-bit integers // 257, floats in [0, 1] x 255 rounded (or, with "
+    "reading.intensity_window [lo, hi]: round(clip((v - lo) * 255 / (hi - lo), 0, 255))); a "
+    "grey picture's value repeated in all three channels"
+)
+RESIZE = (
+    "the uint8 RGB picture resized bilinearly (Pillow) to (round(H f), round(W f)), f = "
+    "scale, or longest_side / max(H, W); the probability map resized back bilinearly "
+    "(Pillow, 32-bit float) to H x W"
+)
+TTA = (
+    "the mean over views of each page's probability, each mapped back: none = identity; "
+    "flips = identity, horizontal, vertical, both; dihedral = those four and the same four "
+    "of the transposed page; with several tta_scales, the mean of the maps at each scale "
+    "(resize times the factor, or the picture's own size times it), each resized back"
+)
+
+
 def export_metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
-    """What a caller needs to use the exported graph as segtune does."""
+    """Everything a caller needs to use the exported graph exactly as ``segtune predict``
+    does, without segtune's source: reading, resizing, page placement, the blend window
+    (its formula and its 1-D profile), stitching, test-time views and the threshold."""
     from segtune.core.version import VERSION as __version__
+    from segtune.data.tiles import BLEND_FORMULAS, blend_profile
 
     config = predictor.config
     pages = config.pages
     resize = pages.resize
+    profile, floor = blend_profile(pages.page_size, pages.blend, pages.patch_overlap)
     return {
         "format": fmt,
         "segtune_version": __version__,
@@ -62,19 +97,41 @@ def export_metadata(predictor: Predictor, fmt: str) -> dict[str, Any]:
         "pages": {
             "page_size": pages.page_size,
             "patch_overlap": pages.patch_overlap,
+            "stride": pages.page_size - pages.patch_overlap,
+            "origins": ORIGINS,
+            "padding": PADDING,
             "blend": pages.blend,
+            "window": {
+                "formula": "window = max(outer(profile, profile), floor); "
+                + BLEND_FORMULAS[pages.blend],
+                "profile": [float(v) for v in profile],
+                "floor": floor,
+                "dtype": "float32",
+            },
+            "stitch": STITCH,
             "resize": None if resize is None else resize.model_dump(),
+            "resize_rule": RESIZE,
         },
         "reading": {
             "intensity_window": (
                 None if predictor.reading.window is None else list(predictor.reading.window)
             ),
             "channels": predictor.reading.channels,
+            "to_rgb": TO_RGB,
+        },
+        "threshold": {
+            "best": predictor.best_threshold,
+            "best_source": None
+            if predictor.best_threshold is None
+            else f"F1-best on the run's validation split at epoch {predictor.epoch}",
+            "default": config.eval.threshold,
+            "rule": "a pixel is positive when its probability >= the threshold",
         },
         "best_threshold": predictor.best_threshold,
         "epoch": predictor.epoch,
         "tta": predictor.tta,
         "tta_scales": predictor.tta_scales,
+        "tta_rule": TTA,
     }
 
 
