@@ -9,9 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segtune.core.errors import SegtuneError
 from segtune.core.interrupt import stop_requests, terminated
+
+if TYPE_CHECKING:
+    from segtune.core.config import RunConfig
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
@@ -92,7 +96,6 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from segtune.core.config import load_run_config
     from segtune.core.records import RunFolder, check_out_dir
     from segtune.engine.train import train_run
 
@@ -109,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         resume = True
     else:
-        config = load_run_config(Path(args.config) if args.config else None, args.set)
+        config = _config_to_train(args)
         run_dir = Path(args.out)
         check_out_dir(run_dir)
         if (run_dir / "summary.json").exists() and not args.force:
@@ -143,6 +146,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for lost in summary.tracking_lost:
         print(f"warning: tracking lost for this run: {lost}", file=sys.stderr)
     return 0
+
+
+def _config_to_train(args: argparse.Namespace) -> RunConfig:
+    """The run config ``train`` was given, or one point of a study spec: its fixed
+    settings, a grid point (``--point grid:3``), then ``--set``."""
+    from segtune.core.config import (
+        apply_overrides,
+        build_run_config,
+        config_to_dict,
+        load_run_config,
+        load_yaml,
+    )
+    from segtune.study.spec import is_study_tree, load_spec, point_of
+
+    path = Path(args.config) if args.config else None
+    if path is None or not is_study_tree(load_yaml(path)):
+        if args.point:
+            raise SegtuneError(f"--point {args.point}: needs a study spec (with stages)")
+        return load_run_config(path, args.set)
+    spec = load_spec(path)
+    params = point_of(spec, args.point) if args.point else {}
+    if not args.quiet:
+        chosen = ", ".join(f"{k}={v}" for k, v in params.items()) or "its fixed settings"
+        print(f"training one point of study {spec.name}: {chosen}")
+    tree = apply_overrides(config_to_dict(spec.run_config(params)), args.set)
+    return build_run_config(tree, f"{path} (--set)" if args.set else str(path))
 
 
 def _add_common_run_args(p: argparse.ArgumentParser) -> None:
@@ -194,6 +223,7 @@ def _unknown_command(parser: argparse.ArgumentParser, words: list[str]) -> str |
 
 def build_parser() -> argparse.ArgumentParser:
     from segtune.cli import study as cli_study
+    from segtune.cli.options import add_mask_options, add_missing_masks_option
     from segtune.cli.split import add_split
     from segtune.core.version import VERSION as __version__
 
@@ -207,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="find and validate pictures (images/ + masks/ or CSV)")
     p.add_argument("folders", nargs="+", help="folder with images/ and masks/, or a CSV manifest")
-    cli_study.add_mask_options(p)
+    add_mask_options(p)
     p.set_defaults(func=_cmd_check_data)
 
     p = sub.add_parser(
@@ -218,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", help="folder of regions of interest (e.g. DRIVE's mask/)")
     p.add_argument("--out", required=True, help="CSV file to write (paths relative to it)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    cli_study.add_missing_masks_option(p, "refuse", "empty: listed with an empty mask field")
+    add_missing_masks_option(p, "refuse", "empty: listed with an empty mask field")
     p.set_defaults(func=_cmd_manifest)
 
     add_split(sub)
@@ -231,7 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_demo_data)
 
     p = sub.add_parser("train", help="train one configuration and write its run records")
-    p.add_argument("config", nargs="?", help="run config YAML (defaults if omitted)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="run config YAML (defaults if omitted), or a study spec: its fixed settings",
+    )
+    p.add_argument(
+        "--point",
+        metavar="STAGE:N",
+        help="with a study spec: the N-th point (from 1) of its grid stage STAGE",
+    )
     p.add_argument("--out", default="runs/run", help="run folder (default runs/run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from segtune.cli.options import add_mask_options
 from segtune.core.errors import DataError, SegtuneError
 from segtune.core.progress import Progress
 from segtune.core.records import atomic_write_text
@@ -111,8 +112,6 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def add_split(sub: Any) -> None:
-    from segtune.cli.study import add_mask_options
-
     p = sub.add_parser(
         "split",
         help="seeded train/val(/test) CSV manifests from folders or manifests, stratified by "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segtune.cli.options import add_mask_options, add_missing_masks_option
 from segtune.core.progress import Heartbeat
 from segtune.study import STORAGE_ENV
 
@@ -15,52 +16,6 @@ if TYPE_CHECKING:
     from segtune.inference.predict import Predictor
 
 TTA_CHOICES = ("none", "flips", "dihedral")  # eval.tta (segtune.engine.infer.VIEWS; tested equal)
-
-
-def positive_number(text: str) -> float:
-    """An argparse type: a number above 0 (a mask threshold in the masks' own units)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-    return value
-
-
-def add_mask_options(p: argparse.ArgumentParser, written: bool = False) -> None:
-    """How masks are read, for a command that reads them (``written``: one that writes
-    the settings into a spec): ignore value, threshold, inversion, images without one."""
-    how = "written as" if written else "as"
-    p.add_argument(
-        "--ignore-value",
-        type=int,
-        help=f"mask value of don't-care pixels ({how} data.ignore_value): a third value allowed",
-    )
-    p.add_argument(
-        "--mask-threshold",
-        type=positive_number,
-        help=f"masks with grey edges: values at least this are positive ({how} "
-        "data.mask_threshold)",
-    )
-    p.add_argument(
-        "--invert-masks",
-        action="store_true",
-        help=f"masks draw positives black on white: positive where 0 ({how} data.invert_masks)",
-    )
-    add_missing_masks_option(p, "refuse", f"{how} data.missing_masks")
-
-
-def add_missing_masks_option(p: argparse.ArgumentParser, default: str | None, how: str) -> None:
-    """``--missing-masks refuse|empty`` (``default`` None: the run's setting)."""
-    said = "the run's" if default is None else default
-    p.add_argument(
-        "--missing-masks",
-        choices=("refuse", "empty"),
-        default=default,
-        help=f"an image without a mask: refuse (a problem) or empty (no positives); default "
-        f"{said} ({how})",
-    )
 
 
 def _configure_threads() -> None:
@@ -335,7 +290,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from segtune.study.spec import load_spec
 
     check_device(args.device)
-    plan = make_plan(load_spec(Path(args.spec)), measure=not args.no_probe, device=args.device)
+    spec = load_spec(Path(args.spec), run_config=True)
+    plan = make_plan(spec, measure=not args.no_probe, device=args.device)
     for line in plan.lines():
         print(line)
     return 0
@@ -522,7 +478,7 @@ def _add_init(sub: Any) -> None:
 
 def _add_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="what a study will cost and what in its spec cannot work")
-    p.add_argument("spec", help="study spec YAML")
+    p.add_argument("spec", help="study spec YAML, or a run config (planned as one run)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: the spec's)")
     p.add_argument("--no-probe", action="store_true", help="counts and warnings only, no timing")
     p.set_defaults(func=_cmd_plan)

@@ -45,6 +45,7 @@ ADDED_OFF: dict[str, Any] = {
     "data.mask_threshold": None,
     "data.invert_masks": False,
     "data.missing_masks": "refuse",
+    "eval.tolerance_px": None,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,9 +245,74 @@ def grid_points(grid: dict[str, list[ParamValue]]) -> list[dict[str, ParamValue]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
-def load_spec(path: Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Load and fully validate a study spec; relative data paths resolve against it."""
+# Top-level keys only a study spec has (a run config's are its sections: data, pages, …).
+STUDY_KEYS = {"name", "stages", "fixed", "objective", "top_k", "repeats", "pruner"}
+
+
+def is_study_tree(tree: dict[str, Any]) -> bool:
+    return bool(STUDY_KEYS & set(tree))
+
+
+def run_config_as_spec(tree: dict[str, Any], name: str) -> dict[str, Any]:
+    """A run config as a one-run study (``segtune plan RUN.yaml``): its data section is
+    the study's data, the rest its fixed settings, one point at its own seed."""
+    from segtune.core.config import RuntimeConfig
+    from segtune.core.metrics import direction_of
+
+    fixed = merge({}, tree)
+    data = fixed.pop("data", {})
+    runtime = fixed.get("runtime") or {}
+    seed = runtime.get("seed", RuntimeConfig().seed)
+    evaluation = fixed.get("eval") or {}
+    previews = evaluation.get("preview_pictures", 5)
+    select = evaluation.get("select_key", "val/best_f1")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", name) or "run"
+    return {
+        "name": safe,
+        "data": data,
+        "fixed": fixed,
+        "stages": [{"name": "run", "grid": {SEED_KEY: [seed]}}],
+        "preview_pictures": previews,
+        "objective": {"metric": select, "direction": direction_of(select)},
+    }
+
+
+def point_of(spec: StudySpec, point: str) -> dict[str, ParamValue]:
+    """``--point grid:3``: the third point (from 1) of grid stage ``grid``, in the order
+    the stage trains them."""
+    stage_name, _, number = point.partition(":")
+    try:
+        stage = spec.stage(stage_name)
+    except ConfigError:
+        names = ", ".join(s.name for s in spec.stages if s.grid is not None)
+        raise ConfigError(
+            f"--point {point}: no grid stage {stage_name!r} (grids: {names})"
+        ) from None
+    if stage.grid is None:
+        raise ConfigError(
+            f"--point {point}: stage {stage_name} is a {stage.kind} stage; its points come "
+            "from a study's runs: give the settings with --set KEY=VALUE"
+        )
+    points = grid_points(stage.grid)
+    if not number.isdigit() or not 1 <= int(number) <= len(points):
+        raise ConfigError(f"--point {point}: expected {stage_name}:N with N in 1..{len(points)}")
+    return points[int(number) - 1]
+
+
+def load_spec(
+    path: Path, overrides: dict[str, Any] | None = None, *, run_config: bool = False
+) -> StudySpec:
+    """Load and fully validate a study spec; relative data paths resolve against it.
+    ``run_config``: a run config is taken as a one-run study (:func:`run_config_as_spec`);
+    otherwise one is refused in one line that says what to run instead."""
     tree = load_yaml(path)
+    if not is_study_tree(tree):
+        if not run_config:
+            raise ConfigError(
+                f"{path}: a run config (no name or stages), not a study spec: "
+                f"`segtune train {path}` trains it, `segtune plan {path}` estimates it"
+            )
+        tree = run_config_as_spec(tree, path.stem)
     if overrides:
         tree = merge(tree, overrides)
     data = tree.get("data")
