@@ -38,7 +38,7 @@ def run_demo(out: Path, workers: int = 1) -> int:
         from segtune.study.plan import make_plan
         from segtune.study.spec import load_spec
 
-        for line in make_plan(load_spec(spec_path)).lines():
+        for line in make_plan(load_spec(spec_path), progress=True).lines():
             print(line)
     result = run_sweep(spec_path, str(out / "study"), None, workers, None, show_plan=False)
     status = finish_sweep(result)

@@ -291,7 +291,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     spec = load_spec(Path(args.spec), run_config=True)
-    plan = make_plan(spec, measure=not args.no_probe, device=args.device)
+    plan = make_plan(spec, measure=not args.no_probe, device=args.device, progress=not args.quiet)
     for line in plan.lines():
         print(line)
     return 0

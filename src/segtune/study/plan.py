@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +45,11 @@ class StagePlan:
     kind: str
     runs: int  # points × seeds (an upper bound for refine and repeat stages)
     note: str = ""
+    least: int | None = None  # a race's fewest runs: every configuration's round 2
+
+    @property
+    def fewest(self) -> int:
+        return self.runs if self.least is None else self.least
 
 
 @dataclass
@@ -62,11 +68,44 @@ class DataStats:
 
 @dataclass
 class Probe:
-    seconds_per_step: float
-    seconds_per_val_megapixel: float
+    """What the plan measured on this machine: medians, and every repetition for the
+    estimate's range."""
+
+    seconds_per_step: float  # median of the timed training steps
+    seconds_per_val_megapixel: float  # median of the timed validation passes
     peak_memory_mb: float
     memory_kind: str  # "CUDA peak allocated" or "process peak resident"
     largest_micro_batch: int | None = None  # when the batch does not fit (CUDA)
+    step_times: list[float] = field(default_factory=list)
+    val_times: list[float] = field(default_factory=list)  # seconds per megapixel
+    loader_seconds: float = 0.0  # producing one batch (sampling, augmentation) in-process
+    decode_s_per_mp: float = 0.0  # decoding a picture and its mask, not yet cached
+    uncached_megapixels: float = 0.0  # of the subsets' pictures, not in the cache yet
+    run_overhead_s: float = 0.0  # per run: building the model, writing checkpoints
+    device: str = "cpu"
+    threads: int = 1
+    cpus: int = 1
+    load: float | None = None  # 1-minute load average at probe time (other work)
+
+
+# What the probe cannot see (run start-up, per-epoch records, the study's bookkeeping):
+# measured 0–17 % on top of the plan (BENCHMARKS.md, plan accuracy).
+UNSEEN_SHARE = 0.15
+PREVIEW_BYTES_PER_PIXEL = 3.3  # image, mask and 16-bit probability PNGs (demo: 3.2)
+OVERLAY_BYTES_PER_PIXEL = 1.0  # a report overlay and its thumbnail, PNG (demo: 1.0)
+CURVES_BYTES = 45_000  # a run's curves figure in the report
+REPORT_BYTES = 500_000  # the report's pages, tables and study-wide figures
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The study's time on one worker: a range and its centre, in seconds."""
+
+    low: float
+    centre: float
+    high: float
+    per_run: float
+    decode: float  # once per host: decoding pictures not yet cached
 
 
 @dataclass
@@ -88,6 +127,43 @@ class Plan:
             return None
         return run_seconds(self.spec.run_config({}), self.data, self.probe)
 
+    @property
+    def fewest_runs(self) -> int:
+        return sum(s.fewest for s in self.stages)
+
+    def estimate(self) -> Estimate | None:
+        """Low: the fastest repetitions and the fewest runs (a race that drops what it
+        can at its first look); centre: the medians, every planned run and the probe's
+        overheads; high: the slowest repetitions, every run, and ``UNSEEN_SHARE`` for
+        what the probe cannot see."""
+        p = self.probe
+        if p is None:
+            return None
+        c = self.spec.run_config({})
+        steps = p.step_times or [p.seconds_per_step]
+        vals = p.val_times or [p.seconds_per_val_megapixel]
+
+        def per_run(step: float, val: float) -> float:
+            return run_seconds(c, self.data, p, step + p.loader_seconds, val) + p.run_overhead_s
+
+        centre_run = per_run(p.seconds_per_step, p.seconds_per_val_megapixel)
+        decode = p.decode_s_per_mp * p.uncached_megapixels
+        low = per_run(min(steps), min(vals)) * self.fewest_runs + decode
+        high = per_run(max(steps), max(vals)) * (1 + UNSEEN_SHARE) * self.runs + decode
+        centre = centre_run * self.runs + decode
+        return Estimate(low, centre, high, centre_run, decode)
+
+    def disk_bytes(self) -> tuple[float, float, float]:
+        """(run records, previews, report) in bytes for every planned run."""
+        c = self.spec.run_config({})
+        mean_val = self.data.val_pixels / max(self.data.val_pictures, 1)
+        shown = min(c.eval.preview_pictures, self.data.val_pictures)
+        previews = shown * mean_val * PREVIEW_BYTES_PER_PIXEL
+        report = REPORT_BYTES + self.runs * (
+            CURVES_BYTES + 2 * shown * mean_val * OVERLAY_BYTES_PER_PIXEL
+        )
+        return self.model_mb * 2**20 * self.runs, previews * self.runs, report
+
     def lines(self) -> list[str]:
         c = self.spec.run_config({})
         out = [f"plan of study {self.spec.name}:"]
@@ -99,13 +175,33 @@ class Plan:
             f"{self.data.train_pictures} training pictures, {self.data.val_pictures} "
             "validation pictures evaluated"
         )
-        per_run = self.seconds_per_run()
-        if self.probe is not None and per_run is not None:
+        est = self.estimate()
+        if self.probe is not None and est is not None:
+            p = self.probe
+            fewest = (
+                f"; {self.fewest_runs} runs if every race drops all it can at its first look"
+                if self.fewest_runs != self.runs
+                else ""
+            )
+            load = "" if p.load is None else f", load {p.load:.1f} from other work at probe time"
             out.append(
-                f"  time on {c.runtime.device}: {_duration(per_run)} per run (measured "
-                f"{self.probe.seconds_per_step:.3g} s per step of {c.optim.batch_size} "
-                f"pages, {self.probe.seconds_per_val_megapixel:.3g} s per validation "
-                f"megapixel), {_duration(per_run * self.runs)} for the study with one worker"
+                f"  time with one worker: about {_duration(est.centre)} (range "
+                f"{_duration(est.low)} – {_duration(est.high)}); {_duration(est.per_run)} per "
+                f"run{fewest}"
+            )
+            out.append(
+                f"    assumes {p.device}, {p.threads} thread(s) of {p.cpus} CPU(s){load}; "
+                f"measured {_spread(p.step_times, 's')} per step of {c.optim.batch_size} pages "
+                f"({len(p.step_times)} warm steps) + {p.loader_seconds:.2g} s to load a batch, "
+                f"{_spread(p.val_times, 's')} per validation megapixel "
+                f"({len(p.val_times)} passes), {p.run_overhead_s:.1f} s per run to build the "
+                f"model and write checkpoints"
+                + (
+                    f", {_duration(est.decode)} once to decode pictures not yet cached"
+                    if est.decode >= 1
+                    else ""
+                )
+                + f"; the high end adds {UNSEEN_SHARE:.0%} for what a probe cannot see"
             )
             out.append(
                 f"  memory of one step: {self.probe.peak_memory_mb:.0f} MB "
@@ -118,18 +214,39 @@ class Plan:
                 )
         else:
             out.append("  time and memory: not probed (segtune plan SPEC measures them)")
+        records, previews, report = self.disk_bytes()
         out.append(
-            f"  disk: about {self.model_mb * self.runs:.0f} MB of run records "
-            f"({self.model_mb:.1f} MB model.pt per run), decoded cache "
+            f"  disk: about {(records + previews + report) / 1e6:.0f} MB in the study folder "
+            f"({self.model_mb:.1f} MB model.pt and {previews / max(self.runs, 1) / 1e6:.1f} MB "
+            f"of previews per run, {report / 1e6:.0f} MB report), decoded cache "
             f"{self.data.cache_gb:.2f} GB"
         )
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
 
-def run_seconds(c: RunConfig, data: DataStats, probe: Probe) -> float:
-    """One run's time from the probe: its steps, a validation every epoch, each
-    training-split pass, and (at most) an earlier kept epoch's second passes."""
+def _spread(values: list[float], unit: str) -> str:
+    """``0.29 s`` or ``0.29–0.31 s``."""
+    if not values:
+        return f"? {unit}"
+    low, high = min(values), max(values)
+    if f"{low:.2g}" == f"{high:.2g}":
+        return f"{statistics.median(values):.2g} {unit}"
+    return f"{low:.2g}–{high:.2g} {unit}"
+
+
+def run_seconds(
+    c: RunConfig,
+    data: DataStats,
+    probe: Probe,
+    step_s: float | None = None,
+    val_s_per_mp: float | None = None,
+) -> float:
+    """One run's time from the probe (or the given step and validation times): its
+    steps, a validation every epoch, each training-split pass, and (at most) an earlier
+    kept epoch's second passes."""
+    step_s = probe.seconds_per_step if step_s is None else step_s
+    val_s_per_mp = probe.seconds_per_val_megapixel if val_s_per_mp is None else val_s_per_mp
     steps = math.ceil(data.pages_per_epoch / c.optim.batch_size)
     megapixels = data.val_pixels / 1e6
     # The training-split pass: its pictures, priced as validation's average picture.
@@ -141,9 +258,7 @@ def run_seconds(c: RunConfig, data: DataStats, probe: Probe) -> float:
     if c.eval.select == "best" and c.optim.epochs > 1:  # at most: an earlier kept epoch
         # validated and passed again
         evals += 1 + share
-    return c.optim.epochs * steps * probe.seconds_per_step + (
-        evals * megapixels * probe.seconds_per_val_megapixel
-    )
+    return c.optim.epochs * steps * step_s + evals * megapixels * val_s_per_mp
 
 
 def _duration(seconds: float) -> str:
@@ -198,7 +313,7 @@ def stage_plans(spec: StudySpec) -> list[StagePlan]:
                 f": up to {runs} ({configs} configurations of {race.from_} × up to "
                 f"{race.max_seeds - 1} new seeds; fewer as configurations are dropped)"
             )
-            out.append(StagePlan(stage.name, "race", runs, note))
+            out.append(StagePlan(stage.name, "race", runs, note, least=min(configs, runs)))
     return out
 
 
@@ -354,8 +469,18 @@ def largest_fitting_micro_batch(try_step: Callable[[int], None], batch: int) -> 
     return None
 
 
-def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: int = 3) -> Probe:
-    """Time a few training steps on real pages, and one validation picture."""
+def probe(
+    config: RunConfig,
+    train: list[Picture],
+    val: list[Picture],
+    steps: int = 5,
+    passes: int = 3,
+    say: Callable[[str], None] | None = None,
+) -> Probe:
+    """Time ``steps`` warm training steps on real pages, loading a batch, ``passes``
+    validation passes over one picture, building the model and writing a checkpoint,
+    and decoding a picture; ``say`` hears what is being timed."""
+    import os
     import resource
 
     import torch
@@ -366,12 +491,21 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     from segtune.engine.model import build_model
     from segtune.engine.step import batch_forward, step_gradients
 
+    tell = say or (lambda _: None)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     device = resolve_device(config.runtime.device)
     amp_dtype = autocast_dtype(config.runtime.precision, device)  # timed as the run computes
     cache = open_cache(config.data)
+    uncached = _uncached_megapixels(cache, config, [*train, *val])
+    tell("decoding a picture")
+    decode = _decode_seconds_per_mp(config, train[0])
     batch = config.optim.batch_size
-    images, targets, valid = _probe_batch(config, train, cache)
+    tell("building the model")
+    t0 = time.perf_counter()
     model = place_model(build_model(config.model), device, config.runtime.channels_last)
+    build_s = time.perf_counter() - t0
+    images, targets, valid = _probe_batch(config, train, cache)
+    loader_s = _loader_seconds(config, train, cache)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
     decay = config.optim.ema_decay
@@ -397,6 +531,7 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
         fits = largest_fitting_micro_batch(step, micro)
         if fits != micro:
             largest, micro = fits, fits or 1
+    tell(f"timing {steps} training steps of {batch} pages")
     step(micro)  # warm-up
     times = []
     for _ in range(steps):
@@ -408,8 +543,108 @@ def probe(config: RunConfig, train: list[Picture], val: list[Picture], steps: in
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         kind = "process peak resident"
-    eval_s = _validation_seconds_per_mp(model, config, val[0], cache, device, amp_dtype, micro)
-    return Probe(statistics.median(times), eval_s, memory, kind, largest)
+    tell(f"timing {passes} validation passes")
+    val_times = [
+        _validation_seconds_per_mp(model, config, val[0], cache, device, amp_dtype, micro)
+        for _ in range(passes + 1)
+    ][1:]  # the first pass warms up (its kernels, its pages)
+    checkpoint_s = _checkpoint_seconds(model, optimizer)
+    epochs = config.optim.epochs
+    return Probe(
+        statistics.median(times),
+        statistics.median(val_times),
+        memory,
+        kind,
+        largest,
+        step_times=times,
+        val_times=val_times,
+        loader_seconds=loader_s if config.runtime.num_workers == 0 else 0.0,
+        decode_s_per_mp=decode,
+        uncached_megapixels=uncached,
+        run_overhead_s=build_s + checkpoint_s * (epochs + 1),
+        device=str(device),
+        threads=torch.get_num_threads(),
+        cpus=os.cpu_count() or 1,
+        load=load,
+    )
+
+
+def _uncached_megapixels(cache: PictureCache, config: RunConfig, pictures: list[Picture]) -> float:
+    """Megapixels of the pictures whose decoded image is not in the cache yet (decoded
+    once per host, by the first run that reads them)."""
+    r = config.pages.resize
+    scale, longest = (r.scale, r.longest_side) if r else (None, None)
+    total = 0.0
+    for pic in pictures:
+        entry = cache.root / f"{cache.key(pic.image, 'image', scale, longest)}.npy"
+        if not entry.exists():
+            h, w = image_size(pic.image)
+            total += h * w / 1e6
+    return total
+
+
+def _decode_seconds_per_mp(config: RunConfig, picture: Picture) -> float:
+    """Reading, converting and resizing one picture and its mask, per megapixel."""
+    from segtune.data.io import ImageReading, read_image, read_mask
+    from segtune.data.tiles import resize_image
+
+    masks = MaskReading(
+        config.data.ignore_value, config.data.mask_threshold, config.data.invert_masks
+    )
+    t0 = time.perf_counter()
+    image = read_image(picture.image, ImageReading())
+    if picture.mask is not None:
+        read_mask(picture.mask, masks)
+    r = config.pages.resize
+    if r is not None:
+        h, w = image.shape[:2]
+        resize_image(image, resized_shape(h, w, r.scale, r.longest_side))
+    h, w = image.shape[:2]
+    return (time.perf_counter() - t0) / (h * w / 1e6)
+
+
+def _loader_seconds(
+    config: RunConfig, train: list[Picture], cache: PictureCache, batches: int = 3
+) -> float:
+    """Seconds the run's own loader takes to sample, cut and augment one batch of the
+    first training pictures (in-process, as with runtime.num_workers 0)."""
+    from segtune.data.pages import load_split, page_loader
+
+    loaded = load_split(train[: max(1, min(len(train), 4))], cache, config.pages)
+    loader, sampler = page_loader(
+        loaded,
+        config.model_copy(update={"runtime": config.runtime.model_copy(update={"num_workers": 0})}),
+        pin_memory=False,
+    )
+    times: list[float] = []
+    epoch = 0
+    while len(times) < batches:
+        sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        for _ in loader:
+            times.append(time.perf_counter() - t0)
+            if len(times) >= batches:
+                break
+            t0 = time.perf_counter()
+        epoch += 1
+        if epoch > batches:  # an empty epoch: nothing to time
+            break
+    return statistics.median(times) if times else 0.0
+
+
+def _checkpoint_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """Writing the model and optimizer state once (a run writes one every epoch)."""
+    import tempfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+            Path(tmp) / "checkpoint.pt",
+        )
+        return time.perf_counter() - t0
 
 
 def _probe_batch(
@@ -473,9 +708,14 @@ def _validation_seconds_per_mp(
     return (time.perf_counter() - t0) / (h * w / 1e6)
 
 
-def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = None) -> Plan:
+def make_plan(
+    spec: StudySpec, *, measure: bool = True, device: str | None = None, progress: bool = False
+) -> Plan:
     """The plan of a study; ``measure`` runs the timed probe on ``device`` (default: the
-    spec's)."""
+    spec's); ``progress``: a line on stderr for each thing timed, and every few seconds."""
+    import sys
+
+    from segtune.core.progress import Heartbeat
     from segtune.core.runtime import precision_note, resolve_device
     from segtune.data.subsets import resolve_subsets
 
@@ -491,7 +731,13 @@ def make_plan(spec: StudySpec, *, measure: bool = True, device: str | None = Non
     if shared:
         plan.warnings.append(shared_words(shared, "validation", "training"))
     if measure:
-        plan.probe = probe(config, subsets.train, subsets.val)
+
+        def say(what: str) -> None:
+            if progress:
+                print(f"plan: {what}…", file=sys.stderr, flush=True)
+
+        with Heartbeat("plan: probing", progress):
+            plan.probe = probe(config, subsets.train, subsets.val, say=say)
         note = precision_note(config.runtime.precision, resolve_device(config.runtime.device))
         if note:
             plan.warnings.append(note.removeprefix("note: "))
