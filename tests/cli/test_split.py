@@ -62,7 +62,7 @@ def test_init_given_one_folder_splits_it_and_says_so(
 ) -> None:
     data = write_dataset(tmp_path / "data")
     spec = tmp_path / "crack.yaml"
-    assert main(["init", str(data), "--out", str(spec), "-q"]) == 0
+    assert main(["init", str(data), "--out", str(spec), "-q", "--no-probe"]) == 0
     said = capsys.readouterr().out
     assert "no validation folder given: split" in said and "val: 4 pictures" in said
     tree = yaml.safe_load(spec.read_text())

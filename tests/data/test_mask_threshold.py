@@ -57,7 +57,7 @@ def test_jpeg_masks_are_refused_then_read_with_a_threshold(
     assert "expected a number above 0" in capsys.readouterr().err
 
     spec = tmp_path / "s.yaml"
-    argv = ["init", str(data / "train"), str(data / "val"), "--out", str(spec)]
+    argv = ["init", str(data / "train"), str(data / "val"), "--out", str(spec), "--no-probe"]
     assert main(argv) == 2 and not spec.exists()
     assert main([*argv, "--mask-threshold", "128"]) == 0
     assert "mask_threshold: 128" in spec.read_text()

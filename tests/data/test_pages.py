@@ -86,3 +86,25 @@ def test_one_loader_serves_every_epoch() -> None:
         sampler.set_epoch(epoch)
         sizes.append(sum(batch[0].shape[0] for batch in loader))
     assert sizes == [16, 16]
+
+
+def test_pages_per_epoch_takes_a_different_seeded_share_every_epoch() -> None:
+    sampler = EpochSampler(
+        _pictures(), page_size=32, overlap=0, positive_fraction=0.0, batch_size=4, seed=1, limit=6
+    )
+    assert len(sampler) == 6
+    sampler.set_epoch(1)
+    first = [k[:3] for k in sampler]
+    assert len(first) == len(set(first)) == 6 and first == [k[:3] for k in sampler]
+    sampler.set_epoch(2)
+    second = [k[:3] for k in sampler]
+    assert len(second) == 6 and set(second) != set(first)
+    config = build_run_config(
+        {
+            "data": {"train": "t", "val": "v"},
+            "pages": {"page_size": 32, "patch_overlap": 0},
+            "optim": {"pages_per_epoch": 8, "batch_size": 4},
+        }
+    )
+    loader, _ = page_loader(_pictures(), config, pin_memory=False)
+    assert len(loader) == 2  # 8 pages of 16, in batches of 4

@@ -231,7 +231,6 @@ def test_the_estimate_range_spans_the_repetitions_and_a_race_s_fewest_runs(
     demo_data: Path,
 ) -> None:
     from segtune.study.plan import UNSEEN_SHARE, Probe, run_seconds
-
     from segtune.study.spec import build_spec
 
     tree = _spec(demo_data).model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -278,7 +277,7 @@ def test_init_writes_a_commented_spec_from_the_data_that_plans(
     weights = spec.stages[0].grid["loss.pos_weight"]  # type: ignore[index]
     ratio = float(text.split("(1 - f)/f = ")[1].split(".")[0])
     assert weights[0] == 1.0 and 0.8 * ratio <= weights[-1] <= 1.2 * ratio
-    assert "# The median picture's shorter side is 64 px: pages of 64 px" in text
+    assert "# The median picture's shorter side is 64 px: pages of\n    # 64 px" in text
     assert spec.run_config({}).pages.page_size == 64
     assert main(["init", str(demo_data / "train"), str(demo_data / "val"), "--out", str(out)]) == 2
     assert "exists (use --force" in capsys.readouterr().err
@@ -302,7 +301,7 @@ def test_init_with_an_ignore_value(
         mask[:8] = 255  # don't care
         Image.fromarray(mask).save(path)
     out = tmp_path / "s.yaml"
-    argv = ["init", str(data / "train"), str(data / "val"), "--out", str(out)]
+    argv = ["init", str(data / "train"), str(data / "val"), "--out", str(out), "--no-probe"]
     assert main(argv) == 2 and not out.exists()
     err = capsys.readouterr().err
     assert "mask has 3 distinct values (0, 1, 255)" in err and "--ignore-value" in err

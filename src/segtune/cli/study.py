@@ -313,10 +313,45 @@ def _cmd_init(args: argparse.Namespace) -> int:
     train, val = Path(args.train), Path(args.val) if args.val else None
     if val is None:  # one folder: make the validation split, and say so
         train, val = _split_for_init(train, out.parent / f"{name}-split", masks, args)
-    text = starting_spec(train, val, name, masks, args.missing_masks)
+    text = starting_spec(train, val, name, masks, args.missing_masks, device=args.device)
+    if not args.no_probe or args.budget:
+        text = _budgeted(text, train, val, name, masks, args)
     atomic_write_text(out, text)
     print(f"wrote {out}; next: segtune plan {out}")
     return 0
+
+
+def _budgeted(
+    text: str, train: Path, val: Path, name: str, masks: Any, args: argparse.Namespace
+) -> str:
+    """The spec of a start that fits ``--budget`` (or, without one, the suggested start
+    with its estimate, and what would cut it when it is large); progress on stderr."""
+    import yaml
+
+    from segtune.data.layout import load_pictures
+    from segtune.data.subsets import resolve_subsets
+    from segtune.study.budget import budgeted_start, parse_duration
+    from segtune.study.spec import build_spec
+    from segtune.study.starter import default_start, starting_spec
+
+    budget = parse_duration(args.budget) if args.budget else None
+    config = build_spec(yaml.safe_load(text), "init").run_config({})
+    subsets = resolve_subsets(config.data)
+    start, _ = default_start(load_pictures(train, args.missing_masks), masks)
+
+    def say(what: str) -> None:
+        if not args.quiet:
+            print(f"init: {what}…", file=sys.stderr, flush=True)
+
+    with Heartbeat("init: timing", not args.quiet):
+        start, why, lines = budgeted_start(
+            config, subsets.train, subsets.val, start, budget, say, args.budget
+        )
+    for line in lines:
+        print(line)
+    return starting_spec(
+        train, val, name, masks, args.missing_masks, start=start, why=why, device=args.device
+    )
 
 
 def _split_for_init(
@@ -472,6 +507,18 @@ def _add_init(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="spec file to write (its stem names the study)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="fit the study into this time on one worker (2h, 30m, 1h30m): init chooses "
+        "encoder, resize, epochs, pages per epoch, grid and race seeds, one line each",
+    )
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:1: time and write runtime.device (default: auto)"
+    )
+    p.add_argument(
+        "--no-probe", action="store_true", help="no timing (no estimate; not with --budget)"
+    )
     add_mask_options(p, written=True)
     p.set_defaults(func=_cmd_init)
 

@@ -172,6 +172,9 @@ class LossConfig(_Frozen):
 
 class OptimConfig(_Frozen):
     epochs: int = Field(5, ge=1)
+    # At most this many training pages an epoch (a different seeded share of all the
+    # pages every epoch): bounds a run's time on large datasets. None: every page.
+    pages_per_epoch: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
     micro_batch_size: int | None = Field(None, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0)

@@ -134,8 +134,10 @@ class EpochSampler(Sampler[PageKey]):
         positive_fraction: float,
         batch_size: int,
         seed: int,
+        limit: int | None = None,
     ) -> None:
         self.pictures = pictures
+        self.limit = limit  # optim.pages_per_epoch: the first pages of each epoch's plan
         self.page_size, self.overlap = page_size, overlap
         self.positive_fraction, self.batch_size = positive_fraction, batch_size
         self.seed = seed
@@ -149,7 +151,7 @@ class EpochSampler(Sampler[PageKey]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self._length
+        return self._length if self.limit is None else min(self.limit, self._length)
 
     def __iter__(self) -> Iterator[PageKey]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -160,7 +162,7 @@ class EpochSampler(Sampler[PageKey]):
             self.positive_fraction,
             self.batch_size,
             rng,
-        )
+        )[: len(self)]  # with a limit: a different seeded share of the pages every epoch
         aug_seed = (self.seed * 1_000 + self.epoch) * 1_000_003
         return iter([(i, y, x, aug_seed + n) for n, (i, y, x) in enumerate(plan)])
 
@@ -208,6 +210,7 @@ def page_loader(
         config.sampling.positive_fraction,
         config.optim.batch_size,
         config.runtime.seed,
+        config.optim.pages_per_epoch,
     )
     workers = config.runtime.num_workers
     loader: DataLoader[Any] = DataLoader(

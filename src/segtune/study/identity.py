@@ -46,6 +46,7 @@ ADDED_OFF: dict[str, Any] = {
     "data.invert_masks": False,
     "data.missing_masks": "refuse",
     "eval.tolerance_px": None,
+    "optim.pages_per_epoch": None,
 }
 
 

@@ -353,7 +353,7 @@ def data_stats(config: RunConfig, train: list[Picture], val: list[Picture]) -> D
     return DataStats(
         train_pictures=len(train),
         val_pictures=len(val),
-        pages_per_epoch=pages,
+        pages_per_epoch=min(pages, config.optim.pages_per_epoch or pages),
         mean_valid_share=valid / max(pages, 1),
         small_pictures=small,
         positive_fraction=positives / max(pixels, 1),

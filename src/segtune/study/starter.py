@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from segtune.data.io import PLAIN_MASKS, MaskReading, image_size
 from segtune.data.layout import MissingMasks, Picture, load_pictures
 from segtune.data.pairs import counted_mask
+from segtune.study.budget import Start
 
 MASK_SAMPLE = 20
 
@@ -59,28 +61,83 @@ def _mask_settings(
     return lines
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What the data says, for the spec's comments."""
+
+    train: int
+    val: int
+    median_side: int
+    positive_fraction: float
+
+
+def default_start(
+    train_pics: list[Picture], masks: MaskReading = PLAIN_MASKS
+) -> tuple[Start, Facts]:
+    """The start the data suggests before any budget: pages covering the median picture,
+    pos_weight from 1 to the imbalance, ResNet-34, 5 epochs, a race of up to 4 seeds."""
+    sides = [min(image_size(p.image)) for p in train_pics]
+    median_side = int(statistics.median(sides))
+    page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
+    f = positive_fraction(train_pics, masks)
+    ratio = (1 - f) / f if f > 0 else 100.0
+    top = max(ratio, 1.0)
+    weights = tuple(sorted({_round(top ** (i / 3)) for i in range(4)}))
+    start = Start(
+        encoder="resnet34",
+        page_size=page,
+        scale=None,
+        epochs=5,
+        pages_per_epoch=None,
+        pos_weights=weights,
+        bce_weights=(0.2, 0.5, 0.8),
+        max_seeds=4,
+    )
+    return start, Facts(len(train_pics), 0, median_side, f)
+
+
 def starting_spec(
     train: Path,
     val: Path,
     name: str,
     masks: MaskReading = PLAIN_MASKS,
     missing_masks: MissingMasks = "refuse",
+    start: Start | None = None,
+    why: dict[str, str] | None = None,
+    device: str | None = None,
 ) -> str:
     """The YAML text of a starting spec for the pictures in ``train`` and ``val``, whose
     masks are read with ``masks`` (written as ``data.ignore_value`` and
-    ``data.mask_threshold``) and ``missing_masks`` (``data.missing_masks``)."""
+    ``data.mask_threshold``) and ``missing_masks`` (``data.missing_masks``); ``start``
+    (default: :func:`default_start`) with ``why`` (a comment per changed choice: encoder,
+    scale, epochs, pages_per_epoch, grid, race) and ``device`` (``runtime.device``)."""
     train_pics = load_pictures(train, missing_masks)
     val_pics = load_pictures(val, missing_masks)
-    sides = [min(image_size(p.image)) for p in train_pics]
-    median_side = int(statistics.median(sides))
-    page = max(64, min(512, 2 ** int(math.log2(max(median_side, 64)))))
-    f = positive_fraction(train_pics, masks)
+    suggested, facts = default_start(train_pics, masks)
+    start = start or suggested
+    why = why or {}
+    f = facts.positive_fraction
     ignore = _mask_settings(masks, missing_masks, train_pics)
     ratio = (1 - f) / f if f > 0 else 100.0
-    top = max(ratio, 1.0)
-    weights = sorted({_round(top ** (i / 3)) for i in range(4)})
     train_subset = min(len(train_pics), 500)
     val_subset = min(len(val_pics), 50)
+
+    def note(key: str, default: str) -> str:
+        return f"# {why[key]}" if key in why else f"# {default}"
+
+    resize = (
+        f"\n    {note('scale', 'pictures scaled before tiling')}\n"
+        f"    resize: {{scale: {start.scale:g}}}"
+        if start.scale
+        else ""
+    )
+    pages_cap = (
+        f"\n    {note('pages_per_epoch', 'a seeded share of the pages every epoch')}\n"
+        f"    pages_per_epoch: {start.pages_per_epoch}"
+        if start.pages_per_epoch
+        else ""
+    )
+    runtime = f"\n  runtime:\n    device: {device}" if device else ""
     return f"""# segtune study spec written by `segtune init` from the data's own statistics.
 # Check it with `segtune plan {name}.yaml`, then run it with `segtune sweep {name}.yaml`.
 name: {name}
@@ -95,34 +152,42 @@ data:
   val_subset: {val_subset}
   seed: 0{ignore}
 fixed:
+  model:
+    {note("encoder", "a U-Net on ResNet-34 (random init; no download)")}
+    encoder: {start.encoder}
   pages:
-    # The median picture's shorter side is {median_side} px: pages of {page} px (a power
-    # of two, 64 - 512) cover it with little padding.
-    page_size: {page}
-    patch_overlap: {page // 8}
-    blend: gaussian
+    # The median picture's shorter side is {facts.median_side} px: pages of
+    # {start.page_size} px (a power of two, 64 - 512) cover it with little padding.
+    page_size: {start.page_size}
+    patch_overlap: {start.page_size // 8}
+    blend: gaussian{resize}
   sampling:
     # Positive pixels are {f:.3%} of the sampled masks: a quarter of each batch are pages
     # holding positives, so every batch has some.
     positive_fraction: 0.25
   optim:
-    epochs: 5
-    batch_size: 8
+    {note("epochs", "epochs of every training page")}
+    epochs: {start.epochs}
+    batch_size: 8{pages_cap}{runtime}
 stages:
   - name: grid
     grid:
       # Positives are rare: (1 - f)/f = {ratio:.3g}. pos_weight spans 1 to that
-      # imbalance on a log scale.
-      loss.pos_weight: {weights}
-      loss.bce_weight: [0.2, 0.5, 0.8]
+      # imbalance on a log scale.{_extra(why, "grid")}
+      loss.pos_weight: {list(start.pos_weights)}
+      loss.bce_weight: {list(start.bce_weights)}
   # Then race them: new seeds only for configurations that might still be the best,
   # one dropped once it is worse than another with 95 % confidence (training noise
-  # measured on the way; the report's Answer names the survivors).
+  # measured on the way; the report's Answer names the survivors).{_extra(why, "race", "  ")}
   - name: race
-    race: {{from: grid, max_seeds: 4, confidence: 0.95}}
+    race: {{from: grid, max_seeds: {start.max_seeds}, confidence: 0.95}}
 # F1 needs both precision and recall (recall alone is maximised by predicting every
 # pixel positive); the report shows recall, precision, AP and best F1 beside it.
 objective: {{metric: val/f1, direction: maximize}}
 top_k: 5
 preview_pictures: 5
 """
+
+
+def _extra(why: dict[str, str], key: str, indent: str = "      ") -> str:
+    return f"\n{indent}# {why[key]}" if key in why else ""
