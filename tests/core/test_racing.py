@@ -87,3 +87,21 @@ def test_a_spent_budget_ends_the_race() -> None:
     racers = _contenders([0.7, 0.7, 0.7], seeds=2, seed_sd=0.02, rng=rng)
     assert run_race(racers, 5, 0.95, "maximize", budget_runs=3).ended
     assert not run_race(racers, 5, 0.95, "maximize", budget_runs=4).ended
+
+
+def test_a_round_interval_of_a_share_stays_inside_0_and_1() -> None:
+    """One seed of c1 collapses (recall 0.1): the pooled seed noise is large, and the
+    interval of a mean recall near 0.97 would reach past 1 — cut to the metric's range."""
+    from segtune.core.metrics import metric_range
+    from segtune.core.racing import round_intervals
+
+    contenders = [
+        Contender("c0", (0.96, 0.97, 0.98)),
+        Contender("c1", (0.95, 0.96, 0.10)),
+    ]
+    free = round_intervals(contenders)
+    assert max(high for _, _, _, high in free["c0"]) > 1.0  # what the figure drew before
+    bounded = round_intervals(contenders, bounds=metric_range("val/recall"))
+    for name in ("c0", "c1"):
+        assert all(0.0 <= low <= mean <= high <= 1.0 for _, mean, low, high in bounded[name])
+    assert metric_range("val/loss") is None and metric_range("test/f1_2px") == (0.0, 1.0)

@@ -66,6 +66,20 @@ def ranking(value: float, direction: Direction) -> float:
     return -value if direction == "maximize" else value
 
 
+# Metrics that are shares (precision … AUC, and their pixel-tolerance forms): a mean of
+# them, and so an honest interval for it, lies in [0, 1].
+_SHARES = {"precision", "recall", "f1", "iou", "ap", "auc", "best_f1", "best_threshold"}
+
+
+def metric_range(key: str) -> tuple[float, float] | None:
+    """The values a metric can take, when bounded (``val/recall``: (0, 1)); None for
+    counts and the loss."""
+    name = key.split("/", 1)[-1]
+    if name in _SHARES or _TOLERANT.fullmatch(name):
+        return 0.0, 1.0
+    return None
+
+
 def describe_metric(key: str, threshold: float | None = 0.5, *, short: bool = False) -> str:
     """The one way a metric key is put into words (tables, titles, axes, captions).
 
@@ -107,7 +121,7 @@ def trivially_maximised(key: str) -> str | None:
     return _TRIVIAL.get(key.split("/", 1)[-1])
 
 
-# Flags at the threshold a table uses (documented in the README): a run over-predicts
+# Flags at the threshold a table uses (documented in docs/report.md): a run over-predicts
 # when it marks at least OVER_PREDICTION times the true positive pixels, under-predicts
 # when the true positive pixels are at least UNDER_PREDICTION times what it marks, and
 # finds almost nothing when its recall is below ALMOST_NOTHING.

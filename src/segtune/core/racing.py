@@ -147,12 +147,15 @@ def run_race(
 
 
 def round_intervals(
-    contenders: Sequence[Contender], level: float = 0.95
+    contenders: Sequence[Contender],
+    level: float = 0.95,
+    bounds: tuple[float, float] | None = None,
 ) -> dict[str, list[tuple[int, float, float, float]]]:
     """Each contender's ``(round, mean, low, high)`` after each round it reached: the
     mean of its first r seeds and its ``level`` interval (picture bootstrap of that
     mean, widened by t·s_seed/√r with s_seed pooled over the contenders at round r) —
-    what the race figure draws."""
+    what the race figure draws. ``bounds``: the metric's range (a recall's mean lies in
+    [0, 1]), to which the interval is cut (it covers the mean at least as often)."""
     out: dict[str, list[tuple[int, float, float, float]]] = {c.name: [] for c in contenders}
     for rounds in range(1, max((len(c.values) for c in contenders), default=0) + 1):
         at = [c for c in contenders if len(c.values) >= rounds]
@@ -168,5 +171,8 @@ def round_intervals(
                 if samples is None
                 else tuple(float(x) for x in np.percentile(samples, [tail, 100 - tail]))
             )
-            out[c.name].append((rounds, e.mean, low - widen, high + widen))
+            low, high = low - widen, high + widen
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
+            out[c.name].append((rounds, e.mean, low, high))
     return out

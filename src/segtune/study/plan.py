@@ -311,7 +311,8 @@ def stage_plans(spec: StudySpec) -> list[StagePlan]:
                 runs = min(runs, race.budget_runs)
             note = (
                 f": up to {runs} ({configs} configurations of {race.from_} × up to "
-                f"{race.max_seeds - 1} new seeds; fewer as configurations are dropped)"
+                f"{race.max_seeds - 1} new seed{'s' if race.max_seeds > 2 else ''}; fewer as "
+                "configurations are dropped)"
             )
             out.append(StagePlan(stage.name, "race", runs, note, least=min(configs, runs)))
     return out

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from optuna.trial import FrozenTrial, TrialState
 
 from segtune.core.intervals import metric_samples, resample_weights
+from segtune.core.metrics import metric_range
 from segtune.core.racing import Contender, RaceState, round_intervals, run_race
 from segtune.core.records import RunFolder
 from segtune.study.attrs import TrialAttrs
@@ -200,7 +201,7 @@ def race_summary(view: RaceHost, stage: Stage) -> dict[str, Any]:
     race = Race(view, stage)
     contenders = race.contenders()
     state = race.state(record=False)
-    rounds = round_intervals(contenders)
+    rounds = round_intervals(contenders, bounds=metric_range(view.spec.objective.metric))
     return {
         "stage": stage.name,
         "max_seeds": stage.race.max_seeds if stage.race else None,
