@@ -225,9 +225,9 @@ class Fitted:
 
 
 def _words(seconds: float) -> str:
-    from segtune.study.plan import _duration
+    from segtune.study.plan import duration_words
 
-    return _duration(seconds)
+    return duration_words(seconds)
 
 
 def fit(start: Start, model: CostModel, budget: float) -> Fitted:

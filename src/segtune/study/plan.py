@@ -185,9 +185,9 @@ class Plan:
             )
             load = "" if p.load is None else f", load {p.load:.1f} from other work at probe time"
             out.append(
-                f"  time with one worker: about {_duration(est.centre)} (range "
-                f"{_duration(est.low)} – {_duration(est.high)}); {_duration(est.per_run)} per "
-                f"run{fewest}"
+                f"  time with one worker: about {duration_words(est.centre)} (range "
+                f"{duration_words(est.low)} – {duration_words(est.high)}); "
+                f"{duration_words(est.per_run)} per run{fewest}"
             )
             out.append(
                 f"    assumes {p.device}, {p.threads} thread(s) of {p.cpus} CPU(s){load}; "
@@ -197,7 +197,7 @@ class Plan:
                 f"({len(p.val_times)} passes), {p.run_overhead_s:.1f} s per run to build the "
                 f"model and write checkpoints"
                 + (
-                    f", {_duration(est.decode)} once to decode pictures not yet cached"
+                    f", {duration_words(est.decode)} once to decode pictures not yet cached"
                     if est.decode >= 1
                     else ""
                 )
@@ -261,7 +261,8 @@ def run_seconds(
     return c.optim.epochs * steps * step_s + evals * megapixels * val_s_per_mp
 
 
-def _duration(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``: a plan's durations."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
