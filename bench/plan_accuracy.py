@@ -3,7 +3,7 @@
     .venv/bin/python bench/plan_accuracy.py [--device cpu] [--deepcrack]
 
 For the demo study (generated data, its grid raced) and, with ``--deepcrack``, a
-DeepCrack study (2 grid points of at least 5 minutes each: 5 epochs of all 300 training
+DeepCrack study (2 grid points of at least 5 minutes each: 8 epochs of all 300 training
 pictures at half their size, 30 validation pictures), in one run: the plan's printed
 range and centre (its timed probe, on this machine) and the measured wall time of
 ``segtune sweep`` (one worker, report included). Goal: the measured time inside the
@@ -61,7 +61,7 @@ def deepcrack_spec(tmp: Path, device: str) -> Path:
         "fixed": {
             "pages": {"page_size": 128, "patch_overlap": 16, "resize": {"scale": 0.5}},
             "model": {"encoder": "mobilenet_v2"},
-            "optim": {"epochs": 5, "batch_size": 8, "learning_rate": 1e-3},
+            "optim": {"epochs": 8, "batch_size": 8, "learning_rate": 1e-3},
             "eval": {"preview_pictures": 0},
             "runtime": {"device": device},
         },
