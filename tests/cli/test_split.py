@@ -51,6 +51,10 @@ def test_split_refuses_what_it_cannot_do_in_one_line(
         assert main(["split", str(data), *out, *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], (args, err)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["split", str(data), "--val", "2", "--out", str(afile), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {afile}: is a file, not a folder"
     with pytest.raises(SystemExit):  # argparse's own usage error
         main(["split", str(data), *out, "--val", "abc"])
     assert "expected a fraction (0.1) or a count (30), got 'abc'" in capsys.readouterr().err

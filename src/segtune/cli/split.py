@@ -9,7 +9,7 @@ from typing import Any
 from segtune.cli.options import add_mask_options
 from segtune.core.errors import DataError, SegtuneError
 from segtune.core.progress import Progress
-from segtune.core.records import atomic_write_text
+from segtune.core.records import atomic_write_text, check_out_dir
 from segtune.data.io import MaskReading
 from segtune.data.layout import MissingMasks, Picture, load_pictures
 from segtune.data.manifests import manifest_text
@@ -65,12 +65,19 @@ def make_split(
     return split_pictures(shares, counts, fixed, seed)
 
 
+def check_out(out: Path, names: list[str], force: bool) -> None:
+    """Refuse, before any mask is read, a folder that cannot be written or manifests
+    that would be overwritten without ``--force``."""
+    check_out_dir(out, "--out")
+    existing = [out / f"{n}.csv" for n in names if (out / f"{n}.csv").exists()]
+    if existing and not force:
+        raise SegtuneError(f"--out {existing[0]}: exists (use --force to overwrite)")
+
+
 def write_split(out: Path, splits: dict[str, list[Share]], force: bool) -> list[Path]:
     """``train.csv``, ``val.csv`` (and ``test.csv``) in ``out``: all or none written."""
     files = {name: out / f"{name}.csv" for name, shares in splits.items() if shares}
-    existing = [p for p in files.values() if p.exists()]
-    if existing and not force:
-        raise SegtuneError(f"--out {existing[0]}: exists (use --force to overwrite)")
+    check_out(out, list(files), force)
     out.mkdir(parents=True, exist_ok=True)
     for name, path in files.items():
         atomic_write_text(path, manifest_text([s.picture for s in splits[name]], path))
@@ -87,6 +94,8 @@ def count_or_fraction(text: str) -> float:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
+    names = ["train", "val"] + (["test"] if args.test or args.test_from else [])
+    check_out(Path(args.out), names, args.force)
     masks = MaskReading(args.ignore_value, args.mask_threshold, args.invert_masks)
     pictures = gather([Path(s) for s in args.data], args.missing_masks)
     splits = make_split(

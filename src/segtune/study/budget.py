@@ -281,8 +281,8 @@ def budgeted_start(
     """The start to write, a comment per changed choice, and the lines to print: with a
     ``budget``, what was cut to fit it; without, the estimate and the biggest cuts when
     it exceeds LARGE_PLAN_S (else just the estimate)."""
-    first = reference_costs(config, train, val, (start.encoder,), say)
-    model = CostModel(config, sizes(train), sizes(val), first)
+    costs = reference_costs(config, train, val, (start.encoder,), say)
+    model = CostModel(config, sizes(train), sizes(val), costs)
     from segtune.core.runtime import resolve_device
 
     device = str(resolve_device(config.runtime.device))
@@ -300,16 +300,22 @@ def budgeted_start(
     fitted = fit(start, model, budget)
     # Time the chosen encoder at the chosen pages (a step does not scale exactly with
     # its pixels) and fit again from there.
-    chosen = fitted.start
+    chosen, estimated = fitted.start, fitted.seconds
     model.costs.update(
         reference_costs(config, train, val, (chosen.encoder,), say, chosen.page_size, chosen.scale)
     )
+    retimed = model.study_seconds(chosen)
     again = fit(chosen, model, budget)
-    fitted = Fitted(again.start, again.seconds, fitted.lines + again.lines, again.fits)
+    cuts = list(fitted.lines)
+    if _words(retimed) != _words(estimated):
+        note = f"{chosen.encoder} timed on {chosen.page_size} px pages: {_words(estimated)} → "
+        cuts.append(("", note + _words(retimed)))
+    fitted = Fitted(again.start, again.seconds, cuts + again.lines, again.fits)
     why: dict[str, str] = {}
     said = budget_words or _words(budget)
     for key, words in fitted.lines:
-        why[key] = f"--budget {said}: {words}"
+        if key:  # a cut (not a re-timing): a comment on the spec line it changed
+            why[key] = f"--budget {said}: {words}"
     out = [f"--budget {said} on {device}: {words}" for _, words in fitted.lines]
     verdict = "fits" if fitted.fits else "still exceeds it: the smallest start of the ladder"
     out.append(

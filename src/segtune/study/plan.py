@@ -262,9 +262,12 @@ def run_seconds(
 
 
 def duration_words(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3.5 h``: a plan's durations."""
+    """``45 s``, ``3.5 min``, ``42 min``, ``3.5 h``: a plan's durations (a tenth of a
+    minute below 20 minutes, so a range of a few minutes reads as one)."""
     if seconds < 120:
         return f"{seconds:.0f} s"
+    if seconds < 1200:
+        return f"{seconds / 60:.1f} min"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
