@@ -51,12 +51,12 @@ def test_the_readme_walkthrough_runs_on_generated_data(
     first = sorted((tmp_path / "data" / "test" / "images").iterdir())[0]
     shutil.copy(first, tmp_path / "new-pictures" / "a.png")
     monkeypatch.chdir(tmp_path)
-    model = ""
+    model, printed = "", []
     for command in walkthrough():
         command = command.replace("--budget 2h", "--budget 1m").replace("$MODEL", model)
         if command.startswith("MODEL=$("):
             inner = command.removeprefix("MODEL=$(").split("|", 1)[0]
-            capsys.readouterr()
+            printed.append(capsys.readouterr().out)
             assert main(shlex.split(inner)[1:]) == 0, inner
             model = capsys.readouterr().out.split("\t", 1)[0].strip()
             assert Path(model).is_absolute() and Path(model).is_file()
@@ -74,8 +74,9 @@ def test_the_readme_walkthrough_runs_on_generated_data(
             continue
         assert words[0] == "segtune"
         assert main(words[1:]) == 0, command
-    out = capsys.readouterr().out
-    assert "fits" in out  # init said the study fits its budget
+        printed.append(capsys.readouterr().out)
+    init = next(p for p in printed if "next: segtune plan crack.yaml" in p)
+    assert "--budget 1m on cpu: " in init and "fits" in init  # what was cut, and the verdict
     report = tmp_path / "studies" / "crack" / "report" / "report.html"
     assert "Answer" in report.read_text()
     test = json.loads((tmp_path / "test.json").read_text())

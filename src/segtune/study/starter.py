@@ -168,7 +168,10 @@ fixed:
   optim:
     {note("epochs", "epochs of every training page")}
     epochs: {start.epochs}
-    batch_size: 8{pages_cap}{runtime}
+    batch_size: 8
+    # Random initial weights (nothing downloaded): Adam at 1e-3, as bench/deepcrack.py
+    # trains (the run config's default 1e-4 suits pretrained encoders).
+    learning_rate: 0.001{pages_cap}{runtime}
 stages:
   - name: grid
     grid:
