@@ -1,4 +1,4 @@
-"""Options shared by several commands: how masks are read."""
+"""Options shared by several commands: how masks are read, probabilities written."""
 
 from __future__ import annotations
 
@@ -48,4 +48,16 @@ def add_missing_masks_option(p: argparse.ArgumentParser, default: str | None, ho
         default=default,
         help=f"an image without a mask: refuse (a problem) or empty (no positives); default "
         f"{said} ({how})",
+    )
+
+
+def add_save_probabilities(p: argparse.ArgumentParser, what: str) -> None:
+    """``--save-probabilities [8|16]``: probability maps as 8- or 16-bit PNGs."""
+    p.add_argument(
+        "--save-probabilities",
+        type=int,
+        choices=(8, 16),
+        nargs="?",
+        const=16,
+        help=f"{what} (8- or 16-bit; default 16)",
     )

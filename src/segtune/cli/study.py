@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segtune.cli.options import add_mask_options, add_missing_masks_option
+from segtune.cli.options import add_mask_options, add_missing_masks_option, add_save_probabilities
 from segtune.core.progress import Heartbeat
 from segtune.study import STORAGE_ENV
 
@@ -482,14 +482,7 @@ def _add_predict(sub: Any) -> None:
         default="0.5",
         help="a number in (0, 1), or 'best' (the run's validation F1-best threshold)",
     )
-    p.add_argument(
-        "--save-probabilities",
-        type=int,
-        choices=(8, 16),
-        nargs="?",
-        const=16,
-        help="also write <stem>-prob.png (8- or 16-bit; default 16)",
-    )
+    add_save_probabilities(p, "also write <stem>-prob.png")
     p.add_argument("--overlays", action="store_true", help="also write <stem>-overlay.png")
     add_tta_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
@@ -561,14 +554,7 @@ def _add_evaluate(sub: Any) -> None:
         metavar="DIR",
         help="also write <name>.png masks as segtune predict would, from the same pass",
     )
-    p.add_argument(
-        "--save-probabilities",
-        type=int,
-        choices=(8, 16),
-        nargs="?",
-        const=16,
-        help="with --save-masks: also <name>-prob.png (8- or 16-bit; default 16)",
-    )
+    add_save_probabilities(p, "with --save-masks: also <name>-prob.png")
     p.add_argument("--pr-curve", metavar="PNG", help="also draw the split's precision-recall curve")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     p.set_defaults(func=_cmd_evaluate)
